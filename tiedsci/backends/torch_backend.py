@@ -1,0 +1,86 @@
+"""torch implementation of the backend seam; the only backend module that imports torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["TorchBackend", "resolve_device"]
+
+
+def resolve_device(device: Any) -> torch.device:
+    """Return a ``torch.device``; a clear error when CUDA is asked for and absent."""
+    dev = torch.device(device if device is not None else "cpu")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device={str(device)!r} was requested but CUDA is not available on this machine "
+            "(torch.cuda.is_available() is False); use device='cpu'"
+        )
+    return dev
+
+
+@dataclass(frozen=True)
+class TorchBackend:
+    """torch tensors on ``device`` with ``dtype`` (float64 by default)."""
+
+    device: Any = "cpu"
+    dtype: Any = torch.float64
+    name: str = "torch"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", resolve_device(self.device))
+        if isinstance(self.dtype, str):
+            object.__setattr__(self, "dtype", getattr(torch, self.dtype))
+
+    def asarray(self, x: Any) -> torch.Tensor:
+        if isinstance(x, torch.Tensor):
+            return x.to(device=self.device, dtype=self.dtype)
+        return torch.as_tensor(np.asarray(x), device=self.device, dtype=self.dtype)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        if isinstance(x, torch.Tensor):
+            return x.detach().cpu().numpy().copy()
+        return np.array(x, copy=True)
+
+    def zeros(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.zeros(shape, device=self.device, dtype=self.dtype)
+
+    def exp(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(x)
+
+    def log(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(x)
+
+    def sigmoid(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x)
+
+    def logsumexp(self, x: torch.Tensor, axis: int) -> torch.Tensor:
+        return torch.logsumexp(x, dim=axis)
+
+    def softmax(self, x: torch.Tensor, axis: int) -> torch.Tensor:
+        return torch.softmax(x, dim=axis)
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a @ b
+
+    def concat(self, xs: list[torch.Tensor], axis: int = 0) -> torch.Tensor:
+        return torch.cat(xs, dim=axis)
+
+    def take(self, x: torch.Tensor, index: Any) -> torch.Tensor:
+        idx = torch.as_tensor(np.asarray(index, dtype=np.int64), device=x.device)
+        return x.index_select(0, idx)
+
+    def index_add(self, out_size: int, index: Any, values: torch.Tensor) -> torch.Tensor:
+        idx = torch.as_tensor(np.asarray(index, dtype=np.int64), device=values.device)
+        out = torch.zeros((out_size,) + tuple(values.shape[1:]), device=values.device,
+                          dtype=values.dtype)
+        return out.index_add(0, idx, values)
+
+    def sum(self, x: torch.Tensor, axis: int | None = None) -> torch.Tensor:
+        return torch.sum(x) if axis is None else torch.sum(x, dim=axis)
+
+    def reshape(self, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.reshape(x, shape)

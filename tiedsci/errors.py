@@ -1,0 +1,73 @@
+"""Exception tree of tiedsci.
+
+Every exception derives from :class:`TiedSciError` and also from the builtin a caller would
+naturally catch (``ValueError``, ``KeyError``, ...), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TiedSciError",
+    "DeclarationError",
+    "UnknownParameterError",
+    "ShapeMismatchError",
+    "CycleError",
+    "ConflictError",
+    "PackingError",
+    "NotPoolableError",
+    "NotFittedError",
+    "DataError",
+    "ConvergenceError",
+    "SingularMatrixError",
+]
+
+
+class TiedSciError(Exception):
+    """Base class of every error raised by tiedsci."""
+
+
+class DeclarationError(TiedSciError, ValueError):
+    """A parameter declaration or relation is invalid (redefinition, bad bounds, NaN value...)."""
+
+
+class UnknownParameterError(TiedSciError, KeyError):
+    """A name that was never declared; the message suggests the closest declared name."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class ShapeMismatchError(DeclarationError):
+    """Two parameters related by a tie or a relation have incompatible shapes."""
+
+
+class CycleError(DeclarationError):
+    """A relation would make a parameter depend on itself."""
+
+
+class ConflictError(DeclarationError):
+    """Relations contradict each other (e.g. tying two fixed parameters of different values)."""
+
+
+class PackingError(TiedSciError, ValueError):
+    """Full values cannot be packed: tied members disagree, or a value breaks its bounds."""
+
+
+class NotPoolableError(TiedSciError, ValueError):
+    """Statistics cannot be pooled through a scaled, affine or derived relation."""
+
+
+class NotFittedError(TiedSciError, ValueError, AttributeError):
+    """An estimator was used before ``fit``."""
+
+
+class DataError(TiedSciError, ValueError):
+    """Input data are invalid: NaN/inf, wrong shape, non-positive sigma, symbols out of range..."""
+
+
+class ConvergenceError(TiedSciError, RuntimeError):
+    """An iterative solver did not converge and the caller asked for that to be an error."""
+
+
+class SingularMatrixError(TiedSciError, ValueError):
+    """A normal matrix is singular; the message names the parameters responsible."""
