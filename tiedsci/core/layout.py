@@ -21,7 +21,6 @@ import scipy.sparse as sp
 
 from tiedsci.backends import backend_of, get_backend, is_torch
 from tiedsci.core.constraints import Derived, Restraint
-from tiedsci.core.refs import element_label
 from tiedsci.core.transforms import Identity, Interval, Simplex
 from tiedsci.errors import (
     ConflictError,
@@ -306,7 +305,8 @@ class Layout:
         for blk in self.blocks:
             p = z[blk.z_idx]
             total = p.sum(axis=1)
-            bad = (p < -1e-10).any(axis=1) | (np.abs(total - blk.mass) > 1e-6 * np.maximum(1, blk.mass))
+            off = np.abs(total - blk.mass) > 1e-6 * np.maximum(1, blk.mass)
+            bad = (p < -1e-10).any(axis=1) | off
             if bad.any():
                 i = int(np.argmax(bad))
                 e = int(np.flatnonzero(self.zslot == blk.z_idx[i, 0])[0])

@@ -317,7 +317,8 @@ class Registry:
             if len(self._members(e)) > 1 or self._fixed[self._find(e)]:
                 raise ConflictError(f"{self._elabel(e)} is tied or fixed and cannot be derived")
             if self._elem_bound(e) is not None:
-                raise ConflictError(f"{tgt.label} has bounds; a derived parameter cannot be bounded")
+                raise ConflictError(
+                    f"{tgt.label} has bounds; a derived parameter cannot be bounded")
         for e, (terms, _) in self._linear.items():
             if any(self._elem_owner[s] == tgt.name for _, s in terms):
                 raise DeclarationError(
@@ -388,7 +389,8 @@ class Registry:
         spec = self._specs[ref.name]
         if isinstance(transform, Simplex):
             if ref.flat is not None:
-                raise DeclarationError(f"Simplex bounds apply to a whole parameter, got {ref.label}")
+                raise DeclarationError(
+                    f"Simplex bounds apply to a whole parameter, got {ref.label}")
             if not spec.shape:
                 raise DeclarationError(f"Simplex needs an array parameter; {ref.name} is scalar")
             ax = transform.axis if transform.axis >= 0 else transform.axis + len(spec.shape)
@@ -435,7 +437,8 @@ class Registry:
             refs = [refs]
         rs = tuple(self._ref(r) for r in refs)
         if not math.isfinite(strength) or strength <= 0:
-            raise DeclarationError(f"restraint strength must be positive and finite, got {strength}")
+            raise DeclarationError(
+                f"restraint strength must be positive and finite, got {strength}")
         if target is None and len(rs) < 2:
             raise DeclarationError("a soft tie needs two or more refs, or a target value")
         for r in rs[1:]:
