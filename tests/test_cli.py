@@ -32,3 +32,11 @@ def test_module_entry_point_runs():
     res = subprocess.run([sys.executable, "-m", "tiedsci", "--version"], capture_output=True,
                          text=True, check=True)
     assert "tiedsci" in res.stdout
+
+
+def test_demo_writes_a_self_contained_html_report(tmp_path):
+    main(["demo", "--quick", "--only", "registry", "--out", str(tmp_path)])
+    text = (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64," in text  # the figure is embedded, not linked
+    assert "centre_esd_joint" in text
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically

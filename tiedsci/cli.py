@@ -74,8 +74,14 @@ def run_demo(out: Path, quick: bool, only: Sequence[str] | None = None) -> dict[
         results[key] = summary
         for k, v in summary.items():
             print(f"   {k:>22}: {_short(v)}")
-    (out / "summary.json").write_text(json.dumps(results, indent=2, default=str))
-    print(f"results and plots written to {out}")
+    from tiedsci.report import write_html_report
+
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2, default=str))
+    tmp.replace(out / "summary.json")
+    titles = {key: title for key, title, _ in sections}
+    report = write_html_report(out, results, titles)
+    print(f"results and plots written to {out} (report: {report})")
     return results
 
 
