@@ -1,0 +1,137 @@
+"""Covariance of the free parameters, singularity diagnosis and bound hits (pure numpy)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from tiedsci.core import Layout
+
+__all__ = ["CovarianceInfo", "invert_normal", "propagate", "bound_hits", "strongest"]
+
+
+@dataclass(frozen=True)
+class CovarianceInfo:
+    """Inverse of ``J^T J`` in theta space, or the reason it does not exist.
+
+    Attributes
+    ----------
+    cov_theta : ndarray, shape (n_free, n_free) or None
+        Unscaled covariance of theta (``None`` when singular).
+    singular : tuple of tuple of str
+        Groups of free parameters that are (nearly) linearly dependent, one group per null
+        direction; a group of one names a parameter with no influence on the residuals.
+    """
+
+    cov_theta: np.ndarray | None
+    singular: tuple[tuple[str, ...], ...]
+
+    def message(self) -> str:
+        lines = []
+        for grp in self.singular:
+            if len(grp) == 1:
+                lines.append(f"{grp[0]} has (almost) no influence on the residuals")
+            else:
+                lines.append("linearly dependent: " + ", ".join(grp))
+        return ("the normal matrix J^T W J is singular; fix or tie one parameter of each group: "
+                + "; ".join(lines))
+
+
+def invert_normal(h: np.ndarray, labels: Sequence[str], rcond: float = 1e-13) -> CovarianceInfo:
+    """Invert the normal matrix after scaling it to unit diagonal.
+
+    Parameters
+    ----------
+    h : ndarray, shape (n_free, n_free)
+        ``J^T W J`` in theta space.
+    labels : sequence of str
+        Names of the free parameters (for the diagnosis).
+    rcond : float
+        Eigenvalues of the unit-diagonal matrix below ``rcond * max`` count as zero.
+    """
+    n = h.shape[0]
+    if n == 0:
+        return CovarianceInfo(np.zeros((0, 0)), ())
+    d = np.sqrt(np.clip(np.diag(h), 0.0, None))
+    dead = d <= 1e-150 + 1e-14 * d.max(initial=0.0)
+    groups: list[tuple[str, ...]] = [(labels[i],) for i in np.flatnonzero(dead)]
+    dd = np.where(dead, 1.0, d)
+    hs = h / np.outer(dd, dd)
+    hs[dead, :] = 0.0
+    hs[:, dead] = 0.0
+    hs[dead, dead] = 1.0
+    w, v = np.linalg.eigh(hs)
+    small = w < rcond * max(float(w.max()), 1.0)
+    for k in np.flatnonzero(small):
+        vec = np.abs(v[:, k])
+        members = np.flatnonzero(vec > 0.1 * vec.max())
+        grp = tuple(labels[i] for i in members[np.argsort(-vec[members])])
+        if grp and grp not in groups:
+            groups.append(grp)
+    if groups:
+        return CovarianceInfo(None, tuple(groups))
+    cov = (v / w) @ v.T
+    cov = cov / np.outer(dd, dd)
+    return CovarianceInfo(0.5 * (cov + cov.T), ())
+
+
+def propagate(dv: sp.csr_matrix, cov_theta: np.ndarray, rows: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Covariance in value space: ``Dv cov Dv^T``.
+
+    Returns
+    -------
+    var_all : ndarray, shape (n_elements,)
+        Variance of every element (0 for fixed ones).
+    cov_rows : ndarray, shape (len(rows), len(rows))
+        Covariance among the elements ``rows`` (the free representatives).
+    """
+    a = dv @ cov_theta  # (n_elements, n_free)
+    var_all = np.asarray((dv.multiply(a)).sum(axis=1)).ravel()
+    sub = dv[rows]
+    cov_rows = np.asarray(sub @ (sub @ cov_theta).T)
+    return np.clip(var_all, 0.0, None), 0.5 * (cov_rows + cov_rows.T)
+
+
+def bound_hits(layout: Layout, theta: np.ndarray, tol: float = 1e-6) -> list[tuple[str, str]]:
+    """Free parameters sitting on (within ``tol`` of) one of their bounds.
+
+    Returns
+    -------
+    list of (label, "lower" | "upper")
+    """
+    out: list[tuple[str, str]] = []
+    st, lo, hi = layout.slot_theta, layout.slot_lo, layout.slot_hi
+    for kind in ("lower", "upper", "interval"):
+        for j, a, b in zip(st[kind], lo[kind], hi[kind]):
+            t = float(theta[j])
+            if kind == "interval":
+                u = 1.0 / (1.0 + np.exp(-t))
+                if u < tol:
+                    out.append((layout.free_names[j], "lower"))
+                elif u > 1 - tol:
+                    out.append((layout.free_names[j], "upper"))
+            else:
+                ref = max(1.0, abs(a if kind == "lower" else b))
+                if np.exp(t) < tol * ref:
+                    out.append((layout.free_names[j], kind))
+    return out
+
+
+def strongest(corr: np.ndarray, labels: Sequence[str], n: int = 10,
+              threshold: float = 0.0) -> list[tuple[str, str, float]]:
+    """The ``n`` largest ``|correlation|`` pairs above ``threshold``, strongest first."""
+    if corr.size == 0:
+        return []
+    iu = np.triu_indices(corr.shape[0], k=1)
+    vals = corr[iu]
+    order = np.argsort(-np.abs(vals), kind="stable")
+    out = []
+    for k in order[:n]:
+        if abs(vals[k]) < threshold or not np.isfinite(vals[k]):
+            break
+        out.append((labels[iu[0][k]], labels[iu[1][k]], float(vals[k])))
+    return out

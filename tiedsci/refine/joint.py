@@ -1,0 +1,346 @@
+"""JointRefinement: declare shared and per-dataset parameters, add datasets, fit.
+
+Example
+-------
+>>> jr = JointRefinement()
+>>> jr.add(Dataset(x1, y1, sigma=s1, name="xray"), model)          # doctest: +SKIP
+>>> jr.add(Dataset(x2, y2, sigma=s2, name="neutron"), model)       # doctest: +SKIP
+>>> jr.shared("center", 3.0)                                       # doctest: +SKIP
+>>> jr.local("scale", 1.0, bounds=Positive())  # xray.scale, neutron.scale  # doctest: +SKIP
+>>> jr.registry.tie("neutron.width", "xray.width")                 # doctest: +SKIP
+>>> result = jr.fit()                                              # doctest: +SKIP
+
+All relations beyond shared/local (ties between some datasets, affine and derived relations,
+bounds, fixed values, restraints) are made on :attr:`JointRefinement.registry` directly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tiedsci.core import Layout, ParamRef, Registry
+from tiedsci.core.layout import FIXED
+from tiedsci.errors import ConvergenceError, DeclarationError, SingularMatrixError
+from tiedsci.refine.contribution import Contribution
+from tiedsci.refine.covariance import bound_hits, invert_normal, propagate
+from tiedsci.refine.data import Dataset
+from tiedsci.refine.problem import Problem, compile_problem
+from tiedsci.refine.result import DatasetFit, RefinementResult, StageSummary
+from tiedsci.refine.solver import LMOutcome, assemble, dense_normal, levenberg_marquardt
+from tiedsci.refine.stages import Stage, select_names, stage_registry
+from tiedsci.refine.stats import agreement
+
+__all__ = ["JointRefinement", "fit_problem"]
+
+ENGINES = ("tiedsci", "lmfit")
+
+
+class JointRefinement:
+    """Builder of a joint multi-dataset refinement over one :class:`Registry`.
+
+    Parameters
+    ----------
+    registry : Registry, optional
+        Start from an existing declaration (e.g. a crystal structure's parameters).
+
+    Attributes
+    ----------
+    registry : Registry
+        Where every parameter lives; use it for ties, relations, bounds, restraints.
+    contributions : list of Contribution
+    groups : dict
+        ``group name -> tuple of parameter names`` (for stages).
+    """
+
+    def __init__(self, registry: Registry | None = None) -> None:
+        self.registry = registry if registry is not None else Registry()
+        self.contributions: list[Contribution] = []
+        self.groups: dict[str, tuple[str, ...]] = {}
+
+    # ------------------------------------------------------------------ building
+    def add(self, dataset: Dataset, model: Callable[..., Any], *, uses: Sequence[str] | None = None,
+            jac: str | Callable[..., Any] = "auto", weight: float = 1.0,
+            pointwise: bool | None = None) -> Contribution:
+        """Add a dataset with its forward model (see :class:`Contribution`)."""
+        c = Contribution(dataset, model, uses=uses, jac=jac, weight=weight, pointwise=pointwise)
+        return self.add_contribution(c)
+
+    def add_contribution(self, contribution: Contribution) -> Contribution:
+        """Add a ready-made :class:`Contribution`; dataset names must be unique."""
+        if any(c.name == contribution.name for c in self.contributions):
+            raise DeclarationError(f"a dataset named {contribution.name!r} is already added")
+        self.contributions.append(contribution)
+        return contribution
+
+    @property
+    def dataset_names(self) -> list[str]:
+        return [c.name for c in self.contributions]
+
+    def shared(self, name: str, value: Any, *, bounds: Any = None, fixed: bool = False,
+               unit: str = "", description: str = "", group: str | None = None) -> ParamRef:
+        """Declare one parameter seen by every dataset (its name is used as given)."""
+        ref = self.registry.declare(name, value, bounds=bounds, fixed=fixed, unit=unit,
+                                    description=description)
+        if group is not None:
+            self.group(group, [name])
+        return ref
+
+    def local(self, name: str, value: Any, *, datasets: Sequence[str] | None = None,
+              bounds: Any = None, fixed: bool = False, unit: str = "", description: str = "",
+              group: str | None = None) -> dict[str, ParamRef]:
+        """Declare one parameter per dataset, named ``<dataset>.<name>``.
+
+        Parameters
+        ----------
+        value : float, array_like or mapping
+            One initial value for all datasets, or ``{dataset name: value}`` (then only
+            those datasets get the parameter).
+        datasets : sequence of str, optional
+            Restrict to these datasets (default: every dataset added so far).
+
+        Returns
+        -------
+        dict
+            ``dataset name -> ParamRef``.
+        """
+        if isinstance(value, Mapping):
+            per = {(k.name if isinstance(k, Dataset) else str(k)): v for k, v in value.items()}
+        else:
+            targets = list(datasets) if datasets is not None else self.dataset_names
+            if not targets:
+                raise DeclarationError(
+                    f"local({name!r}): no dataset yet; add the datasets first or pass "
+                    "{dataset: value}")
+            per = {d: value for d in targets}
+        known = set(self.dataset_names)
+        refs = {}
+        for ds, v in per.items():
+            if known and ds not in known:
+                raise DeclarationError(f"local({name!r}): unknown dataset {ds!r}; added: "
+                                       f"{sorted(known)}")
+            refs[ds] = self.registry.declare(f"{ds}.{name}", v, bounds=bounds, fixed=fixed,
+                                             unit=unit, description=description)
+        if group is not None:
+            self.group(group, [f"{ds}.{name}" for ds in per])
+        return refs
+
+    def group(self, name: str, members: Sequence[str]) -> None:
+        """Add parameter names or patterns to a named group (used by stages)."""
+        self.groups[name] = tuple(dict.fromkeys(self.groups.get(name, ()) + tuple(members)))
+
+    def compile(self) -> Problem:
+        """Compile the registry and bind the contributions (see :func:`compile_problem`)."""
+        return compile_problem(self.registry.compile(), self.contributions)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, *, stages: Sequence[Stage | Mapping[str, Any]] | None = None,
+            engine: str = "tiedsci", method: str = "leastsq", scale_covar: bool = True,
+            ftol: float = 1e-10, xtol: float = 1e-10, gtol: float = 1e-10,
+            max_nfev: int | None = None, on_singular: str = "raise",
+            raise_on_failure: bool = False, **engine_kws: Any) -> RefinementResult:
+        """Refine; with ``stages``, one stage after the other.
+
+        Parameters
+        ----------
+        stages : sequence of Stage (or dicts with ``name``, ``vary``, ``max_nfev``), optional
+            Each stage varies the parameters it names, all other free ones held at their
+            current values, and starts where the previous one ended.
+        engine : "tiedsci" or "lmfit"
+            The block-sparse Levenberg-Marquardt (default), or ``lmfit.minimize`` with
+            ``method`` (``"leastsq"``, ``"least_squares"``, ...) on the same residuals.
+        scale_covar : bool
+            Scale the covariance by the reduced chi-square (lmfit's default).
+        ftol, xtol, gtol, max_nfev :
+            Stopping rules (see :func:`tiedsci.refine.solver.levenberg_marquardt`);
+            ``max_nfev`` defaults to ``100 * (n_free + 1)``.
+        on_singular : "raise" or "warn"
+            A singular normal matrix at the optimum raises :class:`SingularMatrixError`
+            (naming the dependent parameters; the result is in its ``result`` attribute), or
+            only warns (esd NaN).
+        raise_on_failure : bool
+            Raise :class:`ConvergenceError` instead of warning when a stage does not converge.
+        """
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if on_singular not in ("raise", "warn"):
+            raise ValueError(f"on_singular must be 'raise' or 'warn', got {on_singular!r}")
+        opts = dict(engine=engine, method=method, scale_covar=scale_covar, ftol=ftol, xtol=xtol,
+                    gtol=gtol, max_nfev=max_nfev, engine_kws=engine_kws)
+        if not stages:
+            res = fit_problem(self.compile(), **opts)
+            return _finish(res, on_singular, raise_on_failure)
+        base_layout = self.registry.compile()
+        values = base_layout.values0
+        summaries: list[StageSummary] = []
+        nfev = njev = n_iter = 0
+        res = None
+        for st in stages:
+            st = st if isinstance(st, Stage) else Stage(**st)
+            chosen = select_names(st.vary, base_layout.names, self.groups)
+            reg = stage_registry(self.registry, base_layout, values, chosen)
+            problem = compile_problem(reg.compile(), self.contributions)
+            res = fit_problem(problem, **{**opts, "max_nfev": st.max_nfev or max_nfev},
+                              stage_name=st.name)
+            if not res.converged:
+                msg = f"stage {st.name!r} did not converge: {res.message}"
+                if raise_on_failure:
+                    raise ConvergenceError(msg)
+                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            values = res.values
+            nfev, njev, n_iter = nfev + res.nfev, njev + res.njev, n_iter + res.n_iter
+            summaries.append(StageSummary(st.name, st.vary, res.n_free, res.chi2, res.redchi,
+                                          res.rwp, res.nfev, res.converged, res.message))
+        assert res is not None
+        res = _replace(res, stages=tuple(summaries), nfev=nfev, njev=njev, n_iter=n_iter)
+        return _finish(res, on_singular, raise_on_failure, staged=True)
+
+
+def _replace(res: RefinementResult, **changes: Any) -> RefinementResult:
+    from dataclasses import replace
+
+    return replace(res, **changes)
+
+
+def _finish(res: RefinementResult, on_singular: str, raise_on_failure: bool,
+            staged: bool = False) -> RefinementResult:
+    if not res.converged and not staged:
+        if raise_on_failure:
+            raise ConvergenceError(f"refinement did not converge: {res.message}")
+        warnings.warn(f"refinement did not converge: {res.message}", RuntimeWarning,
+                      stacklevel=3)
+    if res.singular:
+        from tiedsci.refine.covariance import CovarianceInfo
+
+        msg = CovarianceInfo(None, res.singular).message()
+        if on_singular == "raise":
+            err = SingularMatrixError(msg)
+            err.result = res  # type: ignore[attr-defined]
+            raise err
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    return res
+
+
+def _run_lmfit(problem: Problem, method: str, max_nfev: int, ftol: float, xtol: float,
+               engine_kws: Mapping[str, Any]) -> tuple[np.ndarray, int, bool, str]:
+    import lmfit
+
+    from tiedsci.core.lmfit_interop import lmfit_name
+
+    layout = problem.layout
+    names = [f"t{j}_{lmfit_name(n)}" for j, n in enumerate(layout.free_names)]
+    params = lmfit.Parameters()
+    for nm, t in zip(names, layout.theta0):
+        params.add(nm, value=float(t))
+
+    def residual(p: Any) -> np.ndarray:
+        theta = np.array([p[nm].value for nm in names])
+        return np.concatenate(problem.residuals(theta))
+
+    kws = dict(engine_kws)
+    if method == "leastsq":
+        kws.setdefault("ftol", ftol)
+        kws.setdefault("xtol", xtol)
+    out = lmfit.minimize(residual, params, method=method, max_nfev=max_nfev, **kws)
+    theta = np.array([out.params[nm].value for nm in names])
+    ok = bool(out.success)
+    return theta, int(out.nfev), ok, f"lmfit {method}: {out.message}"
+
+
+def fit_problem(problem: Problem, *, engine: str = "tiedsci", method: str = "leastsq",
+                scale_covar: bool = True, ftol: float = 1e-10, xtol: float = 1e-10,
+                gtol: float = 1e-10, max_nfev: int | None = None,
+                engine_kws: Mapping[str, Any] | None = None,
+                stage_name: str | None = None) -> RefinementResult:
+    """Fit one compiled problem and build its :class:`RefinementResult` (no raising)."""
+    layout = problem.layout
+    max_nfev = max_nfev or 100 * (layout.n_free + 1)
+    part = problem.partition
+    if layout.n_free == 0:
+        resids = tuple(problem.residuals(layout.theta0))
+        outcome = LMOutcome(layout.theta0.copy(), resids, assemble(part, [], []), 0.0, 1, 0, 0,
+                            True, "nothing to refine (no free parameter)")
+    elif engine == "lmfit":
+        theta, nfev, ok, msg = _run_lmfit(problem, method, max_nfev, ftol, xtol,
+                                          engine_kws or {})
+        resids = tuple(problem.residuals(theta))
+        system = assemble(part, problem.jacobians(theta), resids)
+        outcome = LMOutcome(theta, resids, system, 0.5 * sum(float(r @ r) for r in resids),
+                            nfev, 1, 0, ok, msg)
+    else:
+        outcome = levenberg_marquardt(problem.residuals, problem.jacobians, layout.theta0, part,
+                                      ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
+    return build_result(problem, outcome, engine=engine, scale_covar=scale_covar)
+
+
+def _rep_rows(layout: Layout) -> np.ndarray:
+    index = {lab: i for i, lab in enumerate(layout.labels)}
+    return np.array([index[n] for n in layout.free_names], dtype=np.intp)
+
+
+def build_result(problem: Problem, outcome: LMOutcome, *, engine: str,
+                 scale_covar: bool) -> RefinementResult:
+    """Statistics, covariance and diagnostics at the optimum."""
+    layout = problem.layout
+    theta = outcome.theta
+    values = problem.values(theta)
+    y_calcs = problem.y_calcs(theta)
+    fits = []
+    for b, yc in zip(problem.blocks, y_calcs):
+        w = b.sqrt_w**2
+        fits.append(DatasetFit(b.name, b.x.copy(), b.y.copy(), yc, w,
+                               agreement(b.y, yc, w, b.x.size)))
+    n_obs = sum(int(b.x.size) for b in problem.blocks)
+    n_rr = problem.n_restraint_rows
+    penalty = float(np.sum(outcome.resids[-1] ** 2)) if n_rr else 0.0
+    dof = n_obs + n_rr - layout.n_free
+    y_all = np.concatenate([b.y for b in problem.blocks])
+    c_all = np.concatenate(y_calcs)
+    w_all = np.concatenate([b.sqrt_w**2 for b in problem.blocks])
+    overall = agreement(y_all, c_all, w_all, dof)
+    redchi = (overall.chi2 + penalty) / dof if dof > 0 else float("nan")
+    overall = type(overall)(overall.n_obs, overall.chi2, overall.rwp, overall.rp, overall.rexp,
+                            float(np.sqrt(redchi)) if dof > 0 else float("nan"))
+
+    # covariance in theta space, then propagated to the values
+    h = dense_normal(problem.partition, outcome.system)
+    info = invert_normal(h, layout.free_names)
+    n = layout.n_free
+    rows = _rep_rows(layout)
+    factor = redchi if (scale_covar and np.isfinite(redchi)) else 1.0
+    if info.cov_theta is not None:
+        dv = problem.layout_jac(theta)
+        var_all, cov_free = propagate(dv, info.cov_theta, rows)
+    else:
+        var_all = np.full(layout.n_elements, np.nan)
+        var_all[layout.kind == FIXED] = 0.0
+        cov_free = np.full((n, n), np.nan)
+    sd_all = np.sqrt(var_all)
+    esd_u, esd = {}, {}
+    for name in layout.names:
+        off = layout.offsets[name]
+        size = int(np.prod(layout.shapes[name], dtype=int))
+        esd_u[name] = sd_all[off:off + size].reshape(layout.shapes[name])
+        esd[name] = esd_u[name] * np.sqrt(factor)
+    d = np.sqrt(np.diag(cov_free))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov_free / np.outer(d, d)
+    hits = tuple(bound_hits(layout, theta))
+    warns = []
+    if hits:
+        warns.append("parameters at a bound (esd not meaningful): "
+                     + ", ".join(f"{lab} ({side})" for lab, side in hits))
+    if not outcome.converged:
+        warns.append(outcome.message)
+    return RefinementResult(
+        values={k: np.asarray(v, dtype=float) for k, v in values.items()},
+        esd=esd, esd_unscaled=esd_u, free_names=tuple(layout.free_names), theta=theta.copy(),
+        covariance=cov_free * factor, correlation=corr, datasets=tuple(fits), overall=overall,
+        redchi=float(redchi), penalty=penalty, n_obs=n_obs, n_free=n,
+        n_restraint_rows=n_rr, converged=bool(outcome.converged), message=outcome.message,
+        nfev=outcome.nfev, njev=outcome.njev, n_iter=outcome.n_iter, at_bounds=hits,
+        singular=info.singular, stages=(), engine=engine, scale_covar=scale_covar,
+        warnings=tuple(warns), layout=layout)

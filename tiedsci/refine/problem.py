@@ -1,0 +1,316 @@
+"""The compiled refinement problem: contributions bound to a layout, as residual blocks.
+
+:func:`compile_problem` resolves which parameters each model reads, decides how its Jacobian
+is computed (torch autodiff, differences, analytic), and splits theta into shared and local
+parts (:func:`tiedsci.refine.solver.partition_blocks`). :class:`Problem` then evaluates the
+weighted residual blocks ``sqrt(w) * (y_calc - y)`` and their Jacobians with respect to the
+theta entries each block depends on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tiedsci.core import Layout
+from tiedsci.errors import DataError, DeclarationError
+from tiedsci.refine.contribution import Contribution, ScopedValues, resolve_name
+from tiedsci.refine.jacobian import (
+    LayoutJacobian,
+    flat_values,
+    jacobian_fd,
+    jacobian_pointwise,
+    jacobian_torch,
+)
+from tiedsci.refine.solver import Partition, partition_blocks
+
+__all__ = ["ModelBlock", "Problem", "compile_problem"]
+
+
+@dataclass(frozen=True, eq=False)
+class ModelBlock:
+    """One contribution compiled against a layout.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Full names of the parameters the model reads.
+    elem_idx : ndarray of int, shape (m,)
+        Their flat element indices in the layout, concatenated.
+    deps : ndarray of int
+        theta indices influencing them.
+    x, y, sqrt_w : ndarray, shape (n_obs,)
+        The used points and ``sqrt(weight * w)``.
+    mode : str
+        ``"torch"``, ``"fd"`` or ``"analytic"``.
+    """
+
+    contribution: Contribution
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    elem_idx: np.ndarray
+    deps: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    sqrt_w: np.ndarray
+    mode: str
+    all_names: tuple[str, ...]
+    pointwise: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.contribution.name
+
+    def _split(self, v: Any) -> dict[str, Any]:
+        out, o = {}, 0
+        for n, shp in zip(self.names, self.shapes):
+            size = int(np.prod(shp, dtype=int))
+            out[n] = v[o:o + size].reshape(shp)
+            o += size
+        return out
+
+    def _call(self, v: Any, x: Any) -> Any:
+        scoped = ScopedValues(self._split(v), self.name, self.all_names)
+        return self.contribution.model(scoped, x)
+
+    def y_calc(self, v: np.ndarray) -> np.ndarray:
+        """Model values at the used points for the block's value vector ``v`` (numpy out)."""
+        if self.mode == "torch":
+            import torch
+
+            with torch.no_grad():
+                out = self._call(torch.as_tensor(v), torch.as_tensor(self.x))
+            return _to_numpy(out, self.x.shape, self.name)
+        return _to_numpy(self._call(v, self.x), self.x.shape, self.name)
+
+    def value_jacobian(self, v: np.ndarray) -> np.ndarray:
+        """``d y_calc / d v``, shape (n_obs, m)."""
+        if self.mode == "torch":
+            import torch
+
+            xt = torch.as_tensor(self.x)
+            if self.pointwise:
+                return jacobian_pointwise(self._call, v, xt)
+            return jacobian_torch(lambda vt: self._call(vt, xt), v)
+        if self.mode == "fd":
+            return jacobian_fd(lambda vv: self._call(vv, self.x), v)
+        parts = self._split(v)
+        scoped = ScopedValues(parts, self.name, self.all_names)
+        given = self.contribution.jac(scoped, self.x)
+        cols = []
+        full = {resolve_name(k, self.name, self.all_names): np.asarray(g, float)
+                for k, g in given.items()}
+        n = self.x.shape[0]
+        for name, shp in zip(self.names, self.shapes):
+            size = int(np.prod(shp, dtype=int))
+            if name in full:
+                cols.append(np.broadcast_to(full[name], (n,) + shp).reshape(n, size))
+            else:
+                cols.append(np.zeros((n, size)))
+        return np.concatenate(cols, axis=1) if cols else np.zeros((n, 0))
+
+
+def _to_numpy(out: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+    if hasattr(out, "detach"):
+        out = out.detach().cpu().numpy()
+    arr = np.asarray(out, dtype=float)
+    if arr.shape != shape:
+        try:
+            arr = np.broadcast_to(arr, shape)
+        except ValueError:
+            raise DataError(f"model of dataset {name!r} returned shape {arr.shape}, expected "
+                            f"{shape} (one value per used point)") from None
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """Residual blocks over one layout (datasets first, restraints last if any)."""
+
+    layout: Layout
+    blocks: tuple[ModelBlock, ...]
+    restraint_deps: np.ndarray
+    restraint_elem: np.ndarray
+    restraint_names: tuple[str, ...]
+    restraint_jac: np.ndarray  # d restraint residuals / d restrained elements (constant)
+    partition: Partition
+    layout_jac: LayoutJacobian
+
+    @property
+    def n_restraint_rows(self) -> int:
+        return int(self.restraint_jac.shape[0])
+
+    def values(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """Full numpy values at ``theta``."""
+        return self.layout.unpack(np.asarray(theta, dtype=float))
+
+    def y_calcs(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Model curves at the used points of each dataset."""
+        flat = flat_values(self.layout, self.values(theta))
+        return [b.y_calc(flat[b.elem_idx]) for b in self.blocks]
+
+    def residuals(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Weighted residual blocks ``sqrt(w) (y_calc - y)`` (+ restraint residuals)."""
+        values = self.values(theta)
+        flat = flat_values(self.layout, values)
+        out = [b.sqrt_w * (b.y_calc(flat[b.elem_idx]) - b.y) for b in self.blocks]
+        if self.n_restraint_rows:
+            out.append(np.asarray(self.layout.restraint_residuals(values), dtype=float))
+        return out
+
+    def jacobians(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Per block ``d r_k / d theta[deps_k]``, shape (n_k, len(deps_k))."""
+        theta = np.asarray(theta, dtype=float)
+        dv = self.layout_jac(theta)
+        flat = flat_values(self.layout, self.values(theta))
+        out = []
+        for b in self.blocks:
+            jv = b.value_jacobian(flat[b.elem_idx])
+            sub = dv[b.elem_idx][:, b.deps].toarray()
+            out.append(b.sqrt_w[:, None] * (jv @ sub))
+        if self.n_restraint_rows:
+            sub = dv[self.restraint_elem][:, self.restraint_deps].toarray()
+            out.append(self.restraint_jac @ sub)
+        return out
+
+
+def _probe(contribution: Contribution, layout: Layout, values0: dict[str, np.ndarray]
+           ) -> tuple[str, ...]:
+    prefix = contribution.name
+    if contribution.uses is not None:
+        return tuple(dict.fromkeys(resolve_name(k, prefix, layout.names)
+                                   for k in contribution.uses))
+    record: set[str] = set()
+    scoped = ScopedValues(values0, prefix, layout.names, record)
+    ds = contribution.dataset
+    contribution.model(scoped, ds.x[ds.used])
+    return tuple(n for n in layout.names if n in record)
+
+
+def _pick_mode(block: ModelBlock, v0: np.ndarray) -> str:
+    jac = block.contribution.jac
+    if callable(jac):
+        return "analytic"
+    if jac == "fd":
+        return "fd"
+    try:
+        import torch
+
+        with torch.no_grad():
+            out = block._call(torch.as_tensor(v0), torch.as_tensor(block.x))
+        if not isinstance(out, torch.Tensor):
+            raise TypeError("model did not return a tensor")
+        ok = True
+    except Exception as exc:
+        if jac == "torch":
+            raise DeclarationError(
+                f"model of dataset {block.name!r} cannot run on torch tensors ({exc}); write it "
+                "with torch-compatible operations or use jac='fd'") from exc
+        ok = False
+    return "torch" if ok else "fd"
+
+
+def _is_pointwise(block: ModelBlock, v0: np.ndarray) -> bool:
+    """Does ``y_calc[i]`` depend on ``x[i]`` only? (split test + Jacobian check on 4 points)."""
+    import torch
+
+    flag = block.contribution.pointwise
+    if flag is not None and not flag:
+        return False
+    n = block.x.shape[0]
+    try:
+        vt = torch.as_tensor(v0)
+        xt = torch.as_tensor(block.x)
+        if flag is None and n >= 3:
+            k = max(1, n // 3)
+            with torch.no_grad():
+                whole = block._call(vt, xt)
+                parts = torch.cat([block._call(vt, xt[:k]).reshape(-1),
+                                   block._call(vt, xt[k:]).reshape(-1)])
+            if not torch.allclose(whole.reshape(-1), parts, rtol=1e-12, atol=0.0):
+                return False
+        sub = xt[: min(n, 4)]
+        j_point = jacobian_pointwise(block._call, v0, sub)
+        j_full = jacobian_torch(lambda t: block._call(t, sub), v0)
+        return bool(np.allclose(j_point, j_full, rtol=1e-9, atol=1e-12 * max(
+            1.0, float(np.abs(j_full).max(initial=0.0)))))
+    except Exception:
+        if flag:
+            raise
+        return False
+
+
+def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Problem:
+    """Bind contributions to a layout; check the model outputs at the initial values.
+
+    Raises
+    ------
+    DataError
+        When a model returns the wrong shape or non-finite values at the start.
+    """
+    if not contributions:
+        raise DeclarationError("no contribution: add at least one dataset with its model")
+    names = [c.name for c in contributions]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise DeclarationError(f"dataset names must be unique; repeated: {sorted(dup)}")
+    values0 = layout.values0
+    flat0 = flat_values(layout, values0)
+    blocks = []
+    seen: dict[tuple[int, int, tuple[str, ...]], tuple[str, bool]] = {}
+    for c in contributions:
+        used_names = _probe(c, layout, values0)
+        shapes = tuple(layout.shapes[n] for n in used_names)
+        elem = [layout.offsets[n] + np.arange(int(np.prod(layout.shapes[n], dtype=int)))
+                for n in used_names]
+        elem_idx = np.concatenate(elem) if elem else np.zeros(0, dtype=np.intp)
+        deps = [layout.depends_on(n) for n in used_names]
+        dep_idx = np.unique(np.concatenate(deps)) if deps else np.zeros(0, dtype=np.intp)
+        ds = c.dataset
+        u = ds.used
+        block = ModelBlock(c, used_names, shapes, elem_idx, dep_idx.astype(np.intp),
+                           np.array(ds.x[u]), np.array(ds.y[u]),
+                           np.sqrt(c.weight * ds.weights[u]), "pending", tuple(layout.names))
+        v0 = flat0[elem_idx]
+        # one probe per (model, jac option, short names): many datasets share one model
+        key = (id(c.model), id(c.jac), tuple(n.split(".")[-1] for n in used_names))
+        if key not in seen or c.pointwise is not None:
+            mode = _pick_mode(block, v0)
+            pointwise = mode == "torch" and _is_pointwise(block, v0)
+            seen[key] = (mode, pointwise)
+        object.__setattr__(block, "mode", seen[key][0])
+        object.__setattr__(block, "pointwise", seen[key][1])
+        y0 = block.y_calc(v0)
+        bad = ~np.isfinite(y0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"model of dataset {c.name!r} gives a non-finite value at used "
+                            f"point {i} (x = {block.x[i]!r}) for the initial parameters")
+        blocks.append(block)
+    # restraints: constant Jacobian with respect to the restrained elements
+    r_names = tuple(dict.fromkeys(ref.name for rst in layout.restraints for ref in rst.refs))
+    if r_names:
+        r_elem = np.concatenate([layout.offsets[n] + np.arange(
+            int(np.prod(layout.shapes[n], dtype=int))) for n in r_names])
+        r_deps = np.unique(np.concatenate([layout.depends_on(n) for n in r_names]))
+
+        def rfun(v: np.ndarray) -> np.ndarray:
+            vals, o = {}, 0
+            for n in r_names:
+                size = int(np.prod(layout.shapes[n], dtype=int))
+                vals[n] = v[o:o + size].reshape(layout.shapes[n])
+                o += size
+            return np.asarray(layout.restraint_residuals(vals), dtype=float)
+
+        r_jac = jacobian_fd(rfun, flat0[r_elem])  # linear: differences are exact
+    else:
+        r_elem = np.zeros(0, dtype=np.intp)
+        r_deps = np.zeros(0, dtype=np.intp)
+        r_jac = np.zeros((0, 0))
+    deps = [b.deps for b in blocks] + ([r_deps] if r_names else [])
+    part = partition_blocks(deps, layout.n_free, force_shared=r_deps)
+    return Problem(layout, tuple(blocks), r_deps.astype(np.intp), r_elem, r_names, r_jac, part,
+                   LayoutJacobian.build(layout))
