@@ -17,6 +17,7 @@ __all__ = [
     "NotPoolableError",
     "NotFittedError",
     "DataError",
+    "ModelError",
     "ConvergenceError",
     "SingularMatrixError",
 ]
@@ -63,6 +64,10 @@ class NotFittedError(TiedSciError, ValueError, AttributeError):
 
 class DataError(TiedSciError, ValueError):
     """Input data are invalid: NaN/inf, wrong shape, non-positive sigma, symbols out of range..."""
+
+
+class ModelError(TiedSciError, ValueError):
+    """A user-supplied model misbehaves: wrong output shape, NaN/inf where data are finite."""
 
 
 class ConvergenceError(TiedSciError, RuntimeError):

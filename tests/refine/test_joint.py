@@ -224,15 +224,15 @@ def test_declaration_errors():
         jr.fit()
 
 
-def test_model_returning_nan_is_a_data_error():
-    from tiedsci.errors import DataError
+def test_model_returning_nan_is_a_model_error():
+    from tiedsci.errors import ModelError
 
     jr = JointRefinement()
     ds = gauss_data(seed=9)[0]
     jr.add(ds, lambda v, x: v["a"] * x / (x - x[5]))
     jr.shared("a", 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        with pytest.raises(DataError, match="non-finite value at used point 5"):
+        with pytest.raises(ModelError, match="non-finite value at used point 5"):
             jr.fit()
 
 

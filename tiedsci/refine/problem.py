@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tiedsci.core import Layout
-from tiedsci.errors import DataError, DeclarationError
+from tiedsci.errors import DeclarationError, ModelError
 from tiedsci.refine.contribution import Contribution, ScopedValues, resolve_name
 from tiedsci.refine.jacobian import (
     LayoutJacobian,
@@ -121,7 +121,7 @@ def _to_numpy(out: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
         try:
             arr = np.broadcast_to(arr, shape)
         except ValueError:
-            raise DataError(f"model of dataset {name!r} returned shape {arr.shape}, expected "
+            raise ModelError(f"model of dataset {name!r} returned shape {arr.shape}, expected "
                             f"{shape} (one value per used point)") from None
     return arr
 
@@ -287,7 +287,7 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Pr
         bad = ~np.isfinite(y0)
         if bad.any():
             i = int(np.argmax(bad))
-            raise DataError(f"model of dataset {c.name!r} gives a non-finite value at used "
+            raise ModelError(f"model of dataset {c.name!r} gives a non-finite value at used "
                             f"point {i} (x = {block.x[i]!r}) for the initial parameters")
         blocks.append(block)
     # restraints: constant Jacobian with respect to the restrained elements
