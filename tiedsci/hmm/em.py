@@ -1,0 +1,144 @@
+"""Baum-Welch: E-step, pooled M-step and the EM loop, as pure functions.
+
+The M-step pools every sufficient statistic through the registry's compiled layout
+(:meth:`Layout.pool_stats`: a tie sums the statistics of its members) and then solves each
+element's M-step on its pooled statistics, so tied elements receive one shared estimate — exact
+EM, the log-likelihood never decreases. Fixed elements and elements whose pooled posterior mass is
+zero keep their values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tiedsci.core import Layout
+from tiedsci.core.layout import FIXED
+from tiedsci.hmm.emissions import simplex_mstep
+from tiedsci.hmm.engines import Engine
+from tiedsci.hmm.inference import PackedIndex, forward_backward
+
+__all__ = ["Problem", "ConvergenceMonitor", "frozen_masks", "pool_and_keep", "e_step", "m_step",
+           "baum_welch"]
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """Data of one fit, already packed and placed on the engine."""
+
+    emission: Any
+    frames: dict[str, Any]
+    idx: PackedIndex
+    eng: Engine
+
+
+@dataclass
+class ConvergenceMonitor:
+    """hmmlearn-compatible record of an EM run.
+
+    Attributes
+    ----------
+    tol : float
+    n_iter : int
+    history : list of float
+        Log-likelihood (of the parameters entering each iteration), one entry per iteration.
+    iter : int
+        Number of iterations run.
+    converged : bool
+    """
+
+    tol: float
+    n_iter: int
+    history: list[float] = field(default_factory=list)
+    iter: int = 0
+    converged: bool = False
+
+
+def frozen_masks(layout: Layout) -> dict[str, np.ndarray]:
+    """Per parameter, a boolean array marking elements the M-step must not change (fixed)."""
+    out = {}
+    for name in layout.names:
+        off = layout.offsets[name]
+        shape = layout.shapes[name]
+        size = int(np.prod(shape, dtype=int))
+        out[name] = (layout.kind[off:off + size] == FIXED).reshape(shape)
+    return out
+
+
+def e_step(values: dict[str, np.ndarray], problem: Problem) -> tuple[dict[str, Any], float]:
+    """Posterior statistics of all sequences under ``values``.
+
+    Returns
+    -------
+    stats : dict
+        ``"start"`` (K,), ``"trans"`` (K, K) and the emission's statistics (numpy).
+    log_likelihood : float
+        Total log-likelihood of the data under ``values``.
+    """
+    eng = problem.eng
+    log_frame = problem.emission.log_prob(values, problem.frames, eng)
+    post = forward_backward(values["startprob"], values["transmat"], log_frame, problem.idx, eng)
+    stats = problem.emission.accumulate(values, problem.frames, post.gamma, eng)
+    stats["start"] = np.asarray(eng.to_numpy(post.start), dtype=float)
+    stats["trans"] = np.asarray(eng.to_numpy(post.trans), dtype=float)
+    return stats, float(post.log_likelihood.sum())
+
+
+def pool_and_keep(layout: Layout, frozen: dict[str, np.ndarray]
+                  ) -> tuple[Callable[..., np.ndarray], Callable[..., np.ndarray]]:
+    """The two callables handed to the emission M-steps.
+
+    ``pool(name, stats)`` sums statistics over tie groups (registry ``pool_stats``);
+    ``keep(name, new, old, valid)`` keeps old values where elements are fixed, have no posterior
+    mass (``valid`` False) or came out non-finite.
+    """
+
+    def pool(name: str, st: np.ndarray) -> np.ndarray:
+        return np.asarray(layout.pool_stats({name: st})[name])
+
+    def keep(name: str, new: np.ndarray, old: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        ok = valid & np.isfinite(new) & ~frozen[name]
+        return np.where(ok, new, old)
+
+    return pool, keep
+
+
+def m_step(values: dict[str, np.ndarray], stats: dict[str, Any], emission: Any,
+           layout: Layout, frozen: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """New parameter values from pooled statistics (see the module docstring)."""
+    pool, keep = pool_and_keep(layout, frozen)
+    out = dict(values)
+    out["startprob"] = simplex_mstep("startprob", stats["start"], values["startprob"], pool,
+                                     frozen["startprob"])
+    out["transmat"] = simplex_mstep("transmat", stats["trans"], values["transmat"], pool,
+                                    frozen["transmat"])
+    out.update(emission.m_step(values, stats, pool, keep, frozen))
+    return out
+
+
+def baum_welch(values: dict[str, np.ndarray], problem: Problem, layout: Layout, n_iter: int,
+               tol: float, callback: Callable[[int, float], None] | None = None,
+               ) -> tuple[dict[str, np.ndarray], ConvergenceMonitor]:
+    """Run EM from ``values`` until the log-likelihood gain is below ``tol`` or ``n_iter``.
+
+    As in hmmlearn, the history records the log-likelihood of the parameters entering each
+    iteration and every iteration ends with an M-step.
+    """
+    frozen = frozen_masks(layout)
+    monitor = ConvergenceMonitor(tol=tol, n_iter=n_iter)
+    for it in range(n_iter):
+        stats, ll = e_step(values, problem)
+        values = m_step(values, stats, problem.emission, layout, frozen)
+        monitor.history.append(ll)
+        monitor.iter = it + 1
+        if callback is not None:
+            callback(it, ll)
+        if len(monitor.history) >= 2 and monitor.history[-1] - monitor.history[-2] < tol:
+            monitor.converged = True
+            break
+    else:
+        monitor.converged = n_iter > 0 and monitor.iter == n_iter
+    return values, monitor

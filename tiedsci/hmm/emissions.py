@@ -1,0 +1,514 @@
+"""Emission families: log-probabilities, sufficient statistics and pooled M-steps.
+
+Each family is a frozen dataclass holding configuration only. Parameter values travel in a dict
+keyed by registry names (``"means"``, ``"covars"``, ``"emissionprob"``, ``"lambdas"``,
+``"weights"``), every array with the state axis first. The M-steps receive two callables from the
+EM driver: ``pool(name, stats)`` (the registry's :meth:`Layout.pool_stats`: a tie sums the
+statistics of its members) and ``keep(name, new, old, valid)`` (restores fixed elements and
+elements without posterior mass), so no family knows anything about ties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tiedsci.core import Positive, Registry, Simplex
+from tiedsci.errors import DataError
+from tiedsci.hmm import gaussian_core as gc
+from tiedsci.hmm.engines import Engine
+
+__all__ = ["GaussianEmission", "CategoricalEmission", "PoissonEmission", "GMMEmission",
+           "simplex_mstep", "COVARIANCE_TYPES"]
+
+COVARIANCE_TYPES = ("spherical", "diag", "full", "tied")
+Pool = Callable[[str, np.ndarray], np.ndarray]
+Keep = Callable[[str, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+Frames = dict[str, Any]
+
+
+def simplex_mstep(name: str, counts: np.ndarray, old: np.ndarray, pool: Pool,
+                  frozen: np.ndarray) -> np.ndarray:
+    """Row-normalised update of a probability table (rows along the last axis).
+
+    Fixed entries keep their values; the free entries of a row share the remaining mass in
+    proportion to their pooled counts. Rows without counts keep their old values.
+    """
+    pooled = pool(name, counts)
+    free = ~frozen
+    fixed_mass = np.where(frozen, old, 0.0).sum(-1, keepdims=True)
+    free_counts = np.where(free, np.maximum(pooled, 0.0), 0.0)
+    total = free_counts.sum(-1, keepdims=True)
+    valid = total > 0
+    new = (1.0 - fixed_mass) * free_counts / np.where(valid, total, 1.0)
+    return np.where(free & valid, new, old)
+
+
+def _check_finite(x: np.ndarray, what: str) -> None:
+    if not np.all(np.isfinite(x)):
+        row = int(np.argwhere(~np.isfinite(x))[0][0])
+        raise DataError(f"{what} contains NaN or inf (first at row {row}); remove or impute it")
+
+
+def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, n_iter: int = 20) -> np.ndarray:
+    """A small k-means++ / Lloyd clustering for initial means, shape (k, D)."""
+    n = x.shape[0]
+    centers = [x[rng.integers(n)]]
+    for _ in range(1, k):
+        d2 = np.min(((x[:, None, :] - np.asarray(centers)[None]) ** 2).sum(-1), axis=1)
+        p = d2 / d2.sum() if d2.sum() > 0 else np.full(n, 1.0 / n)
+        centers.append(x[rng.choice(n, p=p)])
+    c = np.asarray(centers, dtype=float)
+    for _ in range(n_iter):
+        lab = ((x[:, None, :] - c[None]) ** 2).sum(-1).argmin(1)
+        for j in range(k):
+            if np.any(lab == j):
+                c[j] = x[lab == j].mean(0)
+    return c
+
+
+def _declare_covars(reg: Registry, name: str, value: np.ndarray, kind: str,
+                    tie_axis_all: int | None) -> None:
+    """Declare covariances; full matrices get their symmetry as registry ties."""
+    if kind in ("spherical", "diag"):
+        reg.declare(name, value, bounds=Positive())
+        return
+    ref = reg.declare(name, value)
+    d = value.shape[-1]
+    comp = value.shape[:-2]
+    for idx in np.ndindex(*comp):
+        for i in range(d):
+            for j in range(i + 1, d):
+                reg.tie(ref[idx + (i, j)], ref[idx + (j, i)])
+    if tie_axis_all is not None:
+        n = value.shape[tie_axis_all]
+        reg.tie_groups(name, [list(range(n))], axis=tie_axis_all)
+
+
+def _to_internal_cov(c: np.ndarray, kind: str, comp: tuple[int, ...], d: int) -> np.ndarray:
+    """hmmlearn's covars_ shape for ``kind`` -> internal storage (tied -> full per comp)."""
+    c = np.asarray(c, dtype=float)
+    if kind == "tied":
+        return np.broadcast_to(c, comp + (d, d)).copy()
+    want = {"spherical": comp, "diag": comp + (d,), "full": comp + (d, d)}[kind]
+    if c.shape != want:
+        raise DataError(f"covars_ for covariance_type={kind!r} must have shape {want}, "
+                        f"got {c.shape}")
+    return c.copy()
+
+
+@dataclass(frozen=True)
+class GaussianEmission:
+    """One Gaussian per state; ``covariance_type`` as in hmmlearn.
+
+    ``"tied"`` is stored as a full covariance per state tied across all states through the
+    registry (so it is charged once in ``n_free`` and its M-step pools all states).
+    """
+
+    covariance_type: str = "diag"
+    min_covar: float = 1e-3
+    covars_prior: float = 1e-2
+    covars_weight: float = 1.0
+
+    letters = {"m": "means", "c": "covars"}
+
+    @property
+    def kind(self) -> str:
+        return "full" if self.covariance_type == "tied" else self.covariance_type
+
+    def check(self) -> None:
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
+                             f"{self.covariance_type!r}")
+
+    def validate(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        if x.ndim == 1:
+            x = x[:, None]
+        if x.ndim != 2:
+            raise DataError(f"X must have shape (n_samples, n_features), got {x.shape}")
+        _check_finite(x, "X")
+        return x
+
+    def init(self, x: np.ndarray, n_states: int, rng: np.random.Generator,
+             which: set[str]) -> dict[str, np.ndarray]:
+        d = x.shape[1]
+        out: dict[str, np.ndarray] = {}
+        if "means" in which:
+            out["means"] = _kmeans(x, n_states, rng)
+        if "covars" in which:
+            cv = np.atleast_2d(np.cov(x.T)) + self.min_covar * np.eye(d)
+            out["covars"] = {"spherical": np.full(n_states, cv.diagonal().mean()),
+                             "diag": np.tile(cv.diagonal(), (n_states, 1)),
+                             "full": np.tile(cv, (n_states, 1, 1))}[self.kind]
+        return out
+
+    def declare(self, reg: Registry, values: dict[str, np.ndarray]) -> None:
+        reg.declare("means", values["means"])
+        _declare_covars(reg, "covars", values["covars"], self.kind,
+                        0 if self.covariance_type == "tied" else None)
+
+    def prepare(self, x: np.ndarray, eng: Engine, values: dict[str, np.ndarray]) -> Frames:
+        return {"x": eng.asarray(x), "x2": eng.asarray(x * x)}
+
+    def log_prob(self, values: dict[str, np.ndarray], frames: Frames, eng: Engine) -> Any:
+        return gc.log_density(values["means"], values["covars"], self.kind, frames["x"],
+                              frames["x2"], eng)
+
+    def accumulate(self, values: dict[str, np.ndarray], frames: Frames, gamma: Any,
+                   eng: Engine) -> dict[str, np.ndarray]:
+        return gc.accumulate(gamma, frames["x"], frames["x2"], self.kind, eng)
+
+    def m_step(self, values: dict[str, np.ndarray], stats: dict[str, np.ndarray], pool: Pool,
+               keep: Keep, frozen: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        means = gc.mstep_means("means", values["means"], values["covars"], self.kind, stats,
+                               pool, keep)
+        covars = gc.mstep_covars("covars", means, values["covars"], self.kind, stats, pool,
+                                 keep, min_covar=self.min_covar, prior=self.covars_prior,
+                                 weight=self.covars_weight)
+        return {"means": means, "covars": covars}
+
+    def to_public(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cov = values["covars"]
+        return {"means_": values["means"].copy(),
+                "covars_": cov[0].copy() if self.covariance_type == "tied" else cov.copy()}
+
+    def from_public(self, attrs: dict[str, Any], n_states: int) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        if attrs.get("means_") is not None:
+            out["means"] = np.asarray(attrs["means_"], dtype=float).copy()
+        if attrs.get("covars_") is not None:
+            d = out["means"].shape[1] if "means" in out else np.shape(attrs["covars_"])[-1]
+            out["covars"] = _to_internal_cov(attrs["covars_"], self.covariance_type,
+                                             (n_states,), d)
+        return out
+
+    def n_features(self, values: dict[str, np.ndarray]) -> int:
+        return int(values["means"].shape[1])
+
+    def sample(self, values: dict[str, np.ndarray], state: int,
+               rng: np.random.Generator) -> np.ndarray:
+        mu = values["means"][state]
+        cov = values["covars"][state]
+        if self.kind == "spherical":
+            return mu + np.sqrt(cov) * rng.standard_normal(mu.shape)
+        if self.kind == "diag":
+            return mu + np.sqrt(cov) * rng.standard_normal(mu.shape)
+        return rng.multivariate_normal(mu, cov)
+
+
+@dataclass(frozen=True)
+class CategoricalEmission:
+    """Discrete symbols ``0..n_features-1``; X of shape (n_samples, 1) integers."""
+
+    n_features: int | None = None
+
+    letters = {"e": "emissionprob"}
+
+    def check(self) -> None:
+        pass
+
+    def validate(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim == 2 and x.shape[1] == 1:
+            x = x[:, 0]
+        if x.ndim != 1:
+            raise DataError(f"X must have shape (n_samples, 1) of integer symbols, got {x.shape}")
+        if x.dtype.kind == "f":
+            _check_finite(x, "X")
+            if np.any(x != np.round(x)):
+                raise DataError("X must contain integer symbols; found non-integer values")
+        elif x.dtype.kind not in "iub":
+            raise DataError(f"X must contain integer symbols, got dtype {x.dtype}")
+        x = x.astype(np.int64)
+        if x.size and x.min() < 0:
+            row = int(np.argmax(x < 0))
+            raise DataError(f"X contains negative symbol {x[row]} at row {row}; symbols are "
+                            "0..n_features-1")
+        if self.n_features is not None and x.size and x.max() >= self.n_features:
+            row = int(np.argmax(x >= self.n_features))
+            raise DataError(f"X contains symbol {x[row]} at row {row}, out of range for "
+                            f"n_features={self.n_features} (symbols 0..{self.n_features - 1})")
+        return x[:, None]
+
+    def symbols(self, x: np.ndarray, values: dict[str, np.ndarray] | None) -> int:
+        if self.n_features is not None:
+            return int(self.n_features)
+        if values is not None and "emissionprob" in values:
+            return int(values["emissionprob"].shape[1])
+        return int(x.max()) + 1
+
+    def init(self, x: np.ndarray, n_states: int, rng: np.random.Generator,
+             which: set[str]) -> dict[str, np.ndarray]:
+        if "emissionprob" not in which:
+            return {}
+        m = self.symbols(x, None)
+        return {"emissionprob": rng.dirichlet(np.ones(m), size=n_states)}
+
+    def declare(self, reg: Registry, values: dict[str, np.ndarray]) -> None:
+        e = values["emissionprob"]
+        ref = reg.declare("emissionprob", e, bounds=Simplex(axis=-1))
+        for i, j in zip(*np.nonzero(e == 0)):
+            reg.fix(ref[int(i), int(j)])
+
+    def prepare(self, x: np.ndarray, eng: Engine, values: dict[str, np.ndarray]) -> Frames:
+        n_symbols = int(values["emissionprob"].shape[1])
+        sym = x[:, 0]
+        if sym.size and sym.max() >= n_symbols:
+            row = int(np.argmax(sym >= n_symbols))
+            raise DataError(f"X contains symbol {sym[row]} at row {row}, out of range for "
+                            f"n_features={n_symbols} (symbols 0..{n_symbols - 1})")
+        return {"sym": eng.asindex(sym), "n_symbols": n_symbols}
+
+    def log_prob(self, values: dict[str, np.ndarray], frames: Frames, eng: Engine) -> Any:
+        with np.errstate(divide="ignore"):
+            log_e = np.log(values["emissionprob"])
+        return eng.take(eng.asarray(np.ascontiguousarray(log_e.T)), frames["sym"])
+
+    def accumulate(self, values: dict[str, np.ndarray], frames: Frames, gamma: Any,
+                   eng: Engine) -> dict[str, np.ndarray]:
+        counts = eng.index_add(frames["n_symbols"], frames["sym"], gamma)  # (M, K)
+        return {"counts": np.asarray(eng.to_numpy(counts), dtype=float).T.copy()}
+
+    def m_step(self, values: dict[str, np.ndarray], stats: dict[str, np.ndarray], pool: Pool,
+               keep: Keep, frozen: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        new = simplex_mstep("emissionprob", stats["counts"], values["emissionprob"], pool,
+                            frozen["emissionprob"])
+        return {"emissionprob": new}
+
+    def to_public(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"emissionprob_": values["emissionprob"].copy()}
+
+    def from_public(self, attrs: dict[str, Any], n_states: int) -> dict[str, np.ndarray]:
+        e = attrs.get("emissionprob_")
+        return {} if e is None else {"emissionprob": np.asarray(e, dtype=float).copy()}
+
+    def sample(self, values: dict[str, np.ndarray], state: int,
+               rng: np.random.Generator) -> np.ndarray:
+        p = values["emissionprob"][state]
+        return np.array([rng.choice(p.shape[0], p=p)])
+
+
+@dataclass(frozen=True)
+class PoissonEmission:
+    """Independent Poisson counts per feature; ``lambdas`` shape (n_states, n_features)."""
+
+    letters = {"l": "lambdas"}
+
+    def check(self) -> None:
+        pass
+
+    def validate(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim == 1:
+            x = x[:, None]
+        if x.ndim != 2:
+            raise DataError(f"X must have shape (n_samples, n_features), got {x.shape}")
+        x = x.astype(float)
+        _check_finite(x, "X")
+        if np.any(x < 0):
+            row = int(np.argwhere(x < 0)[0][0])
+            raise DataError(f"X contains a negative count at row {row}; Poisson data are "
+                            "counts >= 0")
+        if np.any(x != np.round(x)):
+            row = int(np.argwhere(x != np.round(x))[0][0])
+            raise DataError(f"X contains a non-integer count at row {row}")
+        return x
+
+    def init(self, x: np.ndarray, n_states: int, rng: np.random.Generator,
+             which: set[str]) -> dict[str, np.ndarray]:
+        if "lambdas" not in which:
+            return {}
+        mean = np.maximum(x.mean(0), 1e-3)
+        return {"lambdas": mean[None, :] * rng.gamma(4.0, 0.25, size=(n_states, x.shape[1]))}
+
+    def declare(self, reg: Registry, values: dict[str, np.ndarray]) -> None:
+        reg.declare("lambdas", values["lambdas"], bounds=Positive())
+
+    def prepare(self, x: np.ndarray, eng: Engine, values: dict[str, np.ndarray]) -> Frames:
+        from scipy.special import gammaln
+
+        return {"x": eng.asarray(x), "const": eng.asarray(-gammaln(x + 1).sum(1))}
+
+    def log_prob(self, values: dict[str, np.ndarray], frames: Frames, eng: Engine) -> Any:
+        lam = np.maximum(values["lambdas"], 1e-300)
+        return (frames["x"] @ eng.asarray(np.log(lam).T) - eng.asarray(lam.sum(1))[None, :]
+                + frames["const"][:, None])
+
+    def accumulate(self, values: dict[str, np.ndarray], frames: Frames, gamma: Any,
+                   eng: Engine) -> dict[str, np.ndarray]:
+        return {"post": np.asarray(eng.to_numpy(gamma.sum(0)), dtype=float),
+                "obs": np.asarray(eng.to_numpy(gamma.T @ frames["x"]), dtype=float)}
+
+    def m_step(self, values: dict[str, np.ndarray], stats: dict[str, np.ndarray], pool: Pool,
+               keep: Keep, frozen: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        lam = values["lambdas"]
+        st = np.stack([stats["obs"], np.broadcast_to(stats["post"][:, None], lam.shape)], -1)
+        pooled = pool("lambdas", st)
+        valid = pooled[..., 1] > gc.MIN_POST
+        new = pooled[..., 0] / np.where(valid, pooled[..., 1], 1.0)
+        return {"lambdas": keep("lambdas", new, lam, valid)}
+
+    def to_public(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"lambdas_": values["lambdas"].copy()}
+
+    def from_public(self, attrs: dict[str, Any], n_states: int) -> dict[str, np.ndarray]:
+        lam = attrs.get("lambdas_")
+        return {} if lam is None else {"lambdas": np.asarray(lam, dtype=float).copy()}
+
+    def n_features(self, values: dict[str, np.ndarray]) -> int:
+        return int(values["lambdas"].shape[1])
+
+    def sample(self, values: dict[str, np.ndarray], state: int,
+               rng: np.random.Generator) -> np.ndarray:
+        return rng.poisson(values["lambdas"][state]).astype(float)
+
+
+@dataclass(frozen=True)
+class GMMEmission:
+    """A mixture of ``n_mix`` Gaussians per state (hmmlearn's GMMHMM).
+
+    ``covariance_type="tied"`` ties the covariances of the mixture components within each state
+    (hmmlearn's convention). ``shared_codebook=True`` ties means and covariances of every state's
+    mixture across all states through the registry: a tied-mixture (semi-continuous) model in
+    which only the weights are per state.
+    """
+
+    n_mix: int = 1
+    covariance_type: str = "diag"
+    min_covar: float = 1e-3
+    shared_codebook: bool = False
+
+    letters = {"w": "weights", "m": "means", "c": "covars"}
+
+    @property
+    def kind(self) -> str:
+        return "full" if self.covariance_type == "tied" else self.covariance_type
+
+    def check(self) -> None:
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
+                             f"{self.covariance_type!r}")
+        if int(self.n_mix) < 1:
+            raise ValueError(f"n_mix must be >= 1, got {self.n_mix}")
+
+    validate = GaussianEmission.validate
+
+    def init(self, x: np.ndarray, n_states: int, rng: np.random.Generator,
+             which: set[str]) -> dict[str, np.ndarray]:
+        d = x.shape[1]
+        m = int(self.n_mix)
+        out: dict[str, np.ndarray] = {}
+        if "weights" in which:
+            out["weights"] = np.full((n_states, m), 1.0 / m)
+        if "means" in which:
+            if self.shared_codebook:
+                out["means"] = np.tile(_kmeans(x, m, rng)[None], (n_states, 1, 1))
+            else:
+                centers = _kmeans(x, n_states * m, rng)
+                out["means"] = centers[rng.permutation(n_states * m)].reshape(n_states, m, d)
+        if "covars" in which:
+            cv = np.atleast_2d(np.cov(x.T)) + self.min_covar * np.eye(d)
+            out["covars"] = {"spherical": np.full((n_states, m), cv.diagonal().mean()),
+                             "diag": np.tile(cv.diagonal(), (n_states, m, 1)),
+                             "full": np.tile(cv, (n_states, m, 1, 1))}[self.kind]
+        return out
+
+    def declare(self, reg: Registry, values: dict[str, np.ndarray]) -> None:
+        k = values["weights"].shape[0]
+        reg.declare("weights", values["weights"], bounds=Simplex(axis=-1))
+        reg.declare("means", values["means"])
+        cov = values["covars"]
+        if self.covariance_type == "tied":  # tie the components within each state
+            _declare_covars(reg, "covars", cov, "full", None)
+            ref = reg["covars"]
+            for s in range(k):
+                for j in range(1, cov.shape[1]):
+                    reg.tie(ref[s, 0], ref[s, j])
+        else:
+            _declare_covars(reg, "covars", cov, self.kind, None)
+        if self.shared_codebook:
+            reg.tie_groups("means", [list(range(k))], axis=0)
+            if self.covariance_type != "tied":
+                reg.tie_groups("covars", [list(range(k))], axis=0)
+            else:
+                for s in range(1, k):
+                    reg.tie(reg["covars"][0, 0], reg["covars"][s, 0])
+
+    prepare = GaussianEmission.prepare
+
+    def _components(self, values: dict[str, np.ndarray], frames: Frames,
+                    eng: Engine) -> tuple[Any, Any]:
+        k, m = values["weights"].shape
+        logc = gc.log_density(values["means"], values["covars"], self.kind, frames["x"],
+                              frames["x2"], eng)
+        with np.errstate(divide="ignore"):
+            logw = np.log(values["weights"]).reshape(1, k * m)
+        logc = logc + eng.asarray(np.maximum(logw, -1e300))
+        n = logc.shape[0]
+        flat = logc.reshape(n * k, m)
+        mx = eng.rowmax(flat)
+        mx = eng.where(eng.isfinite(mx), mx, 0.0)
+        lse = eng.log(eng.rowsum(eng.exp(flat - mx[:, None]))) + mx
+        return logc, lse.reshape(n, k)
+
+    def log_prob(self, values: dict[str, np.ndarray], frames: Frames, eng: Engine) -> Any:
+        return self._components(values, frames, eng)[1]
+
+    def accumulate(self, values: dict[str, np.ndarray], frames: Frames, gamma: Any,
+                   eng: Engine) -> dict[str, np.ndarray]:
+        k, m = values["weights"].shape
+        logc, lse = self._components(values, frames, eng)
+        n = logc.shape[0]
+        resp = eng.exp(logc.reshape(n, k, m) - lse[:, :, None])
+        g = (resp * gamma[:, :, None]).reshape(n, k * m)
+        return gc.accumulate(g, frames["x"], frames["x2"], self.kind, eng)
+
+    def m_step(self, values: dict[str, np.ndarray], stats: dict[str, np.ndarray], pool: Pool,
+               keep: Keep, frozen: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        k, m = values["weights"].shape
+        weights = simplex_mstep("weights", stats["post"].reshape(k, m), values["weights"], pool,
+                                frozen["weights"])
+        # hmmlearn's GMMHMM order (both orders are exact conditional maximisations): the
+        # covariances given the current means, then the means given the new covariances
+        covars = gc.mstep_covars("covars", values["means"], values["covars"], self.kind, stats,
+                                 pool, keep, min_covar=self.min_covar, prior=0.0, weight=1.0)
+        means = gc.mstep_means("means", values["means"], covars, self.kind, stats, pool, keep)
+        return {"weights": weights, "means": means, "covars": covars}
+
+    def to_public(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cov = values["covars"]
+        return {"weights_": values["weights"].copy(), "means_": values["means"].copy(),
+                "covars_": cov[:, 0].copy() if self.covariance_type == "tied" else cov.copy()}
+
+    def from_public(self, attrs: dict[str, Any], n_states: int) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        if attrs.get("weights_") is not None:
+            out["weights"] = np.asarray(attrs["weights_"], dtype=float).copy()
+        if attrs.get("means_") is not None:
+            out["means"] = np.asarray(attrs["means_"], dtype=float).copy()
+        if attrs.get("covars_") is not None:
+            c = np.asarray(attrs["covars_"], dtype=float)
+            d = c.shape[-1] if self.kind == "full" else (
+                out["means"].shape[-1] if "means" in out else c.shape[-1])
+            m = int(self.n_mix)
+            if self.covariance_type == "tied":
+                out["covars"] = np.repeat(c[:, None], m, axis=1).copy()
+            else:
+                out["covars"] = _to_internal_cov(c, self.covariance_type, (n_states, m), d)
+        return out
+
+    def n_features(self, values: dict[str, np.ndarray]) -> int:
+        return int(values["means"].shape[-1])
+
+    def sample(self, values: dict[str, np.ndarray], state: int,
+               rng: np.random.Generator) -> np.ndarray:
+        j = rng.choice(values["weights"].shape[1], p=values["weights"][state])
+        mu = values["means"][state, j]
+        cov = values["covars"][state, j]
+        if self.kind in ("spherical", "diag"):
+            return mu + np.sqrt(cov) * rng.standard_normal(mu.shape)
+        return rng.multivariate_normal(mu, cov)

@@ -1,0 +1,473 @@
+"""TiedHMM: the estimator (sklearn contract, hmmlearn names) over an emission family.
+
+Configuration lives in ``__init__`` (stored as given); ``fit`` validates, declares every parameter
+in a :class:`~tiedsci.core.Registry` (start probabilities and transition rows as simplices, the
+emission's parameters), applies the ties, fixed parameters and structural zeros, compiles the
+layout (``layout_``) and runs Baum-Welch with pooled statistics (:mod:`tiedsci.hmm.em`).
+Fitted values are exposed under hmmlearn's attribute names (``startprob_``, ``transmat_``,
+``means_``, ``covars_``, ...); setting them and fitting with ``init_params=""`` starts EM there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tiedsci.core import Layout, Registry, Simplex
+from tiedsci.errors import DataError, DeclarationError, NotFittedError
+from tiedsci.hmm import inference
+from tiedsci.hmm.chunked import make_chunking, should_chunk
+from tiedsci.hmm.em import Problem, baum_welch
+from tiedsci.hmm.engines import get_engine
+from tiedsci.hmm.packing import make_packing
+
+__all__ = ["TiedHMM", "check_lengths"]
+
+_BASE_LETTERS = {"s": "startprob", "t": "transmat"}
+_ALL_LETTERS = {"s": "startprob", "t": "transmat", "m": "means", "c": "covars",
+                "e": "emissionprob", "l": "lambdas", "w": "weights"}
+
+
+def check_lengths(lengths: Any, n_samples: int) -> np.ndarray:
+    """Validate sequence lengths against the number of samples; ``None`` means one sequence."""
+    if lengths is None:
+        if n_samples < 1:
+            raise DataError("X has no samples")
+        return np.array([n_samples], dtype=np.int64)
+    arr = np.asarray(lengths)
+    if arr.ndim != 1 or arr.size == 0:
+        raise DataError(f"lengths must be a non-empty 1-D sequence of ints, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise DataError("lengths must be integers")
+    elif arr.dtype.kind not in "iu":
+        raise DataError(f"lengths must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if np.any(arr < 1):
+        i = int(np.argmax(arr < 1))
+        raise DataError(f"lengths[{i}] = {arr[i]}: every sequence needs at least one sample")
+    if int(arr.sum()) != n_samples:
+        raise DataError(f"lengths sum to {int(arr.sum())} but X has {n_samples} samples; "
+                        "lengths must partition X exactly")
+    return arr
+
+
+def _letters_to_names(spec: Any, letters: Mapping[str, str]) -> set[str]:
+    """hmmlearn letter codes (``"stmc"``) or an iterable of parameter names -> set of names."""
+    if isinstance(spec, str):
+        unknown = set(spec) - set(letters)
+        if unknown:
+            raise ValueError(f"unknown parameter letters {sorted(unknown)}; valid: "
+                             f"{ {k: v for k, v in letters.items()} }")
+        return {letters[c] for c in spec}
+    names = set(spec)
+    valid = set(letters.values())
+    if names - valid:
+        raise ValueError(f"unknown parameter names {sorted(names - valid)}; valid: {sorted(valid)}")
+    return names
+
+
+class TiedHMM:
+    """Hidden Markov model whose states, parameter blocks and transition rows can be tied.
+
+    Parameters
+    ----------
+    emission : emission family
+        :class:`~tiedsci.hmm.emissions.GaussianEmission`, ``CategoricalEmission``,
+        ``PoissonEmission`` or ``GMMEmission``.
+    n_components : int
+        Number of hidden states.
+    tie_states : list of lists of int, optional
+        Groups of states sharing every emission parameter, e.g. ``[[0, 1], [2, 3]]``.
+    ties : dict, optional
+        Per-parameter state groups, e.g. ``{"means": [[0, 1]], "covars": [[0, 1, 2, 3]],
+        "transmat": [[2, 3]]}`` (transition rows of states 2 and 3 are shared).
+    fixed : dict, optional
+        ``{name: True}`` holds a whole parameter, ``{name: [states]}`` the rows of those states,
+        at their initial values.
+    params, init_params : str or iterable of names
+        hmmlearn letter codes (``"stmc"``) or parameter names: which parameters EM updates and
+        which are initialised by ``fit`` (the others are taken from the attributes).
+    n_iter, tol : int, float
+        EM stops after ``n_iter`` iterations or when the gain is below ``tol``.
+    algorithm : {"viterbi", "map"}
+        Decoder used by :meth:`predict` and :meth:`decode`.
+    engine : {"numpy", "torch"}, device, dtype
+        Where the E-step runs. ``dtype`` defaults to float64.
+    random_state : int, Generator or None
+    verbose : bool
+
+    Notes
+    -----
+    Zeros of the initial ``startprob_`` / ``transmat_`` (and ``emissionprob_``) are structural:
+    they are declared fixed, stay exactly zero and are not counted in ``n_free``.
+    """
+
+    _emission_letters: Mapping[str, str] = {}
+
+    def __init__(self, emission: Any = None, n_components: int = 1, *,
+                 tie_states: Sequence[Sequence[int]] | None = None,
+                 ties: Mapping[str, Sequence[Sequence[int]]] | None = None,
+                 fixed: Mapping[str, Any] | None = None,
+                 params: Any = None, init_params: Any = None, n_iter: int = 10,
+                 tol: float = 1e-2, algorithm: str = "viterbi", engine: str = "numpy",
+                 device: Any = None, dtype: Any = None, random_state: Any = None,
+                 verbose: bool = False) -> None:
+        self.emission = emission
+        self.n_components = n_components
+        self.tie_states = tie_states
+        self.ties = ties
+        self.fixed = fixed
+        self.params = params
+        self.init_params = init_params
+        self.n_iter = n_iter
+        self.tol = tol
+        self.algorithm = algorithm
+        self.engine = engine
+        self.device = device
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ configuration
+    def _emission(self) -> Any:
+        if self.emission is None:
+            raise DeclarationError("TiedHMM needs an emission family, e.g. GaussianEmission()")
+        self.emission.check()
+        return self.emission
+
+    def _letters(self) -> dict[str, str]:
+        return {**_BASE_LETTERS, **self._emission().letters}
+
+    def _param_names(self) -> list[str]:
+        return ["startprob", "transmat", *self._emission().letters.values()]
+
+    def _public_names(self) -> dict[str, str]:
+        return {n: n + "_" for n in self._param_names()}
+
+    def _rng(self) -> np.random.Generator:
+        rs = self.random_state
+        if isinstance(rs, np.random.Generator):
+            return rs
+        if isinstance(rs, np.random.RandomState):
+            return np.random.default_rng(rs.randint(2**31))
+        return np.random.default_rng(rs)
+
+    # ------------------------------------------------------------------ values <-> attributes
+    def _attribute_values(self) -> dict[str, np.ndarray]:
+        em = self._emission()
+        attrs = {k: getattr(self, k) for k in ("startprob_", "transmat_", "means_", "covars_",
+                                               "emissionprob_", "lambdas_", "weights_")
+                 if getattr(self, k, None) is not None}
+        out: dict[str, np.ndarray] = {}
+        if "startprob_" in attrs:
+            out["startprob"] = np.asarray(attrs["startprob_"], dtype=float).copy()
+        if "transmat_" in attrs:
+            out["transmat"] = np.asarray(attrs["transmat_"], dtype=float).copy()
+        out.update(em.from_public(attrs, int(self.n_components)))
+        return out
+
+    def _set_attributes(self, values: Mapping[str, np.ndarray]) -> None:
+        self.startprob_ = np.asarray(values["startprob"]).copy()
+        self.transmat_ = np.asarray(values["transmat"]).copy()
+        for k, v in self._emission().to_public(dict(values)).items():
+            setattr(self, k, v)
+
+    def _values(self) -> dict[str, np.ndarray]:
+        values = self._attribute_values()
+        missing = [n for n in self._param_names() if n not in values]
+        if missing:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: "
+                                 f"{', '.join(m + '_' for m in missing)} not set; call fit first")
+        return values
+
+    # ------------------------------------------------------------------ registry
+    def _check_groups(self, what: str, groups: Any) -> list[list[int]]:
+        k = int(self.n_components)
+        out = []
+        for g in groups:
+            g = [int(i) for i in g]
+            for i in g:
+                if not 0 <= i < k:
+                    raise DeclarationError(
+                        f"{what}: tie group {g} names state {i}, which does not exist "
+                        f"(n_components={k}, states 0..{k - 1})")
+            out.append(g)
+        return out
+
+    def _check_values(self, values: dict[str, np.ndarray]) -> None:
+        k = int(self.n_components)
+        sp, tm = values["startprob"], values["transmat"]
+        if sp.shape != (k,) or tm.shape != (k, k):
+            raise DataError(f"startprob_ must have shape ({k},) and transmat_ ({k}, {k}); got "
+                            f"{sp.shape} and {tm.shape}")
+        for name in self._param_names():
+            v = values[name]
+            if not np.all(np.isfinite(v)):
+                raise DataError(f"{name}_ contains NaN or inf")
+            if v.shape[0] != k:
+                raise DataError(f"{name}_ has {v.shape[0]} rows, expected n_components={k}")
+        for name in ("startprob", "transmat", "emissionprob", "weights"):
+            if name in values:
+                v = values[name]
+                if np.any(v < 0) or not np.allclose(v.sum(-1), 1.0, atol=1e-6):
+                    raise DataError(f"{name}_ must hold probabilities summing to 1 along its "
+                                    "last axis")
+                values[name] = v / v.sum(-1, keepdims=True)
+
+    def build_registry(self, values: Mapping[str, np.ndarray]) -> Registry:
+        """Declare all parameters at ``values`` with this model's ties and fixed parts."""
+        em = self._emission()
+        values = dict(values)
+        self._check_values(values)
+        reg = Registry()
+        reg.declare("startprob", values["startprob"], bounds=Simplex(axis=0))
+        reg.declare("transmat", values["transmat"], bounds=Simplex(axis=-1))
+        em.declare(reg, values)
+        emission_names = list(em.letters.values())
+        if self.tie_states:
+            groups = self._check_groups("tie_states", self.tie_states)
+            for name in emission_names:
+                reg.tie_groups(name, groups, axis=0)
+        for name, groups in (self.ties or {}).items():
+            if name not in emission_names and name != "transmat":
+                raise DeclarationError(f"ties: unknown parameter {name!r}; tie one of "
+                                       f"{['transmat', *emission_names]}")
+            reg.tie_groups(name, self._check_groups(f"ties[{name!r}]", groups), axis=0)
+        for name in ("startprob", "transmat", "emissionprob"):
+            if name in reg:
+                v = reg.value(name)
+                ref = reg[name]
+                for idx in zip(*np.nonzero(v == 0)):
+                    reg.fix(ref[tuple(int(i) for i in idx)])
+        update = _letters_to_names("stmcewl" if self.params is None else self.params,
+                                   _ALL_LETTERS)
+        for name in self._param_names():
+            if name not in update:
+                reg.fix(name)
+        for name, what in (self.fixed or {}).items():
+            if name not in self._param_names():
+                raise DeclarationError(f"fixed: unknown parameter {name!r}; one of "
+                                       f"{self._param_names()}")
+            if what is True:
+                reg.fix(name)
+            else:
+                ref = reg[name]
+                for i in self._check_groups(f"fixed[{name!r}]", [what])[0]:
+                    reg.fix(ref[i])
+        return reg
+
+    def _init_values(self, x: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        em = self._emission()
+        k = int(self.n_components)
+        init = _letters_to_names("stmcewl" if self.init_params is None else self.init_params,
+                                 _ALL_LETTERS)
+        current = self._attribute_values()
+        values: dict[str, np.ndarray] = {}
+        if "startprob" in init or "startprob" not in current:
+            values["startprob"] = np.full(k, 1.0 / k)
+        if "transmat" in init or "transmat" not in current:
+            values["transmat"] = 0.5 / k + 0.5 * rng.dirichlet(np.full(k, 5.0), size=k)
+            values["transmat"] /= values["transmat"].sum(1, keepdims=True)
+        need = {n for n in em.letters.values() if n in init or n not in current}
+        values.update(em.init(x, k, rng, need))
+        for n, v in current.items():
+            values.setdefault(n, v)
+        return values
+
+    # ------------------------------------------------------------------ data
+    def _prepare(self, X: Any, lengths: Any, values: dict[str, np.ndarray],
+                 allow_chunks: bool = True) -> Problem:
+        em = self._emission()
+        x = em.validate(X)
+        lens = check_lengths(lengths, x.shape[0])
+        chunking = make_chunking(lens) if allow_chunks and should_chunk(lens) else None
+        pk = chunking.packing if chunking is not None else make_packing(lens)
+        eng = get_engine(self.engine, device=self.device, dtype=self.dtype)
+        frames = em.prepare(pk.pack(x), eng, values)
+        return Problem(em, frames, inference.index_on(pk, eng, chunking), eng)
+
+    def _validated(self, X: Any) -> np.ndarray:
+        return self._emission().validate(X)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: Any, lengths: Any = None) -> TiedHMM:
+        """Estimate the parameters with Baum-Welch (pooled statistics for tied parts).
+
+        Parameters
+        ----------
+        X : array, shape (n_samples, n_features)
+            Concatenated sequences.
+        lengths : array of int, shape (n_sequences,), optional
+            Lengths of the sequences in ``X``; they must sum to ``n_samples``.
+
+        Returns
+        -------
+        self
+        """
+        x = self._validated(X)
+        check_lengths(lengths, x.shape[0])
+        if self.algorithm not in ("viterbi", "map"):
+            raise ValueError(f"algorithm must be 'viterbi' or 'map', got {self.algorithm!r}")
+        values = self._init_values(x, self._rng())
+        reg = self.build_registry(values)
+        layout = reg.compile()
+        values = layout.values0
+        problem = self._prepare(x, lengths, values)
+
+        def report(it: int, ll: float) -> None:
+            if self.verbose:
+                print(f"iteration {it + 1:4d}  log-likelihood {ll:.6f}")
+
+        values, monitor = baum_welch(values, problem, layout, int(self.n_iter), float(self.tol),
+                                     report)
+        self.layout_ = layout
+        self.monitor_ = monitor
+        self._set_attributes(values)
+        self.n_features = self._n_features(values)
+        return self
+
+    def _n_features(self, values: Mapping[str, np.ndarray]) -> int:
+        if "emissionprob" in values:
+            return int(values["emissionprob"].shape[1])
+        return int(self._emission().n_features(dict(values)))
+
+    # ------------------------------------------------------------------ inference
+    def _log_frames(self, X: Any, lengths: Any, allow_chunks: bool = True
+                    ) -> tuple[Problem, Any, dict[str, np.ndarray]]:
+        values = self._values()
+        problem = self._prepare(X, lengths, values, allow_chunks)
+        return problem, self._emission().log_prob(values, problem.frames, problem.eng), values
+
+    def score_samples(self, X: Any, lengths: Any = None) -> tuple[float, np.ndarray]:
+        """Log-likelihood and state posteriors, shape (n_samples, n_components)."""
+        problem, log_frame, values = self._log_frames(X, lengths)
+        post = inference.forward_backward(values["startprob"], values["transmat"], log_frame,
+                                          problem.idx, problem.eng)
+        gamma = problem.idx.packing.unpack(problem.eng.to_numpy(post.gamma))
+        return float(post.log_likelihood.sum()), np.asarray(gamma, dtype=float)
+
+    def score(self, X: Any, lengths: Any = None) -> float:
+        """Total log-likelihood of the sequences."""
+        problem, log_frame, values = self._log_frames(X, lengths)
+        ll = inference.log_likelihood(values["startprob"], values["transmat"], log_frame,
+                                      problem.idx, problem.eng)
+        return float(ll.sum())
+
+    def score_sequences(self, X: Any, lengths: Any = None) -> np.ndarray:
+        """Log-likelihood of each sequence, shape (n_sequences,), in the given order."""
+        problem, log_frame, values = self._log_frames(X, lengths)
+        ll = inference.log_likelihood(values["startprob"], values["transmat"], log_frame,
+                                      problem.idx, problem.eng)
+        return ll
+
+    def predict_proba(self, X: Any, lengths: Any = None) -> np.ndarray:
+        """State posteriors, shape (n_samples, n_components)."""
+        return self.score_samples(X, lengths)[1]
+
+    def decode(self, X: Any, lengths: Any = None,
+               algorithm: str | None = None) -> tuple[float, np.ndarray]:
+        """Most likely states: ``"viterbi"`` (best path) or ``"map"`` (per-frame argmax).
+
+        Returns ``(log_prob, states)``: the best path's log-probability for Viterbi; for
+        ``"map"``, hmmlearn's convention, the sum over frames of the largest posterior.
+        """
+        algorithm = algorithm or self.algorithm
+        if algorithm == "map":
+            _, gamma = self.score_samples(X, lengths)
+            return float(gamma.max(1).sum()), gamma.argmax(1)
+        if algorithm != "viterbi":
+            raise ValueError(f"algorithm must be 'viterbi' or 'map', got {algorithm!r}")
+        problem, log_frame, values = self._log_frames(X, lengths)
+        lp, states = inference.viterbi(values["startprob"], values["transmat"], log_frame,
+                                       problem.idx, problem.eng)
+        return float(lp.sum()), problem.idx.packing.unpack(states)
+
+    def predict(self, X: Any, lengths: Any = None) -> np.ndarray:
+        """Most likely state of every sample, shape (n_samples,)."""
+        return self.decode(X, lengths)[1]
+
+    def sample(self, n_samples: int = 1, random_state: Any = None,
+               currstate: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``(X, states)`` from the model."""
+        values = self._values()
+        rng = np.random.default_rng(random_state) if not isinstance(
+            random_state, np.random.Generator) else random_state
+        em = self._emission()
+        k = int(self.n_components)
+        states = np.empty(n_samples, dtype=np.int64)
+        s = int(rng.choice(k, p=values["startprob"])) if currstate is None else int(currstate)
+        rows = []
+        for t in range(n_samples):
+            if t > 0:
+                s = int(rng.choice(k, p=values["transmat"][s]))
+            states[t] = s
+            rows.append(em.sample(values, s, rng))
+        x = np.asarray(rows)
+        return (x.astype(np.int64) if "emissionprob" in values else x), states
+
+    # ------------------------------------------------------------------ model selection
+    @property
+    def n_free(self) -> int:
+        """True number of free parameters (ties, fixed parts and structural zeros removed)."""
+        return int(self._layout().n_free)
+
+    def _layout(self) -> Layout:
+        layout = getattr(self, "layout_", None)
+        if layout is not None:
+            return layout
+        return self.build_registry(self._values()).compile()
+
+    def aic(self, X: Any, lengths: Any = None) -> float:
+        """Akaike information criterion, charged for ``n_free`` parameters."""
+        return -2 * self.score(X, lengths) + 2 * self.n_free
+
+    def bic(self, X: Any, lengths: Any = None) -> float:
+        """Bayesian information criterion, charged for ``n_free`` parameters."""
+        n = self._validated(X).shape[0]
+        return -2 * self.score(X, lengths) + self.n_free * np.log(n)
+
+    def describe(self) -> str:
+        """Table of every parameter element with its tie / fixed status and fitted value."""
+        layout = self._layout()
+        values = {k: v for k, v in self._values().items() if k in layout.shapes}
+        return layout.describe(values)
+
+    def save(self, path: Any) -> Any:
+        """Write ``<path>.json`` + ``<path>.npz`` (see :mod:`tiedsci.hmm.io`)."""
+        from tiedsci.hmm.io import save
+
+        return save(self, path)
+
+    def to_hmmlearn(self) -> Any:
+        """An equivalent hmmlearn estimator (see :mod:`tiedsci.hmm.interop`)."""
+        from tiedsci.hmm.interop import to_hmmlearn
+
+        return to_hmmlearn(self)
+
+    @staticmethod
+    def from_hmmlearn(hm: Any, **kwargs: Any) -> Any:
+        """The tiedsci estimator matching an hmmlearn model (``kwargs`` add ties etc.)."""
+        from tiedsci.hmm.interop import from_hmmlearn
+
+        return from_hmmlearn(hm, **kwargs)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor arguments (sklearn contract)."""
+        import inspect
+
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {n: getattr(self, n) for n in names}
+
+    def set_params(self, **params: Any) -> TiedHMM:
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()
+                         if v is not None and k != "emission")
+        return f"{type(self).__name__}({args})"
+
