@@ -254,8 +254,8 @@ class Layout:
                 z[s], z_src[s] = flat[e], e
             elif abs(flat[e] - z[s]) > atol + rtol * abs(z[s]):
                 raise PackingError(
-                    f"tied members disagree: {self.labels[z_src[s]]} = {z[s]!r} but "
-                    f"{self.labels[e]} = {flat[e]!r} (they share one free value)"
+                    f"tied members disagree: {self.labels[z_src[s]]} = {float(z[s])!r} but "
+                    f"{self.labels[e]} = {float(flat[e])!r} (they share one free value)"
                 )
         missing = np.isnan(z)
         if missing.any():
@@ -272,9 +272,9 @@ class Layout:
             if bad.any():
                 e = int(check[np.argmax(bad)])
                 raise PackingError(
-                    f"{self.labels[e]} = {flat[e]!r} breaks its constraint ({self.status[e]}"
+                    f"{self.labels[e]} = {float(flat[e])!r} breaks its constraint ({self.status[e]}"
                     f"{', ' + self.bounds_text[e] if self.bounds_text[e] else ''}): "
-                    f"the packed value gives {recomputed[e]!r}"
+                    f"the packed value gives {float(recomputed[e])!r}"
                 )
         if as_torch is not None:
             return backend_of(as_torch).asarray(theta)
@@ -293,7 +293,7 @@ class Layout:
             if outside.any():
                 i = int(np.argmax(outside))
                 e = int(np.flatnonzero(self.zslot == sz[kind][i])[0])
-                raise PackingError(f"{self.labels[e]} = {v[i]!r} is outside its bounds "
+                raise PackingError(f"{self.labels[e]} = {float(v[i])!r} is outside its bounds "
                                    f"{self.bounds_text[e]}")
             if kind == "lower":
                 theta[st[kind]] = np.log(np.maximum(v - lo, _TINY))
@@ -312,7 +312,7 @@ class Layout:
                 e = int(np.flatnonzero(self.zslot == blk.z_idx[i, 0])[0])
                 raise PackingError(
                     f"simplex row starting at {self.labels[e]} is not a probability vector: "
-                    f"entries {p[i]} sum to {total[i]!r}, expected {blk.mass[i]!r}"
+                    f"entries {p[i]} sum to {float(total[i])!r}, expected {float(blk.mass[i])!r}"
                 )
             if blk.k > 1:
                 p = np.maximum(p, _TINY)

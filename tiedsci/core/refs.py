@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 __all__ = ["ParamRef", "element_label"]
+
+
+def _format_index(index: Any) -> str:
+    """``means[0]``, ``means[:, 1]``, ``p[[0, 2]]``: the index as the user wrote it."""
+    items = index if isinstance(index, tuple) else (index,)
+    parts = []
+    for it in items:
+        if isinstance(it, slice):
+            start = "" if it.start is None else str(it.start)
+            stop = "" if it.stop is None else str(it.stop)
+            step = "" if it.step is None else f":{it.step}"
+            parts.append(f"{start}:{stop}{step}")
+        elif it is Ellipsis:
+            parts.append("...")
+        elif isinstance(it, list | np.ndarray):
+            parts.append(str(np.asarray(it).tolist()))
+        else:
+            parts.append(str(it))
+    return "[" + ",".join(parts) + "]"
 
 
 def element_label(name: str, shape: tuple[int, ...], flat_index: int) -> str:
@@ -41,6 +60,7 @@ class ParamRef:
     param_shape: tuple[int, ...]
     flat: tuple[int, ...] | None = None
     sel_shape: tuple[int, ...] | None = None
+    text: str | None = field(default=None, compare=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -62,14 +82,17 @@ class ParamRef:
             sel = np.asarray(self.elements()[index])
         except IndexError as exc:
             raise IndexError(f"index {index!r} is out of range for {self.label}: {exc}") from None
+        text = (self.label if self.flat is not None else self.name) + _format_index(index)
         return ParamRef(self.name, self.param_shape, tuple(int(i) for i in sel.ravel()),
-                        tuple(sel.shape))
+                        tuple(sel.shape), text)
 
     @property
     def label(self) -> str:
         """``name`` for the whole parameter, ``name[i,j]`` or ``name{n elements}`` otherwise."""
         if self.flat is None:
             return self.name
+        if self.text is not None:
+            return self.text
         if len(self.flat) == 1:
             return element_label(self.name, self.param_shape, self.flat[0])
         return f"{self.name}{{{len(self.flat)} elements}}"

@@ -401,7 +401,7 @@ class Registry:
             sums = v.sum(axis=ax)
             if np.any(v < 0) or not np.allclose(sums, 1.0, atol=1e-8):
                 raise DeclarationError(
-                    f"initial value of {ref.name} is not a probability vector along axis "
+                    f"initial value of {ref.name!r} is not a probability vector along axis "
                     f"{transform.axis} (entries >= 0 summing to 1); sums: {np.round(sums, 6)}"
                 )
             transform = Simplex(ax)
