@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import TRUTH, gauss_data, gauss_model
+from tests.refine.conftest import TRUTH, gauss_data, gauss_model
 
 from tiedsci.core import Positive
 from tiedsci.errors import (

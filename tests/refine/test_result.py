@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import gauss_data, gauss_model
+from tests.refine.conftest import gauss_data, gauss_model
 
 from tiedsci.core import Positive
 from tiedsci.errors import UnknownParameterError
