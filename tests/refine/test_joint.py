@@ -4,8 +4,8 @@ import warnings
 
 import numpy as np
 import pytest
-from tests.refine.conftest import TRUTH, gauss_data, gauss_model
 
+from tests.refine.conftest import TRUTH, gauss_data, gauss_model
 from tiedsci.core import Positive
 from tiedsci.errors import (
     ConvergenceError,

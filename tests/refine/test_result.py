@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from tests.refine.conftest import gauss_data, gauss_model
 
+from tests.refine.conftest import gauss_data, gauss_model
 from tiedsci.core import Positive
 from tiedsci.errors import UnknownParameterError
 from tiedsci.refine import JointRefinement, RefinementResult, Stage
