@@ -1,0 +1,118 @@
+"""Periodic features vs soft periodic penalty vs shared boundary sub-network, same net and budget.
+
+Problems: advection ``u_t + 30 u_x = 0`` (exact reference) and Allen-Cahn (Raissi's AC.mat).
+For each boundary treatment the *same* network, optimiser schedule and wall-clock budget are used
+(``NetSpec.boundary`` is the only change, the one-flag switch of the API):
+
+- ``periodic``: exact ``cos / sin`` features of x (the registry's periodic axis), no boundary term;
+- ``penalty``: plain scaled x, soft ``|u(a,t) - u(b,t)|^2 + |u_x(a,t) - u_x(b,t)|^2`` term
+  (what DeepXDE's ``PeriodicBC`` does);
+- ``shared_subnet``: plain scaled x and a boundary network ``h(t)`` whose value and slope both
+  ends must match (soft).
+
+Reported per run: relative L2 error on the reference grid, max boundary mismatch of u and u_x
+over the reference times, wall time, and the ratios to the periodic-feature run. DeepXDE is run
+only if it is installed (it is not a dependency); otherwise the row says so.
+
+Usage: ``python benchmarks/pinn_periodic.py [--json] [--quick] [--budget-advection S]
+[--budget-allen-cahn S] [--threads N]``. Runs one after another (never in parallel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import time
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from tiedsci.pinn import evaluate, solve_time_marching
+from tiedsci.pinn.recipes import advection_recipe, allen_cahn_recipe
+
+VARIANTS = ("periodic", "penalty", "shared_subnet")
+
+
+def _run(problem: Any, reference: Any, net: Any, train: Any) -> dict[str, Any]:
+    start = time.perf_counter()
+    sol = solve_time_marching(problem, net, train)
+    wall = time.perf_counter() - start
+    metrics, _ = evaluate(sol, reference)
+    return {**metrics.as_dict(), "wall_s": round(wall, 2)}
+
+
+def _deepxde_row() -> dict[str, Any]:
+    if importlib.util.find_spec("deepxde") is None:
+        return {"status": "not installed (optional; pip install deepxde to compare)"}
+    return {"status": "installed, but no DeepXDE driver is wired in this script yet"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="10 s / 20 s budgets (smoke run)")
+    parser.add_argument("--budget-advection", type=float, default=60.0)
+    parser.add_argument("--budget-allen-cahn", type=float, default=120.0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="*", default=None, choices=("advection", "allen_cahn"))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    b_adv = 10.0 if args.quick else args.budget_advection
+    b_ac = 20.0 if args.quick else args.budget_allen_cahn
+    cases = {
+        "advection": advection_recipe(b_adv, args.seed),
+        "allen_cahn": allen_cahn_recipe(b_ac, args.seed),
+    }
+    results: dict[str, Any] = {
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                    "torch_threads_global": torch.get_num_threads(),
+                    "solve_threads": cases["advection"][3].threads, "torch": torch.__version__,
+                    "load_before": os.getloadavg()},
+        "budgets_s": {"advection": b_adv, "allen_cahn": b_ac},
+        "problems": {},
+    }
+    for name, (problem, ref, net, train) in cases.items():
+        if args.only and name not in args.only:
+            continue
+        rows: dict[str, Any] = {}
+        for variant in VARIANTS:
+            rows[variant] = _run(problem, ref, replace(net, boundary=variant), train)
+            if not args.json:
+                r = rows[variant]
+                print(f"{name:>11} {variant:>14}: rel L2 {r['rel_l2']:.3e}  mismatch "
+                      f"{r['boundary_mismatch']:.2e} (u_x {r['boundary_mismatch_dx']:.2e})  "
+                      f"{r['wall_s']:.1f} s", flush=True)
+        base = rows["periodic"]
+        for variant in VARIANTS[1:]:
+            rows[variant]["error_ratio_vs_periodic"] = rows[variant]["rel_l2"] / base["rel_l2"]
+            # None when the periodic model's mismatch is exactly zero (no finite ratio)
+            rows[variant]["mismatch_ratio_vs_periodic"] = (
+                rows[variant]["boundary_mismatch"] / base["boundary_mismatch"]
+                if base["boundary_mismatch"] > 0 else None)
+        rows["deepxde_periodic_bc"] = _deepxde_row()
+        results["problems"][name] = rows
+    results["machine"]["load_after"] = os.getloadavg()
+    if args.json:
+        print(json.dumps(results, default=float))
+    else:
+        for name, rows in results["problems"].items():
+            for variant in VARIANTS[1:]:
+                r = rows[variant]
+                ratio = r["mismatch_ratio_vs_periodic"]
+                mism = "inf (periodic: 0)" if ratio is None else f"{ratio:.3g}"
+                print(f"{name:>11} {variant:>14}: error x{r['error_ratio_vs_periodic']:.1f}, "
+                      f"mismatch x{mism} vs periodic features")
+            print(f"{name:>11} {'deepxde':>14}: {rows['deepxde_periodic_bc']['status']}")
+        print(f"load average before/after: {results['machine']['load_before']} / "
+              f"{results['machine']['load_after']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

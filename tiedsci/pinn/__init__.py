@@ -1,0 +1,63 @@
+"""Periodic-feature physics-informed neural networks (torch).
+
+Exact periodicity by construction: a periodic input ``x`` of period ``L`` enters the network
+only through ``cos(2 pi k x / L)``, ``sin(2 pi k x / L)`` (:class:`PeriodicFeatures`), so every
+network is periodic whatever its weights. The periodic axes and the physical coefficients live
+in the core :class:`~tiedsci.core.Registry` (coefficients trainable for inverse problems, tied
+across equations when shared).
+
+Quick start::
+
+    from tiedsci.pinn import allen_cahn, NetSpec, TrainConfig, solve_time_marching
+    from tiedsci.pinn import load_reference, evaluate
+    sol = solve_time_marching(allen_cahn(), NetSpec(), TrainConfig(n_windows=10, budget_s=300))
+    metrics, u = evaluate(sol, load_reference("allen_cahn"))
+
+This package imports torch; ``import tiedsci`` does not import it.
+"""
+
+from tiedsci.pinn.autodiff import derivatives_1d, grad, laplacian, partial
+from tiedsci.pinn.config import NetSpec, TrainConfig
+from tiedsci.pinn.domain import declare_periodic_axis, periodic_axes, periodic_features
+from tiedsci.pinn.evaluate import Metrics, evaluate, relative_l2
+from tiedsci.pinn.features import (
+    CkPeriodicEncoder,
+    CkPeriodicFeatures,
+    FourierFeatures,
+    InputEmbedding,
+    PeriodicEncoder,
+    PeriodicFeatures,
+    ScaledInput,
+)
+from tiedsci.pinn.marching import Observations, TimeMarchingSolution, solve_time_marching
+from tiedsci.pinn.net import MLP, FactorizedLinear, FieldNet, MLPField, SeparableField
+from tiedsci.pinn.problem import (
+    PDEProblem,
+    advection,
+    allen_cahn,
+    burgers,
+    custom,
+    heat,
+    helmholtz_2d,
+    kdv,
+    poisson_2d,
+)
+from tiedsci.pinn.reference import Reference, load_reference, spectral_reference
+from tiedsci.pinn.spectral import SpectralPDE, solve_periodic, spectral_pde
+from tiedsci.pinn.steady import DirichletTransform, SteadySolution, solve_steady
+
+__all__ = [
+    "PeriodicFeatures", "CkPeriodicFeatures", "PeriodicEncoder", "CkPeriodicEncoder",
+    "FourierFeatures", "ScaledInput", "InputEmbedding",
+    "MLP", "FactorizedLinear", "FieldNet", "SeparableField", "MLPField",
+    "NetSpec", "TrainConfig",
+    "PDEProblem", "advection", "heat", "burgers", "allen_cahn", "kdv", "poisson_2d",
+    "helmholtz_2d", "custom",
+    "declare_periodic_axis", "periodic_axes", "periodic_features",
+    "solve_time_marching", "TimeMarchingSolution", "Observations",
+    "solve_steady", "SteadySolution", "DirichletTransform",
+    "grad", "partial", "laplacian", "derivatives_1d",
+    "Reference", "load_reference", "spectral_reference",
+    "SpectralPDE", "spectral_pde", "solve_periodic",
+    "Metrics", "evaluate", "relative_l2",
+]

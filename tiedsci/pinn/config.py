@@ -1,0 +1,200 @@
+"""Frozen specifications: the network (:class:`NetSpec`) and the training (:class:`TrainConfig`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from tiedsci.errors import DataError
+from tiedsci.pinn.jets import ACTIVATIONS
+
+__all__ = ["NetSpec", "TrainConfig", "BOUNDARIES", "from_dict"]
+
+BOUNDARIES = ("periodic", "penalty", "shared_subnet")
+ARCHITECTURES = ("separable", "mlp")
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """Network and boundary treatment.
+
+    Attributes
+    ----------
+    architecture : {"separable", "mlp"}
+        ``separable``: ``u = sum_r f_r(x) g_r(t)`` (fast on CPU, see the module notes);
+        ``mlp``: one network on ``(x, t)``.
+    width, depth : int
+        Hidden units and hidden layers of each network.
+    activation : {"tanh", "sin", "gelu"}
+    rank : int
+        Separable rank.
+    n_harmonics : int
+        Harmonics of the periodic embedding.
+    ck : int or None
+        Use the C^k periodic B-spline embedding with ``n_basis`` functions instead of harmonics.
+    n_basis : int
+    trainable_amplitudes : bool
+    time_frequencies : int
+        Size of the generic time bank ``w_j = pi j`` (j = 1..n) of the Fourier features of t
+        (in units of the window's scaled time); 0 gives the scaled time alone.
+    weight_factorization : bool
+    boundary : {"periodic", "penalty", "shared_subnet"}
+        ``periodic``: exact periodic features (no boundary term). ``penalty``: raw scaled x and a
+        soft ``|u(a,t) - u(b,t)|^2 + |u_x(a,t) - u_x(b,t)|^2`` term. ``shared_subnet``: raw
+        scaled x and a boundary network ``h(t)`` that the values and slopes at both ends must
+        match (soft).
+    ic : {"subtract", "soft"}
+        ``subtract``: hard initial condition ``u = u0(x) + N(x, t) - N(x, t0)``; ``soft``: a
+        loss term on ``N(x, t0) - u0(x)`` (first window only; later windows always carry the
+        previous window's end state exactly).
+    """
+
+    architecture: str = "separable"
+    width: int = 64
+    depth: int = 3
+    activation: str = "tanh"
+    rank: int = 32
+    n_harmonics: int = 16
+    ck: int | None = None
+    n_basis: int = 32
+    trainable_amplitudes: bool = False
+    time_frequencies: int = 0
+    weight_factorization: bool = False
+    boundary: str = "periodic"
+    ic: str = "subtract"
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise DataError(f"architecture must be one of {ARCHITECTURES}, got "
+                            f"{self.architecture!r}")
+        if self.activation not in ACTIVATIONS:
+            raise DataError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.boundary not in BOUNDARIES:
+            raise DataError(f"boundary must be one of {BOUNDARIES}, got {self.boundary!r}")
+        if self.ic not in ("subtract", "soft"):
+            raise DataError(f"ic must be 'subtract' or 'soft', got {self.ic!r}")
+        for name in ("width", "depth", "rank", "n_harmonics", "n_basis"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < 1:
+                raise DataError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.time_frequencies < 0:
+            raise DataError(f"time_frequencies must be >= 0, got {self.time_frequencies}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation schedule (per time window) and numerics.
+
+    Attributes
+    ----------
+    adam_steps : int
+        Adam steps per window (an upper bound when ``budget_s`` is set).
+    lr, lr_decay, decay_steps : float, float, int
+        Learning rate, multiplied by ``lr_decay`` every ``decay_steps`` (smoothly).
+    lbfgs_steps : int
+        L-BFGS iterations per window (upper bound), in calls of ``lbfgs_chunk`` iterations.
+    lbfgs_history, lbfgs_chunk : int
+    n_x, n_t : int
+        Collocation grid for Adam (stratified random, redrawn every ``resample_every`` steps).
+    n_x_lbfgs, n_t_lbfgs : int
+        Larger grid for L-BFGS (a small fixed grid lets L-BFGS over-fit).
+    lbfgs_resample_every : int
+        Redraw the L-BFGS grid every this many calls (0: fixed).
+    n_windows : int
+        Time-marching windows (1 = one global model).
+    n_sweeps : int
+        Extra sweeps re-optimise every window with L-BFGS on fresh points.
+    causal_eps : float
+        Causal weights ``exp(-eps * cumulative chunk loss)`` over ``causal_chunks`` time chunks
+        (Wang et al. 2022); 0 disables them.
+    balance : bool
+        Gradient-norm loss balancing of the loss terms, updated every ``balance_every`` steps.
+    budget_s : float or None
+        Wall-clock budget of the whole solve, split evenly over windows (and sweeps).
+    adam_fraction : float
+        Fraction of a window's budget given to Adam.
+    seed : int
+    dtype : {"float32", "float64"}
+    device : str
+        ``"cpu"``, ``"cuda"``...; a clear error when CUDA is asked for and absent.
+    progress : bool
+        tqdm progress bar.
+    checkpoint : str or None
+        Path of the checkpoint file, written every ``checkpoint_every`` steps and at the end of
+        each window; :func:`~tiedsci.pinn.marching.solve_time_marching` resumes from it exactly.
+    checkpoint_every : int
+        Also write it every this many Adam steps and after every L-BFGS call (0: window ends).
+    threads : int or None
+        torch intra-op threads during the solve (restored afterwards). The networks are small:
+        on a shared or busy CPU a second thread costs far more than it gives (measured here:
+        one Allen-Cahn step 17 ms with 1 thread, 790 ms with 2 contended threads). ``None``
+        leaves torch's setting alone.
+    """
+
+    adam_steps: int = 2000
+    lr: float = 1e-3
+    lr_decay: float = 0.9
+    decay_steps: int = 1000
+    lbfgs_steps: int = 500
+    lbfgs_history: int = 50
+    lbfgs_chunk: int = 50
+    n_x: int = 256
+    n_t: int = 32
+    n_x_lbfgs: int = 512
+    n_t_lbfgs: int = 64
+    resample_every: int = 100
+    lbfgs_resample_every: int = 0
+    n_windows: int = 1
+    n_sweeps: int = 1
+    causal_eps: float = 0.0
+    causal_chunks: int = 16
+    balance: bool = False
+    balance_every: int = 100
+    boundary_weight: float = 1.0
+    budget_s: float | None = None
+    adam_fraction: float = 0.5
+    seed: int = 0
+    dtype: str = "float32"
+    device: str = "cpu"
+    progress: bool = False
+    checkpoint: str | None = None
+    checkpoint_every: int = 0
+    threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        for name in ("adam_steps", "lbfgs_steps", "resample_every", "lbfgs_resample_every",
+                     "checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < 0:
+                raise DataError(f"{name} must be an integer >= 0, got {v!r}")
+        for name in ("lbfgs_history", "lbfgs_chunk", "n_x", "n_t", "n_x_lbfgs", "n_t_lbfgs",
+                     "n_windows", "n_sweeps", "causal_chunks", "balance_every", "decay_steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < 1:
+                raise DataError(f"{name} must be an integer >= 1, got {v!r}")
+        for name in ("lr", "lr_decay", "causal_eps", "adam_fraction", "boundary_weight"):
+            v = getattr(self, name)
+            if not math.isfinite(float(v)) or v < 0:
+                raise DataError(f"{name} must be finite and >= 0, got {v!r}")
+        if self.lr <= 0 or not 0 < self.lr_decay <= 1 or self.adam_fraction > 1:
+            raise DataError("need lr > 0, 0 < lr_decay <= 1 and adam_fraction <= 1")
+        if self.budget_s is not None and not (math.isfinite(self.budget_s) and self.budget_s > 0):
+            raise DataError(f"budget_s must be None or > 0, got {self.budget_s!r}")
+        if self.threads is not None and (isinstance(self.threads, bool)
+                                         or int(self.threads) != self.threads or self.threads < 1):
+            raise DataError(f"threads must be None or an integer >= 1, got {self.threads!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise DataError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.n_t < self.causal_chunks and self.causal_eps > 0:
+            raise DataError(f"n_t ({self.n_t}) must be >= causal_chunks ({self.causal_chunks})")
+
+
+def from_dict(cls: type, data: dict[str, Any] | None) -> Any:
+    """Build a spec from a dict (TOML table), naming unknown keys in the error."""
+    data = dict(data or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise DataError(f"unknown {cls.__name__} option(s) {unknown}; known: {sorted(known)}")
+    return replace(cls(), **data)
