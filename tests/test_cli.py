@@ -40,3 +40,15 @@ def test_demo_writes_a_self_contained_html_report(tmp_path):
     assert "data:image/png;base64," in text  # the figure is embedded, not linked
     assert "centre_esd_joint" in text
     assert not list(tmp_path.glob("*.tmp"))  # written atomically
+
+
+def test_quick_demo_runs_every_section(tmp_path):
+    """The whole ``tiedsci demo --quick`` smoke run: every flagship section produces numbers."""
+    main(["demo", "--quick", "--out", str(tmp_path)])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("registry", "hmm", "pinn"):
+        assert summary[key].get("status") != "not available", key
+    assert summary["pinn"]["boundary_mismatch"] <= 1e-6
+    assert summary["pinn"]["budget_s"] == 12.0
+    assert "bic_tied" in summary["hmm"]
+    assert (tmp_path / "report.html").stat().st_size > 10_000
