@@ -9,7 +9,7 @@ zero keep their values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,19 +119,46 @@ def m_step(values: dict[str, np.ndarray], stats: dict[str, Any], emission: Any,
     return out
 
 
-def baum_welch(values: dict[str, np.ndarray], problem: Problem, layout: Layout, n_iter: int,
-               tol: float, callback: Callable[[int, float], None] | None = None,
-               ) -> tuple[dict[str, np.ndarray], ConvergenceMonitor]:
+def _shard_e_step(problem: Problem, values: dict[str, np.ndarray]
+                  ) -> tuple[dict[str, Any], float]:
+    """E-step of one shard of sequences (a map task of a distributed fit)."""
+    return e_step(values, problem)
+
+
+def _add_e_results(a: tuple[dict[str, Any], float], b: tuple[dict[str, Any], float]
+                   ) -> tuple[dict[str, Any], float]:
+    """Sum two shards' statistics and log-likelihoods (the reduce of a distributed E-step)."""
+    return {k: a[0][k] + b[0][k] for k in a[0]}, a[1] + b[1]
+
+
+def baum_welch(values: dict[str, np.ndarray], problem: Problem | Sequence[Problem],
+               layout: Layout, n_iter: int, tol: float,
+               callback: Callable[[int, float], None] | None = None,
+               executor: Any = None) -> tuple[dict[str, np.ndarray], ConvergenceMonitor]:
     """Run EM from ``values`` until the log-likelihood gain is below ``tol`` or ``n_iter``.
 
     As in hmmlearn, the history records the log-likelihood of the parameters entering each
     iteration and every iteration ends with an M-step.
+
+    ``problem`` may be a list of shards (each a :class:`Problem` over some of the sequences) run
+    through ``executor`` (:mod:`tiedsci.parallel`): the E-step is a map over shards whose
+    statistics are summed — a tie sums, so per-state statistics of any number of sequences stay
+    one small message — and the M-step runs here.
     """
     frozen = frozen_masks(layout)
     monitor = ConvergenceMonitor(tol=tol, n_iter=n_iter)
+    handles = None
+    if executor is not None:
+        shards = [problem] if isinstance(problem, Problem) else list(problem)
+        handles = executor.put(shards)
     for it in range(n_iter):
-        stats, ll = e_step(values, problem)
-        values = m_step(values, stats, problem.emission, layout, frozen)
+        if handles is None:
+            stats, ll = e_step(values, problem)  # type: ignore[arg-type]
+        else:
+            stats, ll = executor.map_reduce(_shard_e_step, handles, values,
+                                            combine=_add_e_results)
+        values = m_step(values, stats, problem.emission if isinstance(problem, Problem)
+                        else problem[0].emission, layout, frozen)
         monitor.history.append(ll)
         monitor.iter = it + 1
         if callback is not None:

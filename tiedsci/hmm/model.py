@@ -69,6 +69,19 @@ def _letters_to_names(spec: Any, letters: Mapping[str, str]) -> set[str]:
     return names
 
 
+def _shard_sequences(x: np.ndarray, lengths: Any, n_shards: int | None, client: Any
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Split concatenated sequences into contiguous shards of whole sequences."""
+    lens = check_lengths(lengths, x.shape[0])
+    if n_shards is None:
+        n_workers = len(client.scheduler_info()["workers"]) if client is not None else 1
+        n_shards = 4 * n_workers if client is not None else 1
+    n_shards = max(1, min(int(n_shards), len(lens)))
+    bounds = np.concatenate([[0], np.cumsum(lens)])
+    groups = np.array_split(np.arange(len(lens)), n_shards)
+    return [(x[bounds[g[0]]:bounds[g[-1] + 1]], lens[g]) for g in groups if len(g)]
+
+
 class TiedHMM:
     """Hidden Markov model whose states, parameter blocks and transition rows can be tied.
 
@@ -293,7 +306,8 @@ class TiedHMM:
         return self._emission().validate(X)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, lengths: Any = None) -> TiedHMM:
+    def fit(self, X: Any, lengths: Any = None, *, executor: Any = None, client: Any = None,
+            n_shards: int | None = None) -> TiedHMM:
         """Estimate the parameters with Baum-Welch (pooled statistics for tied parts).
 
         Parameters
@@ -302,6 +316,12 @@ class TiedHMM:
             Concatenated sequences.
         lengths : array of int, shape (n_sequences,), optional
             Lengths of the sequences in ``X``; they must sum to ``n_samples``.
+        executor, client : optional
+            Run the E-step as a map over shards of sequences (:mod:`tiedsci.parallel`):
+            ``client=`` a ``dask.distributed.Client``, or any executor. Default: one process.
+        n_shards : int, optional
+            Number of shards (default: 4 per Dask worker, or 1 per executor otherwise); the
+            result depends on the sharding only through summation order.
 
         Returns
         -------
@@ -315,14 +335,22 @@ class TiedHMM:
         reg = self.build_registry(values)
         layout = reg.compile()
         values = layout.values0
-        problem = self._prepare(x, lengths, values)
+        if executor is None and client is None:
+            problem: Any = self._prepare(x, lengths, values)
+            runner = None
+        else:
+            from tiedsci.parallel import as_executor
+
+            runner = as_executor(executor, client)
+            problem = [self._prepare(xs, ls, values)
+                       for xs, ls in _shard_sequences(x, lengths, n_shards, client)]
 
         def report(it: int, ll: float) -> None:
             if self.verbose:
                 print(f"iteration {it + 1:4d}  log-likelihood {ll:.6f}")
 
         values, monitor = baum_welch(values, problem, layout, int(self.n_iter), float(self.tol),
-                                     report)
+                                     report, executor=runner)
         self.layout_ = layout
         self.monitor_ = monitor
         self._set_attributes(values)
