@@ -31,17 +31,6 @@ def test_payload_bytes_grows_with_size():
     assert payload_bytes(np.zeros(1000)) > payload_bytes(np.zeros(10))
 
 
-@pytest.fixture(scope="module")
-def dask_client():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=40)
-    client = distributed.Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
-
-
 def test_dask_equals_serial_for_fixed_sharding(dask_client):
     rng = np.random.default_rng(0)
     shards = [rng.normal(size=50) for _ in range(9)]

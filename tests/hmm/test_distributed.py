@@ -52,17 +52,6 @@ def test_sharded_fit_equals_one_process_within_round_off(make, data):
     assert np.all(np.diff(sharded.monitor_.history) > -1e-8)
 
 
-@pytest.fixture(scope="module")
-def dask_client():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=40)
-    client = distributed.Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
-
-
 @pytest.mark.parametrize("make, data", [(_tied_gaussian, _gaussian_data),
                                         (_tied_categorical, _categorical_data)])
 def test_dask_fit_equals_serial_for_a_fixed_sharding(dask_client, make, data):
