@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from tiedsci.parallel import DaskExecutor, SerialExecutor, as_executor, payload_bytes
+from tiedsci.parallel import (
+    DaskExecutor,
+    SerialExecutor,
+    StatefulExecutor,
+    as_executor,
+    payload_bytes,
+)
 
 
 def _stats(shard, w):
@@ -41,3 +47,18 @@ def test_dask_equals_serial_for_fixed_sharding(dask_client):
     # same tree of additions -> bit-identical
     np.testing.assert_array_equal(a, b)
     assert dask.bytes_sent > 0
+
+
+def _scaled(shard, k):
+    return shard * k
+
+
+def test_map_persist_keeps_results_resident_for_the_next_map(dask_client):
+    shards = [np.arange(3.0) + i for i in range(5)]
+    want = sum(_stats(s * 6.0, 1.0) for s in shards)
+    for ex in (SerialExecutor(), DaskExecutor(dask_client)):
+        assert isinstance(ex, StatefulExecutor)
+        handles = ex.put(shards)
+        for k in (2.0, 3.0):
+            handles = ex.map_persist(_scaled, handles, k)
+        np.testing.assert_array_equal(ex.map_reduce(_stats, handles, 1.0), want)

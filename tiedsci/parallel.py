@@ -8,8 +8,14 @@ matrices are summed. An executor therefore needs only three things:
 * ``put(shards)``: make the shards resident where the work runs (once, before the iterations);
 * ``map_reduce(fn, handles, *args, combine=operator.add)``: ``combine(fn(s0, *args), fn(s1, *args),
   ...)`` as a tree;
-* ``map(fn, handles, *args)``: the per-shard results, for steps that must come back one by one
-  (back substitution).
+* ``map(fn, handles, *args)``: the per-shard results, for steps that must come back one by one.
+
+Fits that keep per-shard *state* between iterations (the joint refinement keeps each batch's local
+parameters and normal-matrix blocks on its worker) also use
+
+* ``map_persist(fn, handles, *args)``: new handles to ``fn(h, *args)``, left where they are
+  computed (nothing comes back); with Dask each new shard is a task whose inputs the scheduler
+  remembers, so a shard lost with its worker is recomputed from its lineage.
 
 ``SerialExecutor`` (the default) runs everything here, in order. ``DaskExecutor`` uses
 ``dask.distributed``: shards become futures created by a task (so that the scheduler can recompute
@@ -26,7 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Executor", "SerialExecutor", "DaskExecutor", "as_executor", "payload_bytes"]
+__all__ = ["Executor", "StatefulExecutor", "SerialExecutor", "DaskExecutor", "as_executor",
+           "payload_bytes"]
 
 
 @runtime_checkable
@@ -44,6 +51,16 @@ class Executor(Protocol):
     def map_reduce(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any,
                    combine: Callable[[Any, Any], Any] = operator.add) -> Any:
         """``combine`` over ``fn(h, *args)`` for every handle."""
+        ...
+
+
+@runtime_checkable
+class StatefulExecutor(Executor, Protocol):
+    """An executor that can also keep per-shard results resident (see :meth:`map_persist`)."""
+
+    def map_persist(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any
+                    ) -> list[Any]:
+        """Handles to ``fn(h, *args)`` for every handle, kept where they are computed."""
         ...
 
 
@@ -70,6 +87,10 @@ class SerialExecutor:
 
     def map(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any) -> list[Any]:
         return [fn(h, *args) for h in handles]
+
+    def map_persist(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any
+                    ) -> list[Any]:
+        return self.map(fn, handles, *args)
 
     def map_reduce(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any,
                    combine: Callable[[Any, Any], Any] = operator.add) -> Any:
@@ -130,6 +151,13 @@ class DaskExecutor:
         results = self.client.gather(futures)
         self.bytes_sent += sum(payload_bytes(r) for r in results)
         return results
+
+    def map_persist(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any
+                    ) -> list[Any]:
+        # no gather: the new shards stay on the workers; a task that depends on them waits
+        bargs = self._broadcast(args, len(handles))
+        return [self.client.submit(fn, h, *bargs, pure=False, retries=self.retries)
+                for h in handles]
 
     def map_reduce(self, fn: Callable[..., Any], handles: Sequence[Any], *args: Any,
                    combine: Callable[[Any, Any], Any] = operator.add) -> Any:

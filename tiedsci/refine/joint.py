@@ -141,7 +141,9 @@ class JointRefinement:
             engine: str = "tiedsci", method: str = "leastsq", scale_covar: bool = True,
             ftol: float = 1e-10, xtol: float = 1e-10, gtol: float = 1e-10,
             max_nfev: int | None = None, on_singular: str = "raise",
-            raise_on_failure: bool = False, **engine_kws: Any) -> RefinementResult:
+            raise_on_failure: bool = False, executor: Any = None, client: Any = None,
+            n_batches: int | None = None, callback: Callable[[int, float], None] | None = None,
+            **engine_kws: Any) -> RefinementResult:
         """Refine; with ``stages``, one stage after the other.
 
         Parameters
@@ -163,13 +165,26 @@ class JointRefinement:
             only warns (esd NaN).
         raise_on_failure : bool
             Raise :class:`ConvergenceError` instead of warning when a stage does not converge.
+        executor, client : optional
+            Run the per-dataset work through an executor of :mod:`tiedsci.parallel`, or on a
+            ``dask.distributed.Client`` (shorthand for ``executor=DaskExecutor(client)``):
+            batches of datasets with their local parameters stay on the workers, which
+            eliminate their locals and send back only the reduced shared system (see
+            :mod:`tiedsci.refine.distributed`). Same optimum and esds as the default serial
+            engine, to summation round-off.
+        n_batches : int, optional
+            Number of batches for ``executor``/``client`` (default: one per Dask worker).
+        callback : callable, optional
+            Progress: ``callback(n_iter, chi2)`` after each accepted step (chi2 includes the
+            restraint penalty), serial or distributed.
         """
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if on_singular not in ("raise", "warn"):
             raise ValueError(f"on_singular must be 'raise' or 'warn', got {on_singular!r}")
         opts = dict(engine=engine, method=method, scale_covar=scale_covar, ftol=ftol, xtol=xtol,
-                    gtol=gtol, max_nfev=max_nfev, engine_kws=engine_kws)
+                    gtol=gtol, max_nfev=max_nfev, engine_kws=engine_kws, executor=executor,
+                    client=client, n_batches=n_batches, callback=callback)
         if not stages:
             res = fit_problem(self.compile(), **opts)
             return _finish(res, on_singular, raise_on_failure)
@@ -254,11 +269,21 @@ def fit_problem(problem: Problem, *, engine: str = "tiedsci", method: str = "lea
                 scale_covar: bool = True, ftol: float = 1e-10, xtol: float = 1e-10,
                 gtol: float = 1e-10, max_nfev: int | None = None,
                 engine_kws: Mapping[str, Any] | None = None,
-                stage_name: str | None = None) -> RefinementResult:
-    """Fit one compiled problem and build its :class:`RefinementResult` (no raising)."""
+                stage_name: str | None = None, executor: Any = None, client: Any = None,
+                n_batches: int | None = None,
+                callback: Callable[[int, float], None] | None = None) -> RefinementResult:
+    """Fit one compiled problem and build its :class:`RefinementResult` (no raising).
+
+    With ``executor`` or ``client`` the tiedsci engine runs through
+    :func:`tiedsci.refine.distributed.levenberg_marquardt_batched`; otherwise in this process.
+    """
     layout = problem.layout
     max_nfev = max_nfev or 100 * (layout.n_free + 1)
     part = problem.partition
+    distributed = executor is not None or client is not None
+    if distributed and engine != "tiedsci":
+        raise ValueError(f"executor=/client= need engine='tiedsci', got engine={engine!r}")
+    y_calcs = None
     if layout.n_free == 0:
         resids = tuple(problem.residuals(layout.theta0))
         outcome = LMOutcome(layout.theta0.copy(), resids, assemble(part, [], []), 0.0, 1, 0, 0,
@@ -270,10 +295,23 @@ def fit_problem(problem: Problem, *, engine: str = "tiedsci", method: str = "lea
         system = assemble(part, problem.jacobians(theta), resids)
         outcome = LMOutcome(theta, resids, system, 0.5 * sum(float(r @ r) for r in resids),
                             nfev, 1, 0, ok, msg)
+    elif distributed:
+        from tiedsci.parallel import as_executor
+        from tiedsci.refine.distributed import levenberg_marquardt_batched
+
+        outcome, y_calcs = levenberg_marquardt_batched(
+            problem, as_executor(executor, client), n_batches, ftol=ftol, xtol=xtol, gtol=gtol,
+            max_nfev=max_nfev, callback=callback)
     else:
+        lm_callback = None
+        if callback is not None:
+            def lm_callback(n_iter: int, theta: np.ndarray, cost: float) -> None:
+                callback(n_iter, 2.0 * cost)
         outcome = levenberg_marquardt(problem.residuals, problem.jacobians, layout.theta0, part,
-                                      ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
-    return build_result(problem, outcome, engine=engine, scale_covar=scale_covar)
+                                      ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev,
+                                      callback=lm_callback)
+    return build_result(problem, outcome, engine=engine, scale_covar=scale_covar,
+                        y_calcs=y_calcs)
 
 
 def _rep_rows(layout: Layout) -> np.ndarray:
@@ -282,12 +320,18 @@ def _rep_rows(layout: Layout) -> np.ndarray:
 
 
 def build_result(problem: Problem, outcome: LMOutcome, *, engine: str,
-                 scale_covar: bool) -> RefinementResult:
-    """Statistics, covariance and diagnostics at the optimum."""
+                 scale_covar: bool, y_calcs: Sequence[np.ndarray] | None = None
+                 ) -> RefinementResult:
+    """Statistics, covariance and diagnostics at the optimum.
+
+    ``y_calcs`` (model curves at ``outcome.theta``, one per dataset) are computed when not
+    given (a distributed fit brings them back from the workers).
+    """
     layout = problem.layout
     theta = outcome.theta
     values = problem.values(theta)
-    y_calcs = problem.y_calcs(theta)
+    if y_calcs is None:
+        y_calcs = problem.y_calcs(theta)
     fits = []
     for b, yc in zip(problem.blocks, y_calcs):
         w = b.sqrt_w**2

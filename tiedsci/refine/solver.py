@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
@@ -30,6 +31,9 @@ __all__ = [
     "LMOutcome",
     "partition_blocks",
     "assemble",
+    "chol_solve",
+    "eliminate_locals",
+    "back_substitute",
     "solve_damped",
     "dense_normal",
     "levenberg_marquardt",
@@ -145,11 +149,73 @@ def assemble(part: Partition, jacs: Sequence[np.ndarray],
     return NormalSystem(hss, gs, tuple(cs), tuple(bs), tuple(gls))
 
 
-def _chol_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def chol_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a^-1 b`` for a symmetric positive definite ``a`` (empty when ``a`` is 0 x 0)."""
     if a.shape[0] == 0:
         return np.zeros_like(b)
     return sla.cho_solve(sla.cho_factor(a, lower=False, check_finite=False), b,
                          check_finite=False)
+
+
+def eliminate_locals(part: Partition, system: NormalSystem, mu: float, scale: np.ndarray,
+                     s: np.ndarray, rhs: np.ndarray) -> list[Any]:
+    """Fold each block's damped local parameters into the shared system (Schur complement).
+
+    Subtracts ``B_k (C_k + mu D_k)^-1 B_k^T`` from ``s`` and adds ``B_k (C_k + mu D_k)^-1 g_k``
+    to ``rhs``, in place, block by block. A distributed fit calls it on one batch of blocks
+    (``s = H_SS`` and ``rhs = -g_S`` of that batch) and sums the results.
+
+    Parameters
+    ----------
+    part, system : Partition, NormalSystem
+        Blocks to eliminate (``system.c/b/gl`` follow ``part.blocks``).
+    mu : float
+        Damping.
+    scale : ndarray, shape (n_free,)
+        Marquardt scaling (only the blocks' local entries are read).
+    s : ndarray, shape (n_shared, n_shared)
+    rhs : ndarray, shape (n_shared,)
+
+    Returns
+    -------
+    list
+        Per block ``(cholesky factor, C^-1 g)`` or ``None`` (no local parameter), for
+        :func:`back_substitute`.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        When a damped local block is not positive definite.
+    """
+    eliminated: list[Any] = []
+    for blk, c, b, gl in zip(part.blocks, system.c, system.b, system.gl):
+        cd = c + np.diag(mu * scale[blk.l_idx])
+        if blk.l_idx.size == 0:
+            eliminated.append(None)
+            continue
+        fac = sla.cho_factor(cd, check_finite=False)
+        cinv_bt = sla.cho_solve(fac, b.T, check_finite=False)  # (nl, ns_k)
+        cinv_g = sla.cho_solve(fac, gl, check_finite=False)    # (nl,)
+        if blk.s_pos.size:
+            s[np.ix_(blk.s_pos, blk.s_pos)] -= b @ cinv_bt
+            rhs[blk.s_pos] += b @ cinv_g
+        eliminated.append((fac, cinv_g))
+    return eliminated
+
+
+def back_substitute(part: Partition, system: NormalSystem, eliminated: Sequence[Any],
+                    ds: np.ndarray, delta: np.ndarray) -> None:
+    """Local steps ``-(C_k + mu D_k)^-1 (g_k + B_k^T ds)`` added into ``delta`` (in place).
+
+    ``ds`` is the shared step, shape (n_shared,); ``eliminated`` comes from
+    :func:`eliminate_locals`; ``delta`` has shape (n_free,).
+    """
+    for blk, b, item in zip(part.blocks, system.b, eliminated):
+        if item is None:
+            continue
+        fac, cinv_g = item
+        dl = -cinv_g - sla.cho_solve(fac, b.T @ ds[blk.s_pos], check_finite=False)
+        delta[blk.l_idx] += dl
 
 
 def solve_damped(part: Partition, system: NormalSystem, mu: float,
@@ -163,28 +229,11 @@ def solve_damped(part: Partition, system: NormalSystem, mu: float,
     """
     s = system.hss + np.diag(mu * scale[part.shared])
     rhs = -system.gs.copy()
-    eliminated = []
-    for blk, c, b, gl in zip(part.blocks, system.c, system.b, system.gl):
-        cd = c + np.diag(mu * scale[blk.l_idx])
-        if blk.l_idx.size == 0:
-            eliminated.append(None)
-            continue
-        fac = sla.cho_factor(cd, check_finite=False)
-        cinv_bt = sla.cho_solve(fac, b.T, check_finite=False)  # (nl, ns_k)
-        cinv_g = sla.cho_solve(fac, gl, check_finite=False)    # (nl,)
-        if blk.s_pos.size:
-            s[np.ix_(blk.s_pos, blk.s_pos)] -= b @ cinv_bt
-            rhs[blk.s_pos] += b @ cinv_g
-        eliminated.append((fac, cinv_g))
+    eliminated = eliminate_locals(part, system, mu, scale, s, rhs)
     delta = np.zeros(part.n_free)
-    ds = _chol_solve(s, rhs)
+    ds = chol_solve(s, rhs)
     delta[part.shared] = ds
-    for blk, b, item in zip(part.blocks, system.b, eliminated):
-        if item is None:
-            continue
-        fac, cinv_g = item
-        dl = -cinv_g - sla.cho_solve(fac, b.T @ ds[blk.s_pos], check_finite=False)
-        delta[blk.l_idx] += dl
+    back_substitute(part, system, eliminated, ds, delta)
     return delta
 
 

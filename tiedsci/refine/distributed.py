@@ -1,0 +1,479 @@
+"""Block Levenberg-Marquardt over an executor: batches of datasets live on the workers.
+
+The same damped Gauss-Newton iteration as :func:`tiedsci.refine.solver.levenberg_marquardt`
+(same acceptance, damping and stopping rules), with the per-dataset work mapped over batches of
+datasets through the map-reduce seam of :mod:`tiedsci.parallel`. *A tie sums*: after each batch
+eliminates its local parameters, its reduced shared normal matrix is just added to the others'.
+
+Each batch (its compiled model blocks, the data, its local parameters and its normal-matrix
+blocks) is put on a worker once per fit and its state stays there (``map_persist``). One
+iteration is three rounds of messages whose size depends on the number of *shared* parameters
+``n_s`` only, never on the number of datasets:
+
+1. ``map_reduce(_reduce)``: every batch eliminates its damped local blocks and returns
+   ``(S_b, s_b, chi2_b)`` plus ``diag(H_SS)_b``, ``g_S,b`` and a gradient check (~``n_s^2``
+   floats); the client sums them, adds the restraints and the damping ``mu D_S`` and solves the
+   small shared system for ``ds``.
+2. ``map_persist(_trial)`` with ``ds`` broadcast (``n_s`` floats): every batch back-substitutes
+   its local steps, keeps the trial point and returns (via ``_trial_sums``) its chi-square, its
+   share of the step and parameter norms and of the predicted reduction (4 floats).
+3. on acceptance, ``map_persist(_accept)``: every batch computes its Jacobian at the trial point
+   (nothing comes back; the next round 1 reads it).
+
+Only after convergence does each batch send its local parameters, normal blocks and model
+curves back once (for the covariance and the result). Restraints involve shared parameters
+only; the client evaluates them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tiedsci.parallel import StatefulExecutor
+from tiedsci.refine.problem import Problem
+from tiedsci.refine.solver import (
+    LMOutcome,
+    NormalSystem,
+    Partition,
+    assemble,
+    back_substitute,
+    chol_solve,
+    eliminate_locals,
+)
+
+__all__ = ["BatchShard", "BatchState", "TrialState", "Reduced", "TrialSums", "make_batches",
+           "default_n_batches", "levenberg_marquardt_batched"]
+
+
+@dataclass(frozen=True, eq=False)
+class BatchShard:
+    """What one batch needs on its worker (sent once, at ``put``).
+
+    Attributes
+    ----------
+    problem : Problem
+        The full layout with only this batch's model blocks and no restraint rows; its
+        ``partition`` holds this batch's :class:`~tiedsci.refine.solver.BlockCols` and the
+        global shared indices.
+    index : ndarray of int, shape (n_batch,)
+        Positions of the batch's datasets in the full problem.
+    theta0 : ndarray, shape (n_free,)
+        Starting point (the other batches' local entries are never read here).
+    """
+
+    problem: Problem
+    index: np.ndarray
+    theta0: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class BatchState:
+    """A batch at one point of the iteration (resident on its worker).
+
+    Attributes
+    ----------
+    shard : BatchShard
+    theta : ndarray, shape (n_free,)
+        Current point; the shared entries and this batch's local entries are meaningful.
+    system : NormalSystem
+        Normal-matrix blocks of this batch at ``theta``.
+    chi2 : float
+        ``sum r^2`` of this batch at ``theta``.
+    scale : ndarray, shape (n_free,)
+        Running maximum of ``diag(J^T J)`` (this batch's local entries are meaningful).
+    """
+
+    shard: BatchShard
+    theta: np.ndarray
+    system: NormalSystem
+    chi2: float
+    scale: np.ndarray
+
+
+@dataclass(frozen=True)
+class Reduced:
+    """One batch's (or a sum of batches') share of a damped shared system.
+
+    Attributes
+    ----------
+    s : ndarray, shape (n_s, n_s)
+        ``H_SS - sum_k B_k (C_k + mu D_k)^-1 B_k^T`` over the batch's datasets.
+    rhs : ndarray, shape (n_s,)
+        ``-g_S + sum_k B_k (C_k + mu D_k)^-1 g_k``.
+    chi2 : float
+        ``sum r^2`` at the current point.
+    hss_diag, gs : ndarray, shape (n_s,)
+        ``diag(H_SS)`` and ``g_S = J_S^T r`` (scaling and gradient test of the shared part).
+    gmax : float
+        ``max |g_l| / sqrt(D_l cost)`` over the local parameters (the gradient test).
+    failed : bool
+        A damped local block was not positive definite (the client increases ``mu``).
+    """
+
+    s: np.ndarray
+    rhs: np.ndarray
+    chi2: float
+    hss_diag: np.ndarray
+    gs: np.ndarray
+    gmax: float
+    failed: bool
+
+
+@dataclass(frozen=True)
+class TrialSums:
+    """Sums over batches at a trial point: chi-square, ``|dl|^2``, ``|theta_l|^2`` and
+    ``dl . (mu D_l dl - g_l)`` (the local share of the predicted reduction)."""
+
+    chi2: float
+    step2: float
+    theta2: float
+    pred: float
+
+
+@dataclass(frozen=True, eq=False)
+class TrialState:
+    """A batch at a proposed point (resident on its worker until accepted or dropped).
+
+    ``theta`` is the trial point, ``resids`` its residual blocks (kept to assemble the normal
+    blocks if the step is accepted), ``scale`` the proposing state's running maximum of
+    ``diag(J^T J)`` and ``sums`` what the client needs to judge the step.
+    """
+
+    shard: BatchShard
+    theta: np.ndarray
+    resids: tuple[np.ndarray, ...]
+    scale: np.ndarray
+    sums: TrialSums
+
+
+def _add_reduced(a: Reduced, b: Reduced) -> Reduced:
+    return Reduced(a.s + b.s, a.rhs + b.rhs, a.chi2 + b.chi2, a.hss_diag + b.hss_diag,
+                   a.gs + b.gs, max(a.gmax, b.gmax), a.failed or b.failed)
+
+
+def _add_trial(a: TrialSums, b: TrialSums) -> TrialSums:
+    return TrialSums(a.chi2 + b.chi2, a.step2 + b.step2, a.theta2 + b.theta2, a.pred + b.pred)
+
+
+def _sum_sq(resids: Sequence[np.ndarray]) -> float:
+    total = 0.0
+    for r in resids:
+        total += float(r @ r)
+    return total
+
+
+def _local_idx(part: Partition) -> np.ndarray:
+    if not part.blocks:
+        return np.zeros(0, dtype=np.intp)
+    return np.concatenate([blk.l_idx for blk in part.blocks]).astype(np.intp)
+
+
+# ---------------------------------------------------------------------- tasks (on the workers)
+def _start(shard: BatchShard) -> BatchState:
+    """Residuals, Jacobian and normal blocks at the starting point."""
+    prob = shard.problem
+    theta = shard.theta0.copy()
+    resids = prob.residuals(theta)
+    system = assemble(prob.partition, prob.jacobians(theta), resids)
+    scale = np.maximum(system.diagonal(prob.partition), 0.0)
+    return BatchState(shard, theta, system, _sum_sq(resids), scale)
+
+
+def _start_sums(state: BatchState) -> tuple[float, np.ndarray, float]:
+    """``(chi2_b, diag(H_SS)_b, largest local diagonal entry of J^T J)`` at the start."""
+    idx = _local_idx(state.shard.problem.partition)
+    return (state.chi2, np.diag(state.system.hss).copy(),
+            float(state.scale[idx].max(initial=0.0)))
+
+
+def _add_start(a: tuple[float, np.ndarray, float], b: tuple[float, np.ndarray, float]
+               ) -> tuple[float, np.ndarray, float]:
+    return a[0] + b[0], a[1] + b[1], max(a[2], b[2])
+
+
+def _reduce(state: BatchState, mu: float, floor: float, cost: float) -> Reduced:
+    """Eliminate the batch's damped local blocks: its share of the shared system."""
+    part = state.shard.problem.partition
+    system = state.system
+    scale = np.maximum(state.scale, floor)
+    idx = _local_idx(part)
+    g_loc = np.concatenate(system.gl) if system.gl else np.zeros(0)
+    gmax = float(np.max(np.abs(g_loc) / np.sqrt(scale[idx] * max(cost, 1e-300)), initial=0.0))
+    s = system.hss.copy()
+    rhs = -system.gs.copy()
+    failed = False
+    try:
+        eliminate_locals(part, system, mu, scale, s, rhs)
+    except np.linalg.LinAlgError:
+        failed = True
+    return Reduced(s, rhs, state.chi2, np.diag(system.hss).copy(), system.gs.copy(), gmax,
+                   failed)
+
+
+def _trial(state: BatchState, ds: np.ndarray, mu: float, floor: float) -> TrialState:
+    """Back-substitute the local steps for the shared step ``ds``; residuals there."""
+    prob = state.shard.problem
+    part = prob.partition
+    system = state.system
+    scale = np.maximum(state.scale, floor)
+    s = system.hss.copy()
+    rhs = -system.gs.copy()
+    eliminated = eliminate_locals(part, system, mu, scale, s, rhs)
+    delta = np.zeros(part.n_free)
+    delta[part.shared] = ds
+    back_substitute(part, system, eliminated, ds, delta)
+    trial = state.theta + delta
+    resids = tuple(prob.residuals(trial))
+    idx = _local_idx(part)
+    dl = delta[idx]
+    th = state.theta[idx]
+    g_loc = np.concatenate(system.gl) if system.gl else np.zeros(0)
+    pred = float(dl @ (mu * scale[idx] * dl - g_loc))
+    sums = TrialSums(_sum_sq(resids), float(dl @ dl), float(th @ th), pred)
+    return TrialState(state.shard, trial, resids, state.scale, sums)
+
+
+def _trial_sums(trial: TrialState) -> TrialSums:
+    return trial.sums
+
+
+def _accept(trial: TrialState) -> BatchState:
+    """Jacobian and normal blocks at an accepted trial point."""
+    prob = trial.shard.problem
+    system = assemble(prob.partition, prob.jacobians(trial.theta), trial.resids)
+    scale = np.maximum(trial.scale, system.diagonal(prob.partition))
+    return BatchState(trial.shard, trial.theta, system, trial.sums.chi2, scale)
+
+
+def _final(state: BatchState) -> tuple[np.ndarray, np.ndarray, NormalSystem,
+                                       list[np.ndarray]]:
+    """What the result needs, once: local values, normal blocks and model curves."""
+    prob = state.shard.problem
+    idx = _local_idx(prob.partition)
+    return state.shard.index, state.theta[idx], state.system, prob.y_calcs(state.theta)
+# ---------------------------------------------------------------------- client side
+def default_n_batches(executor: Any, n_datasets: int) -> int:
+    """One batch per Dask worker (each batch re-evaluates the layout map), else one."""
+    client = getattr(executor, "client", None)
+    n = 1
+    if client is not None:
+        n = max(1, len(client.scheduler_info().get("workers", {})))
+    return max(1, min(n, n_datasets))
+
+
+def make_batches(problem: Problem, n_batches: int) -> list[BatchShard]:
+    """Split the datasets of ``problem`` into ``n_batches`` contiguous, near-equal batches."""
+    n_data = len(problem.blocks)
+    if not isinstance(n_batches, int | np.integer) or not 1 <= n_batches <= n_data:
+        raise ValueError(f"n_batches must be an integer between 1 and the number of datasets "
+                         f"({n_data}), got {n_batches!r}")
+    part = problem.partition
+    shards = []
+    for idx in np.array_split(np.arange(n_data), int(n_batches)):
+        sub = Partition(part.n_free, part.shared, tuple(part.blocks[i] for i in idx))
+        prob = dataclasses.replace(
+            problem, blocks=tuple(problem.blocks[i] for i in idx),
+            restraint_deps=np.zeros(0, dtype=np.intp), restraint_elem=np.zeros(0, dtype=np.intp),
+            restraint_names=(), restraint_jac=np.zeros((0, 0)), partition=sub)
+        shards.append(BatchShard(prob, idx.astype(np.intp), problem.layout.theta0.copy()))
+    return shards
+
+
+@dataclass(frozen=True)
+class _Restraints:
+    """The restraint block, evaluated here (it involves shared parameters only)."""
+
+    problem: Problem  # no model block: residuals/jacobians give the restraint rows only
+    part: Partition   # the restraint block's columns
+
+    @classmethod
+    def of(cls, problem: Problem) -> _Restraints | None:
+        if not problem.n_restraint_rows:
+            return None
+        part = problem.partition
+        return cls(dataclasses.replace(problem, blocks=()),
+                   Partition(part.n_free, part.shared, (part.blocks[-1],)))
+
+    def at(self, theta: np.ndarray, jacobian: bool
+           ) -> tuple[np.ndarray, NormalSystem | None]:
+        r = self.problem.residuals(theta)
+        if not jacobian:
+            return r[0], None
+        return r[0], assemble(self.part, self.problem.jacobians(theta), r)
+
+
+def _zero_system(ns: int) -> NormalSystem:
+    return NormalSystem(np.zeros((ns, ns)), np.zeros(ns), (), (), ())
+
+
+def levenberg_marquardt_batched(
+    problem: Problem,
+    executor: StatefulExecutor,
+    n_batches: int | None = None,
+    *,
+    ftol: float = 1e-10,
+    xtol: float = 1e-10,
+    gtol: float = 1e-10,
+    max_nfev: int = 1000,
+    mu0: float = 1e-3,
+    callback: Callable[[int, float], None] | None = None,
+) -> tuple[LMOutcome, list[np.ndarray]]:
+    """:func:`~tiedsci.refine.solver.levenberg_marquardt` on ``problem`` through ``executor``.
+
+    Parameters
+    ----------
+    problem : Problem
+        The compiled refinement (datasets, then restraints).
+    executor : StatefulExecutor
+        :class:`tiedsci.parallel.SerialExecutor` or :class:`tiedsci.parallel.DaskExecutor`.
+    n_batches : int, optional
+        Number of batches of datasets (default :func:`default_n_batches`). The result does not
+        depend on it beyond summation round-off; for a fixed value a serial and a Dask run give
+        the same numbers.
+    ftol, xtol, gtol, max_nfev, mu0 :
+        As in :func:`~tiedsci.refine.solver.levenberg_marquardt`.
+    callback : callable, optional
+        ``callback(n_iter, chi2)`` after each accepted step.
+
+    Returns
+    -------
+    outcome : LMOutcome
+        As the serial solver's (full ``theta``, residual blocks, normal system at the optimum).
+    y_calcs : list of ndarray
+        Model curves of every dataset at the optimum (computed on the workers).
+    """
+    if not isinstance(executor, StatefulExecutor):
+        raise TypeError("a distributed refinement needs an executor with map_persist (keeps each "
+                        f"batch's local state on its worker), got {executor!r}")
+    part = problem.partition
+    n_batches = default_n_batches(executor, len(problem.blocks)) if n_batches is None \
+        else n_batches
+    handles = executor.put(make_batches(problem, n_batches))
+    states = executor.map_persist(_start, handles)
+    restraints = _Restraints.of(problem)
+    ns = part.shared.size
+    theta_full = problem.layout.theta0.copy()  # locals stay at theta0 here; only shared used
+    theta_s = theta_full[part.shared].copy()
+
+    def restraint_terms(th_s: np.ndarray, jacobian: bool
+                        ) -> tuple[np.ndarray, NormalSystem | None]:
+        if restraints is None:
+            return np.zeros(0), (_zero_system(ns) if jacobian else None)
+        theta_full[part.shared] = th_s
+        return restraints.at(theta_full, jacobian)
+
+    r_res, r_sys = restraint_terms(theta_s, True)
+    assert r_sys is not None
+    chi2, hss_diag, local_max = executor.map_reduce(_start_sums, states, combine=_add_start)
+    nfev, njev = 1, 1
+    cost = 0.5 * (chi2 + float(r_res @ r_res))
+    if not np.isfinite(cost):
+        raise FloatingPointError("the residuals are not finite at the starting point")
+    scale_s = np.maximum(hss_diag + np.diag(r_sys.hss), 0.0)
+    floor = max(float(max(scale_s.max(initial=0.0), local_max)), 1.0) * 1e-12
+    scale_s = np.maximum(scale_s, floor)
+    mu, nu = mu0, 2.0
+    n_iter = 0
+    converged = False
+    message = f"stopped: max_nfev={max_nfev} residual evaluations used without convergence"
+    while nfev < max_nfev:
+        red = executor.map_reduce(_reduce, states, mu, floor, cost, combine=_add_reduced)
+        scale_s = np.maximum(scale_s, red.hss_diag + np.diag(r_sys.hss))
+        gs = red.gs + r_sys.gs
+        gmax = max(red.gmax, float(np.max(np.abs(gs) / np.sqrt(scale_s * max(cost, 1e-300)),
+                                          initial=0.0)))
+        if cost == 0.0 or gmax <= gtol:
+            converged, message = True, "converged: gradient below gtol"
+            break
+        try:
+            if red.failed:
+                raise np.linalg.LinAlgError("a damped local block is not positive definite")
+            ds = chol_solve(red.s + r_sys.hss + np.diag(mu * scale_s), red.rhs - r_sys.gs)
+        except np.linalg.LinAlgError:
+            mu *= nu
+            nu *= 2.0
+            if mu > 1e30:
+                message = "stopped: damped normal matrix not positive definite"
+                break
+            continue
+        trials = executor.map_persist(_trial, states, ds, mu, floor)
+        sums = executor.map_reduce(_trial_sums, trials, combine=_add_trial)
+        step_norm = float(np.sqrt(ds @ ds + sums.step2))
+        if step_norm <= xtol * (float(np.sqrt(theta_s @ theta_s + sums.theta2)) + xtol):
+            converged, message = True, "converged: step below xtol"
+            break
+        trial_s = theta_s + ds
+        new_r, _ = restraint_terms(trial_s, False)
+        nfev += 1
+        new_cost = 0.5 * (sums.chi2 + float(new_r @ new_r))
+        pred = 0.5 * (float(ds @ (mu * scale_s * ds - gs)) + sums.pred)
+        actual = cost - new_cost if np.isfinite(new_cost) else -np.inf
+        rho = actual / pred if pred > 0 else -1.0
+        if rho > 0:
+            n_iter += 1
+            old_cost, cost = cost, new_cost
+            theta_s = trial_s
+            small = (actual <= ftol * old_cost) and (pred <= ftol * old_cost) and rho <= 2.0
+            states = executor.map_persist(_accept, trials)
+            r_res, r_sys = restraint_terms(theta_s, True)
+            assert r_sys is not None
+            njev += 1
+            mu *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+            nu = 2.0
+            if callback is not None:
+                callback(n_iter, 2.0 * cost)
+            if small:
+                converged, message = True, "converged: relative reduction of chi^2 below ftol"
+                break
+        else:
+            if 0 <= pred <= ftol * cost and np.isfinite(new_cost) and \
+                    abs(actual) <= ftol * cost:
+                converged = True
+                message = "converged: chi^2 cannot be reduced further (rounding level)"
+                break
+            mu *= nu
+            nu *= 2.0
+            if mu > 1e30:
+                converged = False
+                message = "stopped: no step reduces chi^2 (damping exhausted)"
+                break
+    return _gather(problem, executor, states, theta_s, r_res, r_sys, cost, nfev, njev, n_iter,
+                   converged, message)
+
+
+def _gather(problem: Problem, executor: StatefulExecutor, states: list[Any],
+            theta_s: np.ndarray, r_res: np.ndarray, r_sys: NormalSystem, cost: float,
+            nfev: int, njev: int, n_iter: int, converged: bool, message: str
+            ) -> tuple[LMOutcome, list[np.ndarray]]:
+    """Bring every batch's final pieces back once and rebuild the serial solver's outcome."""
+    part = problem.partition
+    n_data = len(problem.blocks)
+    theta = problem.layout.theta0.copy()
+    theta[part.shared] = theta_s
+    hss, gs = r_sys.hss.copy(), r_sys.gs.copy()
+    c: list[Any] = [None] * n_data
+    b: list[Any] = [None] * n_data
+    gl: list[Any] = [None] * n_data
+    y_calcs: list[Any] = [None] * n_data
+    for index, theta_l, system, ycs in executor.map(_final, states):
+        sub = Partition(part.n_free, part.shared, tuple(part.blocks[i] for i in index))
+        theta[_local_idx(sub)] = theta_l
+        hss += system.hss
+        gs += system.gs
+        for j, i in enumerate(index):
+            c[i], b[i], gl[i], y_calcs[i] = system.c[j], system.b[j], system.gl[j], ycs[j]
+    resids = [blk.sqrt_w * (yc - blk.y) for blk, yc in zip(problem.blocks, y_calcs)]
+    if problem.n_restraint_rows:
+        resids.append(r_res)
+        c += list(r_sys.c)
+        b += list(r_sys.b)
+        gl += list(r_sys.gl)
+    system_all = NormalSystem(hss, gs, tuple(c), tuple(b), tuple(gl))
+    outcome = LMOutcome(theta, tuple(resids), system_all, cost, nfev, njev, n_iter, converged,
+                        message)
+    return outcome, y_calcs
