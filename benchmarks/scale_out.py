@@ -1,7 +1,7 @@
 """Scale-out benchmark: serial vs 2-worker Dask for distributed Baum-Welch and joint refinement.
 
 Usage: ``python benchmarks/scale_out.py [--json] [--sections hmm refine]
-[--n-seq 2000] [--length 500] [--n-iter 3] [--n-datasets 100 400 1000] [--points 2000]``
+[--n-seq 10000] [--length 500] [--n-iter 3] [--n-datasets 100 400 1000] [--points 2000]``
 
 HMM: serial and Dask seconds for ``--n-iter`` EM iterations, the speedup, the largest relative
 difference between the two fits, and the bytes sent per iteration.
@@ -73,9 +73,35 @@ def _model(n_iter: int) -> Any:
                        tie_states=[[0, 1], [2, 3]], random_state=0)
 
 
+class _Timed:
+    """Delegates to an executor and stamps the start of every ``map_reduce`` (one per EM
+    iteration), so that iterations can be timed apart from the set-up (initialisation, put)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.stamps: list[tuple[float, int]] = []
+
+    def put(self, shards: Any) -> Any:
+        return self.inner.put(shards)
+
+    def map(self, fn: Any, handles: Any, *args: Any) -> Any:
+        return self.inner.map(fn, handles, *args)
+
+    def map_reduce(self, fn: Any, handles: Any, *args: Any, **kw: Any) -> Any:
+        self.stamps.append((time.perf_counter(), getattr(self.inner, "bytes_sent", 0)))
+        return self.inner.map_reduce(fn, handles, *args, **kw)
+
+    def per_iter(self, end: float, end_bytes: int) -> tuple[float, float]:
+        """Median seconds and bytes per EM iteration (E-step map-reduce + M-step)."""
+        arr = np.array(self.stamps + [(end, end_bytes)], dtype=float)
+        return float(np.median(np.diff(arr[:, 0]))), float(np.median(np.diff(arr[:, 1])))
+
+
 def bench_hmm(args: argparse.Namespace) -> dict | None:
     """Distributed Baum-Welch; ``None`` when :mod:`tiedsci.hmm` has no ``executor=``."""
     import inspect
+
+    from threadpoolctl import threadpool_limits
 
     try:
         from tiedsci.hmm import GaussianHMM
@@ -85,25 +111,36 @@ def bench_hmm(args: argparse.Namespace) -> dict | None:
         return None
     x, lengths = _data(args.n_seq, args.length)
     n_shards = args.shards
-    start = time.perf_counter()
-    serial = _model(args.n_iter).fit(x, lengths, executor=SerialExecutor(), n_shards=n_shards)
-    serial_s = time.perf_counter() - start
+    timed = _Timed(SerialExecutor())
+    with threadpool_limits(1):  # as each single-threaded worker
+        start = time.perf_counter()
+        serial = _model(args.n_iter).fit(x, lengths, executor=timed, n_shards=n_shards)
+        end = time.perf_counter()
+    serial_s = end - start
+    serial_it, _ = timed.per_iter(end, 0)
     with _cluster() as client:
         executor = DaskExecutor(client)
         _model(1).fit(x[: lengths[0] * 4], lengths[:4], executor=executor, n_shards=2)  # warm up
         executor.reset_bytes()
+        timed = _Timed(executor)
         start = time.perf_counter()
-        dask = _model(args.n_iter).fit(x, lengths, executor=executor, n_shards=n_shards)
-        dask_s = time.perf_counter() - start
-        put_bytes = x.nbytes  # shards travel once, at put()
-        bytes_per_iter = executor.bytes_sent / args.n_iter
+        dask = _model(args.n_iter).fit(x, lengths, executor=timed, n_shards=n_shards)
+        end = time.perf_counter()
+        dask_s = end - start
+        dask_it, bytes_it = timed.per_iter(end, executor.bytes_sent)
     diffs = [np.max(np.abs(getattr(serial, a) - getattr(dask, a))
                     / np.maximum(np.abs(getattr(serial, a)), 1e-300))
              for a in ("startprob_", "transmat_", "means_", "covars_")]
     return {"n_sequences": args.n_seq, "length": args.length, "n_iter": args.n_iter,
             "n_shards": n_shards, "serial_s": serial_s, "dask_s": dask_s,
             "speedup": serial_s / dask_s, "max_rel_diff": float(max(diffs)),
-            "bytes_per_iter": bytes_per_iter, "data_bytes_sent_once": put_bytes}
+            "bytes_per_iter": bytes_it, "serial_iter_s": serial_it, "dask_iter_s": dask_it,
+            "iter_speedup": serial_it / dask_it,
+            # before the first iteration: k-means initialisation on the client (both) and,
+            # for Dask, shipping the shards once
+            "serial_setup_s": serial_s - serial_it * args.n_iter,
+            "dask_setup_s": dask_s - dask_it * args.n_iter,
+            "data_bytes_sent_once": int(x.nbytes)}
 
 
 # ---------------------------------------------------------------------- joint refinement
@@ -164,6 +201,7 @@ def _per_iter(marks: list[tuple[float, int]]) -> tuple[float, float]:
 
 def bench_refine(args: argparse.Namespace) -> list[dict]:
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)  # as on each single-threaded worker
     out = []
@@ -173,7 +211,8 @@ def bench_refine(args: argparse.Namespace) -> list[dict]:
         _refinement(4, 200).fit(executor=executor)  # ... and on every worker
         for n in args.n_datasets:
             jr = _refinement(n, args.points)
-            serial, serial_s, serial_marks = _timed_fit(jr)
+            with threadpool_limits(1):  # as each single-threaded worker
+                serial, serial_s, serial_marks = _timed_fit(jr)
             executor.reset_bytes()
             dask, dask_s, dask_marks = _timed_fit(jr, executor)
             serial_it, _ = _per_iter(serial_marks)
@@ -199,7 +238,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--sections", nargs="+", choices=("hmm", "refine"),
                         default=["hmm", "refine"])
-    parser.add_argument("--n-seq", type=int, default=2000)
+    parser.add_argument("--n-seq", type=int, default=10_000)
     parser.add_argument("--length", type=int, default=500)
     parser.add_argument("--n-iter", type=int, default=3)
     parser.add_argument("--shards", type=int, default=8)
@@ -220,6 +259,10 @@ def main() -> None:
         print(f"  serial {h['serial_s']:.2f} s   dask(2 workers) {h['dask_s']:.2f} s   "
               f"speedup {h['speedup']:.2f}x   max rel diff {h['max_rel_diff']:.1e}   "
               f"bytes/iter {h['bytes_per_iter']:.0f}")
+        print(f"  per EM iteration: serial {h['serial_iter_s']:.3f} s   dask "
+              f"{h['dask_iter_s']:.3f} s   speedup {h['iter_speedup']:.2f}x   (set-up before the "
+              f"first iteration: serial {h['serial_setup_s']:.1f} s, "
+              f"dask {h['dask_setup_s']:.1f} s)")
     if out["refine"] is not None:
         print(f"Joint refinement, {args.points} points per dataset, 2 workers (1 batch each)")
         print(f"{'N':>6} {'n_free':>7} {'iters':>5} {'serial s':>9} {'dask s':>8} {'speedup':>7} "

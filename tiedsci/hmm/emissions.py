@@ -54,20 +54,20 @@ def _check_finite(x: np.ndarray, what: str) -> None:
 
 
 def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, n_iter: int = 20) -> np.ndarray:
-    """A small k-means++ / Lloyd clustering for initial means, shape (k, D)."""
-    n = x.shape[0]
-    centers = [x[rng.integers(n)]]
-    for _ in range(1, k):
-        d2 = np.min(((x[:, None, :] - np.asarray(centers)[None]) ** 2).sum(-1), axis=1)
-        p = d2 / d2.sum() if d2.sum() > 0 else np.full(n, 1.0 / n)
-        centers.append(x[rng.choice(n, p=p)])
-    c = np.asarray(centers, dtype=float)
-    for _ in range(n_iter):
-        lab = ((x[:, None, :] - c[None]) ** 2).sum(-1).argmin(1)
-        for j in range(k):
-            if np.any(lab == j):
-                c[j] = x[lab == j].mean(0)
-    return c
+    """Initial means by k-means++ seeding and Lloyd iterations (scipy), shape (k, D).
+
+    A cluster left empty keeps its seed (scipy's ``missing="warn"`` behaviour, silenced): the
+    means only start EM.
+    """
+    import warnings
+
+    from scipy.cluster.vq import kmeans2
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "One of the clusters is empty"
+        centers, _ = kmeans2(np.asarray(x, dtype=float), k, iter=n_iter, minit="++",
+                             missing="warn", seed=rng, check_finite=False)
+    return np.asarray(centers, dtype=float)
 
 
 def _declare_covars(reg: Registry, name: str, value: np.ndarray, kind: str,
