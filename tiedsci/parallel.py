@@ -129,8 +129,15 @@ class DaskExecutor:
     def put(self, shards: Sequence[Any]) -> list[Any]:
         # a task (not client.scatter) creates each shard: the scheduler keeps the task and can
         # recompute the shard on another worker if its worker dies
-        futures = [self.client.submit(_identity, s, pure=False, retries=self.retries)
-                   for s in shards]
+        # and round-robin over the workers, so that every worker holds its share from the
+        # start (later tasks follow their shard's data; none has to move a shard)
+        workers = sorted(self.client.scheduler_info().get("workers", {}))
+        futures = []
+        for i, s in enumerate(shards):
+            where = {"workers": [workers[i % len(workers)]], "allow_other_workers": True} \
+                if workers else {}
+            futures.append(self.client.submit(_identity, s, pure=False, retries=self.retries,
+                                              **where))
         self.client.gather(futures)  # wait until resident, without keeping a copy here
         return futures
 

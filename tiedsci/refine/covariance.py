@@ -6,11 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg as sla
 import scipy.sparse as sp
 
 from tiedsci.core import Layout
+from tiedsci.refine.solver import NormalSystem, Partition
 
-__all__ = ["CovarianceInfo", "invert_normal", "propagate", "bound_hits", "strongest"]
+__all__ = ["CovarianceInfo", "invert_normal", "invert_blocks", "propagate", "bound_hits",
+           "strongest"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,66 @@ def invert_normal(h: np.ndarray, labels: Sequence[str], rcond: float = 1e-13) ->
         return CovarianceInfo(None, tuple(groups))
     cov = (v / w) @ v.T
     cov = cov / np.outer(dd, dd)
+    return CovarianceInfo(0.5 * (cov + cov.T), ())
+
+
+def _well_posed(a: np.ndarray, rcond: float) -> bool:
+    w = np.linalg.eigvalsh(a)
+    return bool(w.size == 0 or w.min() >= rcond * max(float(w.max()), 1.0))
+
+
+def invert_blocks(part: Partition, system: NormalSystem, rcond: float = 1e-13
+                  ) -> CovarianceInfo | None:
+    """Covariance from the arrow-shaped blocks of ``J^T W J``, without a dense factorisation.
+
+    With ``H = [[A, B], [B^T, C]]`` (``A`` shared, ``C`` block diagonal over the datasets'
+    local parameters) and the Schur complement ``S = A - B C^-1 B^T``,
+    ``H^-1 = blockdiag(0, C^-1) + X S^-1 X^T`` with ``X = [I; -C^-1 B^T]``: the cost is
+    ``O(n_free^2 n_shared)`` instead of the ``O(n_free^3)`` of a dense inverse, which matters for
+    hundreds of datasets (measured: 8022 free parameters, 230 s dense). As in
+    :func:`invert_normal` the matrix is first scaled to unit diagonal.
+
+    Returns
+    -------
+    CovarianceInfo or None
+        ``None`` when a local block or the Schur complement is (nearly) singular by the
+        ``rcond`` test of :func:`invert_normal`, or a parameter has no influence: the caller then
+        diagnoses with :func:`invert_normal` on the dense matrix.
+    """
+    n = part.n_free
+    if n == 0:
+        return CovarianceInfo(np.zeros((0, 0)), ())
+    d = np.sqrt(np.clip(system.diagonal(part), 0.0, None))
+    if np.any(d <= 1e-150 + 1e-14 * d.max(initial=0.0)):
+        return None
+    shared = part.shared
+    ns = shared.size
+    ds = d[shared]
+    schur = system.hss / np.outer(ds, ds)
+    x = np.zeros((n, ns))
+    x[shared, np.arange(ns)] = 1.0
+    cov = np.zeros((n, n))
+    for blk, c, b in zip(part.blocks, system.c, system.b):
+        if blk.l_idx.size == 0:
+            continue
+        dl = d[blk.l_idx]
+        cs = c / np.outer(dl, dl)
+        bs = b / np.outer(ds[blk.s_pos], dl)  # (n_shared of the block, n_local)
+        if not _well_posed(cs, rcond):
+            return None
+        fac = sla.cho_factor(cs, lower=False, check_finite=False)
+        cinv_bt = sla.cho_solve(fac, bs.T, check_finite=False)
+        schur[np.ix_(blk.s_pos, blk.s_pos)] -= bs @ cinv_bt
+        x[np.ix_(blk.l_idx, blk.s_pos)] = -cinv_bt
+        cov[np.ix_(blk.l_idx, blk.l_idx)] = sla.cho_solve(fac, np.eye(dl.size),
+                                                          check_finite=False)
+    if ns:
+        if not _well_posed(schur, rcond):
+            return None
+        xs = x @ sla.cho_solve(sla.cho_factor(schur, lower=False, check_finite=False),
+                               np.eye(ns), check_finite=False)
+        cov += xs @ x.T
+    cov /= np.outer(d, d)
     return CovarianceInfo(0.5 * (cov + cov.T), ())
 
 
