@@ -37,11 +37,12 @@ def test_payload_bytes_grows_with_size():
     assert payload_bytes(np.zeros(1000)) > payload_bytes(np.zeros(10))
 
 
-def test_dask_equals_serial_for_fixed_sharding(dask_client):
+@pytest.mark.parametrize("client_reduce_max", [64, 0])  # combine here / as worker tasks
+def test_dask_equals_serial_for_fixed_sharding(dask_client, client_reduce_max):
     rng = np.random.default_rng(0)
     shards = [rng.normal(size=50) for _ in range(9)]
     serial = SerialExecutor()
-    dask = DaskExecutor(dask_client)
+    dask = DaskExecutor(dask_client, client_reduce_max=client_reduce_max)
     a = serial.map_reduce(_stats, serial.put(shards), 0.5)
     b = dask.map_reduce(_stats, dask.put(shards), 0.5)
     # same tree of additions -> bit-identical
