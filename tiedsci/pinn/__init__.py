@@ -56,8 +56,20 @@ __all__ = [
     "declare_periodic_axis", "periodic_axes", "periodic_features",
     "solve_time_marching", "TimeMarchingSolution", "Observations",
     "solve_steady", "SteadySolution", "DirichletTransform",
+    "solve_ddp", "spawn_solve", "DDPHooks", "EmulatedRanks",
     "grad", "partial", "laplacian", "derivatives_1d",
     "Reference", "load_reference", "spectral_reference",
     "SpectralPDE", "spectral_pde", "solve_periodic",
     "Metrics", "evaluate", "relative_l2",
 ]
+
+_DDP = ("solve_ddp", "spawn_solve", "DDPHooks", "EmulatedRanks")
+
+
+def __getattr__(name: str) -> object:
+    """The DDP names load lazily (``python -m tiedsci.pinn.ddp`` must not find ddp imported)."""
+    if name in _DDP:
+        from tiedsci.pinn import ddp
+
+        return getattr(ddp, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,17 +32,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from tiedsci._files import atomic_write
 from tiedsci.core import Layout
-from tiedsci.errors import DataError
+from tiedsci.errors import CheckpointError, DataError
 from tiedsci.pinn.autodiff import derivatives_1d
 from tiedsci.pinn.config import NetSpec, TrainConfig
 from tiedsci.pinn.domain import periodic_axes, periodic_features
 from tiedsci.pinn.features import FourierFeatures, InputEmbedding, ScaledInput
 from tiedsci.pinn.net import MLP, FieldNet, MLPField, SeparableField
-from tiedsci.pinn.problem import PDEProblem
+from tiedsci.pinn.problem import PDEProblem, ResidualInputs
 from tiedsci.pinn.train import (
     Interrupted,
     Limits,
+    Parallel,
     optimize,
     resolve_device,
     resolve_dtype,
@@ -184,6 +186,10 @@ class TimeMarchingSolution:
         """
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         t = np.asarray(t, dtype=np.float64).reshape(-1)
+        for name, arr in (("x", x), ("t", t)):
+            if not np.all(np.isfinite(arr)):
+                i = int(np.argmax(~np.isfinite(arr)))
+                raise DataError(f"predict: {name} is not finite at index {i} ({arr[i]!r})")
         dev = resolve_device(self.device)
         dt = self._dtype()
         xt = torch.as_tensor(x, dtype=dt, device=dev)
@@ -253,6 +259,16 @@ def _check_problem(problem: PDEProblem) -> None:
         raise DataError(f"problem {problem.name!r} has no initial condition")
     if "x" not in problem.periodic:
         raise DataError(f"problem {problem.name!r} does not declare x periodic in its registry")
+    a, b = problem.bounds["x"]
+    xs = torch.linspace(a, b, 33, dtype=torch.float64)
+    jets = derivatives_1d(problem.initial, xs, int(problem.orders.get("x", 2)))
+    for order, jet in enumerate(jets):
+        bad = ~torch.isfinite(jet)
+        if bool(bad.any()):
+            x_bad = float(xs[int(torch.nonzero(bad)[0])])
+            what = "value" if order == 0 else f"x-derivative of order {order}"
+            raise DataError(f"the initial condition of problem {problem.name!r} is not finite "
+                            f"at x = {x_bad!r} ({what})")
 
 
 def solve_time_marching(
@@ -263,6 +279,7 @@ def solve_time_marching(
     *,
     resume: str | os.PathLike | None = None,
     max_steps: int | None = None,
+    parallel: Parallel | None = None,
 ) -> TimeMarchingSolution:
     """Train a periodic PINN on ``problem`` window by window.
 
@@ -282,6 +299,8 @@ def solve_time_marching(
     max_steps : int, optional
         Stop after this many optimiser steps in this call (the checkpoint is written first; the
         returned solution has ``completed=False``). For time-sliced jobs and for testing resume.
+    parallel : Parallel, optional
+        Train as one rank of a data-parallel job (use :func:`tiedsci.pinn.ddp.solve_ddp`).
 
     Returns
     -------
@@ -289,7 +308,8 @@ def solve_time_marching(
     """
     cfg = train or TrainConfig()
     with torch_threads(cfg.threads):
-        return _solve_time_marching(problem, net, cfg, observations, resume, max_steps)
+        return _solve_time_marching(problem, net, cfg, observations, resume, max_steps,
+                                    parallel)
 
 
 def _solve_time_marching(
@@ -299,6 +319,7 @@ def _solve_time_marching(
     observations: Observations | None,
     resume: str | os.PathLike | None,
     max_steps: int | None,
+    parallel: Parallel | None = None,
 ) -> TimeMarchingSolution:
     net = net or NetSpec()
     cfg = train or TrainConfig()
@@ -332,15 +353,8 @@ def _solve_time_marching(
     ckpt_path = Path(cfg.checkpoint) if cfg.checkpoint else None
     start_w, start_sweep, inner = 0, 0, None
     if resume is not None:
-        ck = torch.load(Path(resume), map_location=dev, weights_only=False)
-        for win, sd in zip(windows, ck["windows"]):
-            win.field.load_state_dict(sd["field"])
-            if win.boundary_net is not None:
-                win.boundary_net.load_state_dict(sd["boundary"])
-        with torch.no_grad():
-            theta.copy_(ck["theta"])
-        start_w, start_sweep, inner = ck["window"], ck["sweep"], ck["inner"]
-        history = list(ck["history"])
+        start_w, start_sweep, inner, history = _read_checkpoint(Path(resume), windows, theta,
+                                                                dev)
     allowance = [int(max_steps)] if max_steps is not None else None
 
     budget = cfg.budget_s
@@ -385,7 +399,8 @@ def _solve_time_marching(
 
                 state = optimize(params, loss_fn, sample, cfg, gen, limits, history,
                                  tag={"window": w, "sweep": sweep}, resume=inner, save=save,
-                                 step_allowance=allowance, progress=progress)
+                                 step_allowance=allowance, progress=progress,
+                                 parallel=parallel)
                 inner = None
                 nxt = (w + 1, sweep) if w + 1 < cfg.n_windows else (0, sweep + 1)
                 if ckpt_path is not None:
@@ -412,10 +427,55 @@ def _write_checkpoint(path: Path, windows: list[Window], theta: torch.Tensor, w:
         "theta": theta.detach().clone(), "window": w, "sweep": sweep, "inner": inner,
         "history": list(history),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(data, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda fh: torch.save(data, fh))
+
+
+_CHECKPOINT_KEYS = ("windows", "theta", "window", "sweep", "inner", "history")
+
+
+def _read_checkpoint(path: Path, windows: list[Window], theta: torch.Tensor, dev: torch.device
+                     ) -> tuple[int, int, dict[str, Any] | None, list[dict[str, Any]]]:
+    """Load a checkpoint into ``windows`` and ``theta``; check it belongs to this run.
+
+    Returns ``(window, sweep, inner loop state, history)``. Raises ``FileNotFoundError`` for a
+    missing file and :class:`~tiedsci.errors.CheckpointError` (naming the file) for one that is
+    truncated, corrupt, or written by a run with other windows, network or coefficients.
+    Tensors only: nothing in the file is executed (``weights_only=True``).
+    """
+    where = repr(str(path))
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {where} not found")
+    try:
+        ck = torch.load(path, map_location=dev, weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"checkpoint {where} cannot be read (truncated or corrupt?): "
+                              f"{first}") from None
+    if not isinstance(ck, dict):
+        raise CheckpointError(f"checkpoint {where} is not a tiedsci PINN checkpoint (it holds "
+                              f"a {type(ck).__name__})")
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ck]
+    if missing:
+        raise CheckpointError(f"checkpoint {where} lacks the entries {missing}")
+    if len(ck["windows"]) != len(windows):
+        raise CheckpointError(f"checkpoint {where} holds {len(ck['windows'])} windows, this run "
+                              f"has n_windows={len(windows)}")
+    saved_theta = torch.as_tensor(ck["theta"])
+    if tuple(saved_theta.shape) != tuple(theta.shape):
+        raise CheckpointError(f"checkpoint {where} holds {saved_theta.numel()} free registry "
+                              f"values, this problem has {theta.numel()} free coefficients")
+    try:
+        for win, sd in zip(windows, ck["windows"]):
+            win.field.load_state_dict(sd["field"])
+            if win.boundary_net is not None:
+                win.boundary_net.load_state_dict(sd["boundary"])
+    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"the network in checkpoint {where} does not match this NetSpec "
+                              f"(another architecture or boundary treatment): "
+                              f"{str(exc).splitlines()[0][:200]}") from None
+    with torch.no_grad():
+        theta.copy_(saved_theta)
+    return int(ck["window"]), int(ck["sweep"]), ck["inner"], list(ck["history"])
 
 
 def _window_objective(problem: PDEProblem, layout: Layout, spec: NetSpec, cfg: TrainConfig,
@@ -461,6 +521,8 @@ def _window_objective(problem: PDEProblem, layout: Layout, spec: NetSpec, cfg: T
         d = win.field.grid(x, t, t0, x_order)
         for m, name in enumerate(_names(x_order)):
             d[name] = d[name] + c[m][None, :]
+        d = ResidualInputs(d, "field derivative", problem.name,
+                           f" (x-derivatives up to the problem's order {x_order})")
         r = problem.residual(d, {"x": x[None, :], "t": t[:, None]}, p)
         terms: dict[str, torch.Tensor] = {}
         info: dict[str, float] = {}

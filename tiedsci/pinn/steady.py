@@ -31,6 +31,7 @@ from tiedsci.pinn.problem import PDEProblem
 from tiedsci.pinn.train import (
     Interrupted,
     Limits,
+    Parallel,
     optimize,
     resolve_device,
     resolve_dtype,
@@ -118,7 +119,8 @@ def _field_jets(net: FieldNet, transforms: tuple[DirichletTransform, ...], pts: 
 
 def solve_steady(problem: PDEProblem, net: NetSpec | None = None,
                  train: TrainConfig | None = None,
-                 dirichlet: Mapping[str, tuple[float, float]] | None = None) -> SteadySolution:
+                 dirichlet: Mapping[str, tuple[float, float]] | None = None, *,
+                 parallel: Parallel | None = None) -> SteadySolution:
     """Train a PINN for a steady problem with (at least one) periodic axis.
 
     Parameters
@@ -131,6 +133,8 @@ def solve_steady(problem: PDEProblem, net: NetSpec | None = None,
         The collocation grid is ``n_x`` by ``n_t`` points (second input uses ``n_t``).
     dirichlet : mapping axis -> (value at lower, value at upper), optional
         Hard Dirichlet values for non-periodic axes.
+    parallel : Parallel, optional
+        Train as one rank of a data-parallel job (use :func:`tiedsci.pinn.ddp.solve_ddp`).
     """
     net = net or NetSpec(architecture="mlp", width=32, depth=3, n_harmonics=4)
     cfg = train or TrainConfig()
@@ -204,7 +208,7 @@ def solve_steady(problem: PDEProblem, net: NetSpec | None = None,
     completed = True
     try:
         with torch_threads(cfg.threads):
-            optimize(params, loss_fn, sample, cfg, gen, limits, history)
+            optimize(params, loss_fn, sample, cfg, gen, limits, history, parallel=parallel)
     except Interrupted:  # pragma: no cover - no allowance is passed here
         completed = False
     return SteadySolution(problem, net, cfg, fnet, layout,

@@ -11,6 +11,12 @@ seeded generators; two runs with the same seed and step counts give identical pa
 Exact resume: the loop state (step counters, optimiser states, learning-rate schedule, current
 batch, generator state, loss weights, history) is handed to ``save`` and can be passed back as
 ``resume``; the continued run then performs exactly the same arithmetic as an uninterrupted one.
+
+Data parallelism: ``parallel`` (a :class:`Parallel`, e.g. :class:`tiedsci.pinn.ddp.DDPHooks`)
+lets the same loop run as one rank of a torch.distributed job: it wraps the loss and the sampler
+(each rank draws its own points; the gradients are averaged), averages the logged and L-BFGS
+loss values over the ranks, makes rank 0's clock decide the wall-clock limits, and stores every
+rank's generator state and batch in the loop state.
 """
 
 from __future__ import annotations
@@ -20,17 +26,54 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from tiedsci.backends.torch_backend import resolve_device
+from tiedsci.errors import ModelError
 from tiedsci.pinn.config import TrainConfig
 
-__all__ = ["optimize", "Limits", "LossOutput", "Interrupted", "resolve_device", "resolve_dtype",
-           "torch_threads"]
+__all__ = ["optimize", "Limits", "LossOutput", "Interrupted", "Parallel", "resolve_device",
+           "resolve_dtype", "torch_threads"]
 
 LossOutput = tuple[dict[str, torch.Tensor], dict[str, float]]
+LossFn = Callable[[Any], LossOutput]
+SampleFn = Callable[[torch.Generator, str], Any]
+
+
+class Parallel(Protocol):
+    """Hooks through which :func:`optimize` runs as one rank of a data-parallel job.
+
+    Every method is called at the same point of the loop on every rank, so an implementation
+    may use collectives in any of them. Implementations: :class:`tiedsci.pinn.ddp.DDPHooks`
+    (torch.distributed) and :class:`tiedsci.pinn.ddp.EmulatedRanks` (one process).
+    """
+
+    def setup(self, params: list[torch.nn.Parameter], loss_fn: LossFn, sample: SampleFn,
+              gen: torch.Generator) -> tuple[LossFn, SampleFn]:
+        """Return the loss and sampler this rank uses (e.g. a DDP-wrapped loss, own seed)."""
+        ...
+
+    def plain_loss(self, batch: Any) -> LossOutput:
+        """This rank's loss without the gradient-averaging wrapper (for gradient norms)."""
+        ...
+
+    def average(self, value: torch.Tensor) -> torch.Tensor:
+        """Mean of ``value`` (any shape) over the ranks, identical on every rank."""
+        ...
+
+    def broadcast(self, value: float) -> float:
+        """Rank 0's ``value`` (wall-clock decisions must agree across ranks)."""
+        ...
+
+    def snapshot(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Add what the other ranks need to resume (their generator states and batches)."""
+        ...
+
+    def restore(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The inverse of :meth:`snapshot` on this rank (its own generator state and batch)."""
+        ...
 
 
 class Interrupted(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -66,8 +109,23 @@ def resolve_dtype(dtype: str) -> torch.dtype:
     return {"float32": torch.float32, "float64": torch.float64}[dtype]
 
 
-def _grad_norm(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> float:
+def _non_finite(lv: list[float], terms: dict[str, torch.Tensor], step: int,
+                tag: dict[str, Any]) -> None:
+    """Stop at a NaN/inf loss (it would turn every weight into NaN), naming the culprit."""
+    bad = [k for k, v in zip(terms, lv[1:]) if not math.isfinite(v)] or ["total"]
+    where = ", ".join(f"{k} {v}" for k, v in tag.items())
+    raise ModelError(f"loss term(s) {bad} not finite at Adam step {step}"
+                     f"{f' ({where})' if where else ''}: check the residual function, the "
+                     "initial condition and the coefficients")
+
+
+def _grad_norm(loss: torch.Tensor, params: Sequence[torch.Tensor],
+               parallel: Parallel | None = None) -> float:
     grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    if parallel is not None:  # the norm of the rank-averaged (global) gradient
+        flat = torch.cat([(torch.zeros_like(p) if g is None else g.detach()).reshape(-1)
+                          for g, p in zip(grads, params)])
+        return math.sqrt(float((parallel.average(flat) ** 2).sum()))
     sq = sum(float((g.detach() ** 2).sum()) for g in grads if g is not None)
     return math.sqrt(sq)
 
@@ -86,6 +144,7 @@ def optimize(
     save: Callable[[dict[str, Any]], None] | None = None,
     step_allowance: list[int] | None = None,
     progress: Any = None,
+    parallel: Parallel | None = None,
 ) -> dict[str, Any]:
     """Minimise ``sum_k w_k L_k`` over ``params``: Adam, then L-BFGS (strong Wolfe).
 
@@ -111,6 +170,8 @@ def optimize(
         Remaining optimiser steps for this process; at zero the state is saved and
         :class:`Interrupted` is raised.
     progress : tqdm, optional
+    parallel : Parallel, optional
+        Run as one rank of a data-parallel job (see :mod:`tiedsci.pinn.ddp`).
 
     Returns
     -------
@@ -119,6 +180,10 @@ def optimize(
     """
     params = list(params)
     tag = dict(tag or {})
+    if parallel is not None:
+        loss_fn, sample = parallel.setup(params, loss_fn, sample, gen)
+        if resume is not None:
+            resume = parallel.restore(resume)
     adam = torch.optim.Adam(params, lr=cfg.lr)
     gamma = cfg.lr_decay ** (1.0 / cfg.decay_steps)
     sched = torch.optim.lr_scheduler.ExponentialLR(adam, gamma)
@@ -137,9 +202,22 @@ def optimize(
         gen.set_state(resume["gen"])
 
     def snapshot() -> dict[str, Any]:
-        return {**state, "adam": adam.state_dict(), "sched": sched.state_dict(),
+        snap = {**state, "adam": adam.state_dict(), "sched": sched.state_dict(),
                 "lbfgs": lbfgs.state_dict() if state["phase"] != "adam" else None,
                 "gen": gen.get_state()}
+        return snap if parallel is None else parallel.snapshot(snap)
+
+    def over(limit: float | None, since: float) -> bool:
+        if limit is None:
+            return False
+        late = time.perf_counter() - since > limit
+        return late if parallel is None else bool(parallel.broadcast(float(late)))
+
+    def values(loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> list[float]:
+        """Loss and terms as floats (averaged over the ranks when data-parallel)."""
+        v = torch.stack([loss.detach().reshape(())]
+                        + [t.detach().reshape(()).to(loss.dtype) for t in terms.values()])
+        return (v if parallel is None else parallel.average(v)).tolist()
 
     def total(terms: dict[str, torch.Tensor]) -> torch.Tensor:
         w = state["weights"] or {}
@@ -158,14 +236,18 @@ def optimize(
     start = time.perf_counter()
     if state["phase"] == "adam":
         while state["step"] < limits.adam_steps:
-            if limits.adam_s is not None and time.perf_counter() - start > limits.adam_s:
+            if over(limits.adam_s, start):
                 break
             if state["batch"] is None or state["step"] % cfg.resample_every == 0:
                 state["batch"] = sample(gen, "adam")
             terms, info = loss_fn(state["batch"])
             if cfg.balance and (state["weights"] is None
                                 or state["step"] % cfg.balance_every == 0) and len(terms) > 1:
-                norms = {k: _grad_norm(v, params) for k, v in terms.items()}
+                if parallel is None:
+                    norms = {k: _grad_norm(v, params) for k, v in terms.items()}
+                else:  # a second backward through the DDP wrapper would upset its reducer
+                    plain, _ = parallel.plain_loss(state["batch"])
+                    norms = {k: _grad_norm(v, params, parallel) for k, v in plain.items()}
                 s = sum(norms.values())
                 new = {k: s / max(n, 1e-12) for k, n in norms.items()}
                 old = state["weights"] or new
@@ -177,9 +259,12 @@ def optimize(
             sched.step()
             state["step"] += 1
             if state["step"] % 10 == 0 or state["step"] == 1:
-                history.append({"phase": "adam", "step": state["step"], "loss": loss.item(),
+                lv = values(loss, terms)
+                if not all(math.isfinite(v) for v in lv):
+                    _non_finite(lv, terms, state["step"], tag)
+                history.append({"phase": "adam", "step": state["step"], "loss": lv[0],
                                 "time": time.perf_counter() - start,
-                                **{k: float(v.detach()) for k, v in terms.items()}, **info, **tag})
+                                **dict(zip(terms, lv[1:])), **info, **tag})
             if progress is not None:
                 progress.update(1)
                 if state["step"] % 50 == 0:
@@ -196,7 +281,7 @@ def optimize(
     start = time.perf_counter()
     if state["phase"] == "lbfgs":
         while state["lbfgs_iter"] < limits.lbfgs_steps:
-            if limits.lbfgs_s is not None and time.perf_counter() - start > limits.lbfgs_s:
+            if over(limits.lbfgs_s, start):
                 break
             if state["batch"] is None or (cfg.lbfgs_resample_every and state["lbfgs_calls"]
                                           % cfg.lbfgs_resample_every == 0):
@@ -209,7 +294,8 @@ def optimize(
                 terms, _ = loss_fn(batch)
                 loss = total(terms)
                 loss.backward()
-                return loss
+                # the line search must see the same (global) value on every rank
+                return loss if parallel is None else parallel.average(loss.detach())
 
             if limits.lbfgs_s is not None:  # size the call to the time left
                 left = limits.lbfgs_s - (time.perf_counter() - start)
@@ -217,6 +303,8 @@ def optimize(
                 n_iter = cfg.lbfgs_chunk if state["lbfgs_iter"] else min(cfg.lbfgs_chunk, 3)
                 if state["lbfgs_iter"]:
                     n_iter = int(min(cfg.lbfgs_chunk, max(1, left // max(per_iter, 1e-9))))
+                if parallel is not None:
+                    n_iter = int(parallel.broadcast(float(n_iter)))
                 lbfgs.param_groups[0]["max_iter"] = n_iter
                 lbfgs.param_groups[0]["max_eval"] = n_iter * 5 // 4 + 1
             before = lbfgs.state[params[0]].get("n_iter", 0)
@@ -236,13 +324,13 @@ def optimize(
             state["lbfgs_iter"] += max(int(done), 1)
             with torch.no_grad():
                 terms, info = loss_fn(batch)
+            lv = values(total(terms), terms)
             history.append({"phase": "lbfgs", "step": state["lbfgs_iter"],
-                            "loss": float(total(terms)), "time": time.perf_counter() - start,
-                            **{k: float(v.detach()) for k, v in terms.items()}, **info, **tag})
+                            "loss": lv[0], "time": time.perf_counter() - start,
+                            **dict(zip(terms, lv[1:])), **info, **tag})
             if progress is not None:
                 progress.update(max(int(done), 1))
-                progress.set_postfix(loss=f"{float(total(terms)):.3e}", **{k: str(v) for k, v in
-                                                                            tag.items()})
+                progress.set_postfix(loss=f"{lv[0]:.3e}", **{k: str(v) for k, v in tag.items()})
             if save is not None and cfg.checkpoint_every:
                 save(snapshot())
             if done == 0:
