@@ -20,6 +20,9 @@ __all__ = [
     "ModelError",
     "ConvergenceError",
     "SingularMatrixError",
+    "RunFileError",
+    "CheckpointError",
+    "DegenerateDataWarning",
 ]
 
 
@@ -76,3 +79,27 @@ class ConvergenceError(TiedSciError, RuntimeError):
 
 class SingularMatrixError(TiedSciError, ValueError):
     """A normal matrix is singular; the message names the parameters responsible."""
+
+
+class RunFileError(TiedSciError, ValueError):
+    """A TOML run file is invalid; the message names the file, the line and the key.
+
+    Attributes
+    ----------
+    problems : list of str
+        One message per problem found (the exception message joins them, one per line).
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems) if problems is not None else [message]
+
+
+class CheckpointError(TiedSciError, ValueError):
+    """A checkpoint file cannot be used to resume (truncated, corrupt, or of another run)."""
+
+
+class DegenerateDataWarning(UserWarning):
+    """The data cannot determine some parameters (more free parameters than observed values, a
+    state without posterior mass...): the fit goes on with finite values, which keep their
+    previous values where the data say nothing."""

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tiedsci._files import atomic_write_bytes
+
 __all__ = ["write_html_report"]
 
 _STYLE = """
@@ -51,7 +53,5 @@ def write_html_report(out_dir: str | Path, results: Mapping[str, Mapping[str, An
             parts.append(f"<p>{html.escape(png.name)}</p>"
                          f"<img alt='{html.escape(png.name)}' src='data:image/png;base64,{data}'>")
     parts.append("</body></html>")
-    tmp = target.with_suffix(".html.tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(target)
+    atomic_write_bytes(target, "\n".join(parts).encode("utf-8"))
     return target

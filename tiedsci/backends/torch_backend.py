@@ -13,7 +13,11 @@ __all__ = ["TorchBackend", "resolve_device"]
 
 def resolve_device(device: Any) -> torch.device:
     """Return a ``torch.device``; a clear error when CUDA is asked for and absent."""
-    dev = torch.device(device if device is not None else "cpu")
+    try:
+        dev = torch.device(device if device is not None else "cpu")
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a torch device such as 'cpu' or "
+                         f"'cuda:0' ({str(exc).splitlines()[0][:120]})") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
             f"device={str(device)!r} was requested but CUDA is not available on this machine "

@@ -58,6 +58,14 @@ class ParamSpec:
         return int(self.value.size)
 
 
+def _checked_transform(bounds: Any, label: str) -> Transform:
+    """``as_transform(bounds)`` with errors that name the parameter."""
+    try:
+        return as_transform(bounds)
+    except (TypeError, ValueError) as exc:
+        raise DeclarationError(f"invalid bounds {bounds!r} for {label!r}: {exc}") from None
+
+
 class Registry:
     """Declare named parameters and tie / fix / bound / relate them.
 
@@ -128,6 +136,7 @@ class Registry:
             raise DeclarationError(f"initial value of {name!r} is not finite{where}: {value!r}")
         if arr.size == 0:
             raise DeclarationError(f"parameter {name!r} has no elements (shape {arr.shape})")
+        transform = _checked_transform(bounds, name)
         spec = ParamSpec(name, arr, self._n_elements, unit=unit, description=description)
         self._specs[name] = spec
         for _ in range(arr.size):
@@ -137,12 +146,27 @@ class Registry:
             self._elem_owner.append(name)
         self._n_elements += arr.size
         ref = ParamRef(name, spec.shape)
-        transform = as_transform(bounds)
-        if not isinstance(transform, Identity):
-            self.bound(ref, transform)
-        if fixed:
-            self.fix(ref)
+        try:
+            if not isinstance(transform, Identity):
+                self.bound(ref, transform)
+            if fixed:
+                self.fix(ref)
+        except Exception:
+            self._undeclare(name)  # a failed declaration leaves nothing behind
+            raise
         return ref
+
+    def _undeclare(self, name: str) -> None:
+        """Remove the most recently declared parameter ``name`` (rollback of declare)."""
+        spec = self._specs.pop(name)
+        start = spec.offset
+        for e in range(start, self._n_elements):
+            self._groups.pop(e, None)
+            self._elem_bounds.pop(e, None)
+        del self._parent[start:], self._fixed[start:], self._elem_owner[start:]
+        self._n_elements = start
+        self._relations = [r for r in self._relations
+                           if getattr(getattr(r, "target", None), "name", None) != name]
 
     def __getitem__(self, name: str) -> ParamRef:
         return ParamRef(name, self._spec(name).shape)
@@ -162,13 +186,21 @@ class Registry:
     def set_value(self, ref: RefLike, value: Any) -> None:
         """Change the initial value of a free parameter (or elements); tied members follow."""
         ref = self._ref(ref)
-        vals = np.broadcast_to(np.asarray(value, dtype=float), ref.shape)
+        try:
+            vals = np.broadcast_to(np.asarray(value, dtype=float), ref.shape)
+        except (TypeError, ValueError) as exc:
+            raise DeclarationError(f"value for {ref.label} must be numeric with shape "
+                                   f"{ref.shape}: {exc}") from None
         if not np.all(np.isfinite(vals)):
             raise DeclarationError(f"value for {ref.label} is not finite")
-        for e, v in zip(self._global(ref).ravel(), vals.ravel()):
+        pairs = list(zip(self._global(ref).ravel(), vals.ravel()))
+        for e, v in pairs:  # check everything first: a failed call changes nothing
             if self._fixed[self._find(e)]:
                 raise ConflictError(f"{self._elabel(e)} is fixed; use fix(ref, value) instead")
+            if int(e) in self._linear or self._elem_owner[int(e)] in self._derived:
+                raise ConflictError(f"{self._elabel(e)} is related or derived; set its sources")
             self._check_bound_value(e, float(v))
+        for e, v in pairs:
             for m in self._members(e):
                 self._write(m, float(v))
 
@@ -192,9 +224,14 @@ class Registry:
                 )
         for ref in (src, *tgts):
             self._check_not_dependent(ref, "tie")
-        for tgt in tgts:
-            for s, t in zip(src_el.ravel(), self._global(tgt).ravel()):
-                self._union(int(s), int(t))
+        journal: list[Any] = []
+        try:
+            for tgt in tgts:
+                for s, t in zip(src_el.ravel(), self._global(tgt).ravel()):
+                    self._union(int(s), int(t), journal)
+        except Exception:
+            self._undo_unions(journal)  # a failed tie changes nothing
+            raise
         self._relations.append(Tie(src, tgts))
 
     def tie_groups(self, name: RefLike, groups: Iterable[Sequence[int]], axis: int = 0) -> None:
@@ -210,6 +247,7 @@ class Registry:
         if not 0 <= ax < len(shape):
             raise DeclarationError(f"axis {axis} is out of range for {ref.label} of shape {shape}")
         n = shape[ax]
+        groups = [list(g) for g in groups]
         for group in groups:
             group = [int(i) for i in group]
             for i in group:
@@ -220,10 +258,17 @@ class Registry:
                     )
             if len(set(i % n for i in group)) != len(group):
                 raise DeclarationError(f"tie group {group} repeats an index")
-            if len(group) < 2:
-                continue
-            index = [(slice(None),) * ax + (i,) for i in group]
-            self.tie(ref[index[0]], *(ref[ix] for ix in index[1:]))
+        saved = self._save_state()
+        try:
+            for group in groups:
+                group = [int(i) for i in group]
+                if len(group) < 2:
+                    continue
+                index = [(slice(None),) * ax + (i,) for i in group]
+                self.tie(ref[index[0]], *(ref[ix] for ix in index[1:]))
+        except Exception:
+            self._restore_state(saved)  # all groups or none
+            raise
 
     def affine(self, target: RefLike, source: RefLike, scale: float = 1.0,
                offset: float = 0.0) -> None:
@@ -341,7 +386,12 @@ class Registry:
                 if name in self._derived:
                     rel = self._derived[name]
                     values[name] = np.asarray(rel.fn(*(values[d] for d in rel.deps)), float)
-            out = np.broadcast_to(values[tgt.name], tgt.shape)
+            try:
+                out = np.broadcast_to(values[tgt.name], tgt.shape)
+            except ValueError:
+                raise ShapeMismatchError(
+                    f"derive({tgt.name}): the function returns shape {values[tgt.name].shape}, "
+                    f"but {tgt.name} has shape {tgt.shape}") from None
             if not np.all(np.isfinite(out)):
                 raise DeclarationError(f"derive({tgt.name}) gives non-finite initial values")
         except Exception:
@@ -355,22 +405,32 @@ class Registry:
         ref = self._ref(ref)
         el = self._global(ref).ravel()
         if value is not None:
-            vals = np.broadcast_to(np.asarray(value, dtype=float), ref.shape).ravel()
+            try:
+                vals = np.broadcast_to(np.asarray(value, dtype=float), ref.shape).ravel()
+            except (TypeError, ValueError) as exc:
+                raise DeclarationError(f"fixed value for {ref.label} must be numeric with shape "
+                                       f"{ref.shape}: {exc}") from None
             if not np.all(np.isfinite(vals)):
                 raise DeclarationError(f"fixed value for {ref.label} is not finite")
         else:
             vals = np.array([self._read(int(e)) for e in el])
+        pending: dict[int, float] = {}  # root -> value; checked in full before any change
         for e, v in zip(el, vals):
             e = int(e)
             if e in self._linear or self._elem_owner[e] in self._derived:
                 raise ConflictError(f"{self._elabel(e)} is related or derived; it cannot be fixed")
             root = self._find(e)
-            members = self._members(e)
-            current = self._read(e)
-            if self._fixed[root] and not np.isclose(current, v, rtol=1e-12, atol=0.0):
-                raise ConflictError(f"{self._elabel(e)} is already fixed at {current!r}")
-            for m in members:
-                self._write(m, float(v))
+            current = pending.get(root, self._read(e))
+            if (self._fixed[root] or root in pending) and \
+                    not np.isclose(current, v, rtol=1e-12, atol=0.0):
+                raise ConflictError(f"{self._elabel(e)} is already fixed at {current!r}"
+                                    if root not in pending else
+                                    f"{self._elabel(e)} is tied to an element fixed here at "
+                                    f"{current!r}; it cannot also be fixed at {float(v)!r}")
+            pending[root] = float(v)
+        for root, v in pending.items():
+            for m in self._members(root):
+                self._write(m, v)
             self._fixed[root] = True
         self._relations.append(Fixed(ref, None if value is None else np.asarray(value)))
 
@@ -385,7 +445,7 @@ class Registry:
     def bound(self, ref: RefLike, bounds: Any) -> None:
         """Bound a parameter: ``(lo, hi)``, ``Interval``, ``Positive()`` or ``Simplex(axis)``."""
         ref = self._ref(ref)
-        transform = as_transform(bounds)
+        transform = _checked_transform(bounds, ref.label)
         spec = self._specs[ref.name]
         if isinstance(transform, Simplex):
             if ref.flat is not None:
@@ -406,6 +466,7 @@ class Registry:
                 )
             transform = Simplex(ax)
         elif isinstance(transform, Interval):
+            own = set(int(x) for x in self._global(ref).ravel())
             for e in self._global(ref).ravel():
                 e = int(e)
                 if e in self._linear or self._elem_owner[e] in self._derived:
@@ -417,6 +478,12 @@ class Registry:
                         f"bounds {transform.describe()} of {self._elabel(e)} exclude its initial "
                         f"value {v!r}"
                     )
+                for m in self._members(e):
+                    other = self._elem_bound(m) if m not in own else None
+                    if other is not None and other != transform:
+                        raise ConflictError(
+                            f"{self._elabel(e)} is tied to {self._elabel(m)}, which has the "
+                            f"bounds {other.describe()}; tied elements share one bound")
         if ref.flat is not None and not isinstance(transform, Identity):
             # element-wise bounds on part of an array are stored per element
             self._elem_bounds.update({int(e): transform for e in self._global(ref).ravel()})
@@ -521,7 +588,7 @@ class Registry:
     def _members(self, e: int) -> list[int]:
         return self._groups[self._find(e)]
 
-    def _union(self, src: int, tgt: int) -> None:
+    def _union(self, src: int, tgt: int, journal: list[Any] | None = None) -> None:
         rs, rt = self._find(src), self._find(tgt)
         if rs == rt:
             return
@@ -533,7 +600,8 @@ class Registry:
                 f"cannot tie {self._elabel(tgt)} (= {vt!r}) to {self._elabel(src)} (= {vs!r}): "
                 f"{which} is fixed and the values differ"
             )
-        bs, bt = self._elem_bound(src), self._elem_bound(tgt)
+        # the bounds of the two whole groups (a member may carry them), not just these elements
+        bs, bt = self._group_bound(rs), self._group_bound(rt)
         if bs is not None and bt is not None and bs != bt:
             raise ConflictError(
                 f"cannot tie {self._elabel(tgt)} to {self._elabel(src)}: different bounds "
@@ -543,11 +611,41 @@ class Registry:
         if isinstance(bound, Interval) and not bound.contains(np.array(vs)):
             raise ConflictError(f"tying {self._elabel(tgt)} to {self._elabel(src)} = {vs!r} "
                                 f"breaks the bounds {bound.describe()} of {self._elabel(tgt)}")
+        if journal is not None:
+            members = self._groups[rs] + self._groups[rt]
+            journal.append((rs, rt, list(self._groups[rs]), list(self._groups[rt]),
+                            self._fixed[rs], [(m, self._parent[m]) for m in members],
+                            [(m, self._read(m)) for m in self._groups[rt]]))
         for m in self._members(tgt):
             self._write(m, vs)
         self._parent[rt] = rs
         self._groups[rs] = self._groups[rs] + self._groups.pop(rt)
         self._fixed[rs] = fs or ft
+
+    def _undo_unions(self, journal: list[Any]) -> None:
+        """Reverse the unions recorded by :meth:`_union` (last first)."""
+        for rs, rt, g_rs, g_rt, fixed_rs, parents, values in reversed(journal):
+            for m, p in parents:
+                self._parent[m] = p
+            self._groups[rs] = g_rs
+            self._groups[rt] = g_rt
+            self._fixed[rs] = fixed_rs
+            for m, v in values:
+                self._write(m, v)
+
+    def _save_state(self) -> Registry:
+        return self.copy()
+
+    def _restore_state(self, saved: Registry) -> None:
+        self.__dict__.update(saved.__dict__)
+
+    def _group_bound(self, root: int) -> Transform | None:
+        """The bound carried by any member of the tie group of ``root`` (None if unbounded)."""
+        for m in self._groups[root]:
+            b = self._elem_bound(m)
+            if b is not None:
+                return b
+        return None
 
     def _elem_bound(self, e: int) -> Transform | None:
         if e in self._elem_bounds:

@@ -9,6 +9,7 @@ zero keep their values.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +18,10 @@ import numpy as np
 
 from tiedsci.core import Layout
 from tiedsci.core.layout import FIXED
+from tiedsci.errors import DegenerateDataWarning
 from tiedsci.hmm.emissions import simplex_mstep
 from tiedsci.hmm.engines import Engine
+from tiedsci.hmm.gaussian_core import MIN_POST
 from tiedsci.hmm.inference import PackedIndex, forward_backward
 
 __all__ = ["Problem", "ConvergenceMonitor", "frozen_masks", "pool_and_keep", "e_step", "m_step",
@@ -168,4 +171,18 @@ def baum_welch(values: dict[str, np.ndarray], problem: Problem | Sequence[Proble
             break
     else:
         monitor.converged = n_iter > 0 and monitor.iter == n_iter
+    if monitor.iter:
+        _warn_empty_states(stats)
     return values, monitor
+
+
+def _warn_empty_states(stats: dict[str, Any]) -> None:
+    """Warn about states that the last E-step gave no posterior mass (their parameters were
+    kept, or came from the states they are tied to)."""
+    occupancy = np.asarray(stats["start"]) + np.asarray(stats["trans"]).sum(0)
+    empty = [int(k) for k in np.flatnonzero(occupancy <= MIN_POST)]
+    if empty:
+        warnings.warn(f"states {empty} received no posterior mass in the last EM iteration: "
+                      "their emission parameters keep their previous values unless tied to "
+                      "states with data (too many states, or unreachable states)",
+                      DegenerateDataWarning, stacklevel=3)

@@ -47,22 +47,73 @@ def simplex_mstep(name: str, counts: np.ndarray, old: np.ndarray, pool: Pool,
     return np.where(free & valid, new, old)
 
 
+def _as_matrix(x: Any) -> np.ndarray:
+    """``X`` as a float matrix (n_samples, n_features); clear errors for what is not one."""
+    try:
+        arr = np.asarray(x)
+    except ValueError as exc:  # ragged nested sequences
+        raise DataError(f"X must be an array of shape (n_samples, n_features): {exc}") from None
+    if arr.dtype.kind == "c":
+        raise DataError("X is complex; tiedsci HMMs take real-valued observations")
+    if arr.dtype.kind not in "biuf":
+        try:
+            arr = arr.astype(float)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"X must be numeric, got dtype {arr.dtype} ({exc})") from None
+    arr = np.asarray(arr, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise DataError(f"X must have shape (n_samples, n_features), got {arr.shape}")
+    if arr.shape[1] == 0:
+        raise DataError(f"X has no feature (shape {arr.shape}); it needs at least one column")
+    return arr
+
+
+def _data_cov(x: np.ndarray, min_covar: float) -> np.ndarray:
+    """Covariance of the data plus ``min_covar`` on the diagonal, for initial covariances.
+
+    One sample has no spread: its covariance is taken as zero (not NaN). A feature without
+    spread and ``min_covar = 0`` would give a singular start, which is an error.
+    """
+    d = x.shape[1]
+    cv = np.atleast_2d(np.cov(x.T)) if x.shape[0] > 1 else np.zeros((d, d))
+    cv = cv + min_covar * np.eye(d)
+    if np.any(np.diagonal(cv) <= 0):
+        j = int(np.argmax(np.diagonal(cv) <= 0))
+        raise DataError(f"X has no variance in feature {j} and min_covar={min_covar}: the "
+                        "initial covariance would be singular; use min_covar > 0")
+    return cv
+
+
 def _check_finite(x: np.ndarray, what: str) -> None:
     if not np.all(np.isfinite(x)):
         row = int(np.argwhere(~np.isfinite(x))[0][0])
         raise DataError(f"{what} contains NaN or inf (first at row {row}); remove or impute it")
 
 
+def _check_nonnegative(name: str, value: float) -> None:
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+
+
+KMEANS_MAX_ROWS = 100_000
+
+
 def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, n_iter: int = 20) -> np.ndarray:
     """Initial means by k-means++ seeding and Lloyd iterations (scipy), shape (k, D).
 
     A cluster left empty keeps its seed (scipy's ``missing="warn"`` behaviour, silenced): the
-    means only start EM.
+    means only start EM. Beyond :data:`KMEANS_MAX_ROWS` frames the clustering runs on a random
+    subset of that size (drawn from ``rng``): the starting means of a 10^6-frame corpus do not
+    need every frame, and on a cluster this step runs on the client before any EM iteration.
     """
     import warnings
 
     from scipy.cluster.vq import kmeans2
 
+    if x.shape[0] > KMEANS_MAX_ROWS:
+        x = x[np.sort(rng.choice(x.shape[0], KMEANS_MAX_ROWS, replace=False))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "One of the clusters is empty"
         centers, _ = kmeans2(np.asarray(x, dtype=float), k, iter=n_iter, minit="++",
@@ -123,24 +174,23 @@ class GaussianEmission:
         if self.covariance_type not in COVARIANCE_TYPES:
             raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
                              f"{self.covariance_type!r}")
+        _check_nonnegative("min_covar", self.min_covar)
+        _check_nonnegative("covars_prior", self.covars_prior)
+        if not np.isfinite(self.covars_weight):
+            raise ValueError(f"covars_weight must be finite, got {self.covars_weight!r}")
 
     def validate(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=float)
-        if x.ndim == 1:
-            x = x[:, None]
-        if x.ndim != 2:
-            raise DataError(f"X must have shape (n_samples, n_features), got {x.shape}")
+        x = _as_matrix(x)
         _check_finite(x, "X")
         return x
 
     def init(self, x: np.ndarray, n_states: int, rng: np.random.Generator,
              which: set[str]) -> dict[str, np.ndarray]:
-        d = x.shape[1]
         out: dict[str, np.ndarray] = {}
         if "means" in which:
             out["means"] = _kmeans(x, n_states, rng)
         if "covars" in which:
-            cv = np.atleast_2d(np.cov(x.T)) + self.min_covar * np.eye(d)
+            cv = _data_cov(x, self.min_covar)
             out["covars"] = {"spherical": np.full(n_states, cv.diagonal().mean()),
                              "diag": np.tile(cv.diagonal(), (n_states, 1)),
                              "full": np.tile(cv, (n_states, 1, 1))}[self.kind]
@@ -209,10 +259,16 @@ class CategoricalEmission:
     letters = {"e": "emissionprob"}
 
     def check(self) -> None:
-        pass
+        n = self.n_features
+        if n is not None and (isinstance(n, bool) or int(n) != n or n < 1):
+            raise ValueError(f"n_features (number of symbols) must be an integer >= 1, got {n!r}")
 
     def validate(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
+        self.check()
+        try:
+            x = np.asarray(x)
+        except ValueError as exc:  # ragged nested sequences
+            raise DataError(f"X must be an array of shape (n_samples, 1): {exc}") from None
         if x.ndim == 2 and x.shape[1] == 1:
             x = x[:, 0]
         if x.ndim != 1:
@@ -302,12 +358,7 @@ class PoissonEmission:
         pass
 
     def validate(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        if x.ndim == 1:
-            x = x[:, None]
-        if x.ndim != 2:
-            raise DataError(f"X must have shape (n_samples, n_features), got {x.shape}")
-        x = x.astype(float)
+        x = _as_matrix(x)
         _check_finite(x, "X")
         if np.any(x < 0):
             row = int(np.argwhere(x < 0)[0][0])
@@ -394,6 +445,7 @@ class GMMEmission:
                              f"{self.covariance_type!r}")
         if int(self.n_mix) < 1:
             raise ValueError(f"n_mix must be >= 1, got {self.n_mix}")
+        _check_nonnegative("min_covar", self.min_covar)
 
     validate = GaussianEmission.validate
 
@@ -411,7 +463,7 @@ class GMMEmission:
                 centers = _kmeans(x, n_states * m, rng)
                 out["means"] = centers[rng.permutation(n_states * m)].reshape(n_states, m, d)
         if "covars" in which:
-            cv = np.atleast_2d(np.cov(x.T)) + self.min_covar * np.eye(d)
+            cv = _data_cov(x, self.min_covar)
             out["covars"] = {"spherical": np.full((n_states, m), cv.diagonal().mean()),
                              "diag": np.tile(cv.diagonal(), (n_states, m, 1)),
                              "full": np.tile(cv, (n_states, m, 1, 1))}[self.kind]

@@ -144,7 +144,8 @@ def mstep_covars(name: str, means: np.ndarray, covars: np.ndarray, kind: str,
         pooled = pool(name, st)
         den = np.maximum(max(weight - 1.0, 0.0) + pooled[..., 1], 1e-5)
         new = np.maximum((prior + pooled[..., 0]) / den, min_covar)
-        return keep(name, new, covars, pooled[..., 1] > MIN_POST)
+        # a zero variance (no spread, min_covar = 0) would make the next E-step infinite
+        return keep(name, new, covars, (pooled[..., 1] > MIN_POST) & (new > 0))
     outer = stats["obs2"].reshape(n_comp, d, d)
     om = obs[:, :, None] * mu[:, None, :]
     mm = mu[:, :, None] * mu[:, None, :]
@@ -160,5 +161,6 @@ def mstep_covars(name: str, means: np.ndarray, covars: np.ndarray, kind: str,
     eig_min = np.linalg.eigvalsh(np.where(valid[:, None, None], new, np.eye(d))).min(1)
     low = eig_min < min_covar
     new[low] += (min_covar - eig_min[low])[:, None, None] * np.eye(d)
+    valid &= np.maximum(eig_min, min_covar) > 0  # singular (min_covar = 0): keep the old one
     valid_el = np.broadcast_to(valid[:, None, None], new.shape).reshape(covars.shape)
     return keep(name, new.reshape(covars.shape), covars, valid_el)

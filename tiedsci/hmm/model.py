@@ -10,13 +10,15 @@ Fitted values are exposed under hmmlearn's attribute names (``startprob_``, ``tr
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from tiedsci.core import Layout, Registry, Simplex
-from tiedsci.errors import DataError, DeclarationError, NotFittedError
+from tiedsci.errors import DataError, DeclarationError, DegenerateDataWarning, NotFittedError
 from tiedsci.hmm import inference
 from tiedsci.hmm.chunked import make_chunking, should_chunk
 from tiedsci.hmm.em import Problem, baum_welch
@@ -54,6 +56,26 @@ def check_lengths(lengths: Any, n_samples: int) -> np.ndarray:
     return arr
 
 
+def _check_covars(covars: np.ndarray, kind: str) -> None:
+    """Covariances must be usable: variances > 0; full matrices symmetric positive definite."""
+    c = np.asarray(covars, dtype=float)
+    if kind in ("spherical", "diag"):
+        if np.any(c <= 0):
+            idx = tuple(int(i) for i in np.argwhere(c <= 0)[0])
+            raise DataError(f"covars_ must be > 0 (variances); got {float(c[idx])!r} at "
+                            f"index {idx}")
+        return
+    mats = c.reshape(-1, c.shape[-2], c.shape[-1])
+    for i, m in enumerate(mats):
+        if not np.allclose(m, m.T, rtol=1e-10, atol=1e-12 * max(1.0, float(np.abs(m).max()))):
+            raise DataError(f"covars_: covariance matrix {i} is not symmetric")
+        try:
+            np.linalg.cholesky(m)
+        except np.linalg.LinAlgError:
+            raise DataError(f"covars_: covariance matrix {i} is not positive definite "
+                            f"(eigenvalues {np.round(np.linalg.eigvalsh(m), 6)})") from None
+
+
 def _letters_to_names(spec: Any, letters: Mapping[str, str]) -> set[str]:
     """hmmlearn letter codes (``"stmc"``) or an iterable of parameter names -> set of names."""
     if isinstance(spec, str):
@@ -73,6 +95,9 @@ def _shard_sequences(x: np.ndarray, lengths: Any, n_shards: int | None, client: 
                      ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Split concatenated sequences into contiguous shards of whole sequences."""
     lens = check_lengths(lengths, x.shape[0])
+    if n_shards is not None and (isinstance(n_shards, bool) or not isinstance(
+            n_shards, int | np.integer) or n_shards < 1):
+        raise ValueError(f"n_shards must be None or an integer >= 1, got {n_shards!r}")
     if n_shards is None:
         n_workers = len(client.scheduler_info()["workers"]) if client is not None else 1
         n_shards = 4 * n_workers if client is not None else 1
@@ -160,6 +185,21 @@ class TiedHMM:
     def _public_names(self) -> dict[str, str]:
         return {n: n + "_" for n in self._param_names()}
 
+    def _check_config(self) -> None:
+        """Validate the constructor arguments that ``fit`` relies on (sklearn: at fit time)."""
+        k = self.n_components
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise DeclarationError(f"n_components must be an integer >= 1, got {k!r}")
+        n = self.n_iter
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+            raise DeclarationError(f"n_iter must be an integer >= 0, got {n!r}")
+        try:
+            tol = float(self.tol)
+        except (TypeError, ValueError):
+            tol = math.nan
+        if math.isnan(tol):
+            raise DeclarationError(f"tol must be a number, got {self.tol!r}")
+
     def _rng(self) -> np.random.Generator:
         rs = self.random_state
         if isinstance(rs, np.random.Generator):
@@ -229,6 +269,8 @@ class TiedHMM:
                     raise DataError(f"{name}_ must hold probabilities summing to 1 along its "
                                     "last axis")
                 values[name] = v / v.sum(-1, keepdims=True)
+        if "covars" in values:
+            _check_covars(values["covars"], getattr(self._emission(), "kind", "diag"))
 
     def build_registry(self, values: Mapping[str, np.ndarray]) -> Registry:
         """Declare all parameters at ``values`` with this model's ties and fixed parts."""
@@ -295,6 +337,9 @@ class TiedHMM:
                  allow_chunks: bool = True) -> Problem:
         em = self._emission()
         x = em.validate(X)
+        if "emissionprob" not in values and x.shape[1] != em.n_features(values):
+            raise DataError(f"X has {x.shape[1]} features (columns) but the model has "
+                            f"n_features={em.n_features(values)}")
         lens = check_lengths(lengths, x.shape[0])
         chunking = make_chunking(lens) if allow_chunks and should_chunk(lens) else None
         pk = chunking.packing if chunking is not None else make_packing(lens)
@@ -327,6 +372,7 @@ class TiedHMM:
         -------
         self
         """
+        self._check_config()
         x = self._validated(X)
         check_lengths(lengths, x.shape[0])
         if self.algorithm not in ("viterbi", "map"):
@@ -335,6 +381,11 @@ class TiedHMM:
         reg = self.build_registry(values)
         layout = reg.compile()
         values = layout.values0
+        if layout.n_free > x.size:
+            warnings.warn(f"fitting {layout.n_free} free parameters to {x.size} observed "
+                          f"values: the estimate is degenerate (more free parameters than "
+                          f"data); fewer states or more ties would help",
+                          DegenerateDataWarning, stacklevel=2)
         if executor is None and client is None:
             problem: Any = self._prepare(x, lengths, values)
             runner = None
@@ -366,6 +417,7 @@ class TiedHMM:
     def _log_frames(self, X: Any, lengths: Any, allow_chunks: bool = True
                     ) -> tuple[Problem, Any, dict[str, np.ndarray]]:
         values = self._values()
+        self._check_values(dict(values))
         problem = self._prepare(X, lengths, values, allow_chunks)
         return problem, self._emission().log_prob(values, problem.frames, problem.eng), values
 
@@ -421,10 +473,16 @@ class TiedHMM:
                currstate: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``(X, states)`` from the model."""
         values = self._values()
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) \
+                or n_samples < 0:
+            raise ValueError(f"n_samples must be an integer >= 0, got {n_samples!r}")
         rng = np.random.default_rng(random_state) if not isinstance(
             random_state, np.random.Generator) else random_state
         em = self._emission()
         k = int(self.n_components)
+        if currstate is not None and not (isinstance(currstate, int | np.integer)
+                                          and 0 <= currstate < k):
+            raise ValueError(f"currstate must be a state 0..{k - 1}, got {currstate!r}")
         states = np.empty(n_samples, dtype=np.int64)
         s = int(rng.choice(k, p=values["startprob"])) if currstate is None else int(currstate)
         rows = []
@@ -433,7 +491,8 @@ class TiedHMM:
                 s = int(rng.choice(k, p=values["transmat"][s]))
             states[t] = s
             rows.append(em.sample(values, s, rng))
-        x = np.asarray(rows)
+        width = 1 if "emissionprob" in values else self._n_features(values)
+        x = np.asarray(rows) if rows else np.empty((0, width))
         return (x.astype(np.int64) if "emissionprob" in values else x), states
 
     # ------------------------------------------------------------------ model selection

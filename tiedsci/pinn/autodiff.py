@@ -82,11 +82,18 @@ def derivatives_1d(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
     """
     with torch.enable_grad():
         xx = x.detach().clone().requires_grad_(True)
-        out = [fn(xx)]
+        first = fn(xx)
+        if not isinstance(first, torch.Tensor):
+            first = torch.as_tensor(first, dtype=xx.dtype, device=xx.device)
+            first = first.expand_as(xx) if first.dim() == 0 else first
+        out = [first]
         if out[0].shape != xx.shape:
             raise DataError(f"the function must be elementwise: x shape {tuple(xx.shape)} gave "
                             f"{tuple(out[0].shape)}")
         for _ in range(order):
+            if not out[-1].requires_grad:  # constant (e.g. the derivative of a polynomial)
+                out.append(torch.zeros_like(xx))
+                continue
             (g,) = torch.autograd.grad(out[-1].sum(), xx, create_graph=True, allow_unused=True)
             out.append(torch.zeros_like(xx) if g is None else g)
     return tuple(o.detach() for o in out)

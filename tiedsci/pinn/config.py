@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -13,6 +14,26 @@ __all__ = ["NetSpec", "TrainConfig", "BOUNDARIES", "from_dict"]
 
 BOUNDARIES = ("periodic", "penalty", "shared_subnet")
 ARCHITECTURES = ("separable", "mlp")
+
+
+def _is_int(v: Any) -> bool:
+    """An integer value (``3`` or ``3.0``), not a bool, a string or NaN."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return False
+    return math.isfinite(v) and int(v) == v
+
+
+def _check_int(obj: Any, name: str, minimum: int) -> None:
+    v = getattr(obj, name)
+    if not _is_int(v) or v < minimum:
+        raise DataError(f"{name} must be an integer >= {minimum}, got {v!r}")
+
+
+def _number(obj: Any, name: str) -> float:
+    v = getattr(obj, name)
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise DataError(f"{name} must be a number, got {v!r}")
+    return float(v)
 
 
 @dataclass(frozen=True)
@@ -75,11 +96,10 @@ class NetSpec:
         if self.ic not in ("subtract", "soft"):
             raise DataError(f"ic must be 'subtract' or 'soft', got {self.ic!r}")
         for name in ("width", "depth", "rank", "n_harmonics", "n_basis"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < 1:
-                raise DataError(f"{name} must be an integer >= 1, got {v!r}")
-        if self.time_frequencies < 0:
-            raise DataError(f"time_frequencies must be >= 0, got {self.time_frequencies}")
+            _check_int(self, name, 1)
+        _check_int(self, "time_frequencies", 0)
+        if self.ck is not None:
+            _check_int(self, "ck", 0)
 
 
 @dataclass(frozen=True)
@@ -165,21 +185,20 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("adam_steps", "lbfgs_steps", "resample_every", "lbfgs_resample_every",
                      "checkpoint_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < 0:
-                raise DataError(f"{name} must be an integer >= 0, got {v!r}")
+            _check_int(self, name, 0)
         for name in ("lbfgs_history", "lbfgs_chunk", "n_x", "n_t", "n_x_lbfgs", "n_t_lbfgs",
                      "n_windows", "n_sweeps", "causal_chunks", "balance_every", "decay_steps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < 1:
-                raise DataError(f"{name} must be an integer >= 1, got {v!r}")
+            _check_int(self, name, 1)
+        if not _is_int(self.seed):
+            raise DataError(f"seed must be an integer, got {self.seed!r}")
         for name in ("lr", "lr_decay", "causal_eps", "adam_fraction", "boundary_weight"):
-            v = getattr(self, name)
-            if not math.isfinite(float(v)) or v < 0:
+            v = _number(self, name)
+            if not math.isfinite(v) or v < 0:
                 raise DataError(f"{name} must be finite and >= 0, got {v!r}")
         if self.lr <= 0 or not 0 < self.lr_decay <= 1 or self.adam_fraction > 1:
             raise DataError("need lr > 0, 0 < lr_decay <= 1 and adam_fraction <= 1")
-        if self.budget_s is not None and not (math.isfinite(self.budget_s) and self.budget_s > 0):
+        if self.budget_s is not None and not (math.isfinite(_number(self, "budget_s"))
+                                              and self.budget_s > 0):
             raise DataError(f"budget_s must be None or > 0, got {self.budget_s!r}")
         if self.threads is not None and (isinstance(self.threads, bool)
                                          or int(self.threads) != self.threads or self.threads < 1):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from tiedsci._files import atomic_write
 from tiedsci.pinn.evaluate import evaluate
 from tiedsci.pinn.marching import TimeMarchingSolution
 from tiedsci.pinn.reference import Reference
@@ -17,17 +19,21 @@ __all__ = ["write_outputs", "save_model"]
 
 
 def save_model(solution: TimeMarchingSolution, path: str | Path) -> Path:
-    """Save the trained windows and registry vector (``torch.load`` -> dict of state dicts)."""
+    """Save the trained windows and registry vector, atomically (temporary file + rename).
+
+    The file holds plain data only: ``torch.load(path, weights_only=True)`` gives a dict with
+    the problem name, the specs as dicts, one state dict per window, ``theta`` and the free
+    parameter names.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({
+    data = {
         "problem": solution.problem.name,
-        "net": solution.net, "train": solution.train,
+        "net": asdict(solution.net), "train": asdict(solution.train),
         "windows": [{"t_start": w.t_start, "t_end": w.t_end, "subtract": w.subtract,
                      "field": w.field.state_dict()} for w in solution.windows],
-        "theta": solution.theta, "free_names": solution.layout.free_names,
-    }, path)
-    return path
+        "theta": torch.as_tensor(solution.theta), "free_names": list(solution.layout.free_names),
+    }
+    return atomic_write(path, lambda fh: torch.save(data, fh))
 
 
 def write_outputs(solution: TimeMarchingSolution, reference: Reference, out_dir: str | Path,
@@ -47,7 +53,7 @@ def write_outputs(solution: TimeMarchingSolution, reference: Reference, out_dir:
     prefix = f"{stem}_" if stem else ""
     metrics, u = evaluate(solution, reference)
     pred = out / f"{prefix}prediction.npz"
-    np.savez(pred, x=reference.x, t=reference.t, u=u)
+    atomic_write(pred, lambda fh: np.savez(fh, x=reference.x, t=reference.t, u=u))
     model = save_model(solution, out / f"{prefix}model.pt")
     values = solution.coefficients
     free = {name: float(np.asarray(values[name.split("[")[0]]).reshape(-1)[0])

@@ -17,6 +17,7 @@ steady). A user problem is built with :func:`custom`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +26,13 @@ import numpy as np
 import torch
 
 from tiedsci.core import Registry
-from tiedsci.errors import DataError
+from tiedsci.errors import DataError, UnknownParameterError
 from tiedsci.pinn.domain import declare_periodic_axis
 
 __all__ = ["PDEProblem", "advection", "heat", "burgers", "allen_cahn", "kdv", "poisson_2d",
            "helmholtz_2d", "custom", "ResidualFn"]
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 ResidualFn = Callable[[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor],
                        Mapping[str, torch.Tensor]], torch.Tensor]
@@ -88,12 +91,46 @@ class PDEProblem:
         return tuple(a for a in self.inputs if f"domain.{a}.period" in self.registry)
 
     def coefficient_values(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Local coefficient name -> value, from a full registry ``values`` mapping."""
-        return {k: values[v] for k, v in self.coefficients.items()}
+        """Local coefficient name -> value, from a full registry ``values`` mapping.
+
+        Asking it for a coefficient the problem does not declare raises
+        :class:`~tiedsci.errors.UnknownParameterError` naming the declared ones.
+        """
+        return ResidualInputs({k: values[v] for k, v in self.coefficients.items()},
+                              "coefficient", self.name)
+
+
+class ResidualInputs(dict):
+    """The ``d`` / ``p`` mappings handed to a residual: a missing key is a named error
+    (:class:`~tiedsci.errors.UnknownParameterError`, also a ``KeyError``) listing what exists."""
+
+    def __init__(self, data: Mapping[str, Any], what: str, owner: str, hint: str = "") -> None:
+        super().__init__(data)
+        self._what, self._owner, self._hint = what, owner, hint
+
+    def __missing__(self, key: str) -> Any:
+        raise UnknownParameterError(
+            f"the residual of problem {self._owner!r} asked for the {self._what} {key!r}, "
+            f"which does not exist; available: {sorted(self)}{self._hint}")
+
+
+def _pair(name: str, value: Any) -> tuple[float, float]:
+    """An interval argument ``(lo, hi)`` as two floats (finiteness is checked by the caller)."""
+    try:
+        lo, hi = value
+        return float(lo), float(hi)
+    except (TypeError, ValueError):
+        raise DataError(f"{name} must be an interval (lo, hi) of two numbers, got {value!r}"
+                        ) from None
 
 
 def _declare_coefficients(reg: Registry, namespace: str, coeffs: Mapping[str, float],
                           trainable: bool | tuple[str, ...]) -> dict[str, str]:
+    if not isinstance(trainable, bool):
+        unknown = sorted(set(trainable) - set(coeffs))
+        if unknown:
+            raise DataError(f"trainable names {unknown} are not coefficients of {namespace!r} "
+                            f"(coefficients: {sorted(coeffs)})")
     out = {}
     for key, val in coeffs.items():
         try:
@@ -118,8 +155,8 @@ def _evolution(name: str, residual: ResidualFn, x: tuple[float, float], t: tuple
                registry: Registry | None, trainable: bool | tuple[str, ...],
                spectral: str | None) -> PDEProblem:
     reg = Registry() if registry is None else registry
-    lo, hi = float(x[0]), float(x[1])
-    t0, t1 = float(t[0]), float(t[1])
+    lo, hi = _pair("x", x)
+    t0, t1 = _pair("t", t)
     if not (math.isfinite(t0) and math.isfinite(t1)) or t1 <= t0:
         raise DataError(f"time interval must satisfy t0 < t1, got {t!r}")
     if "domain.x.period" not in reg:
@@ -211,6 +248,7 @@ def _steady(name: str, residual: ResidualFn, box: Mapping[str, tuple[float, floa
             registry: Registry | None, trainable: bool | tuple[str, ...], gauge: bool,
             periodic: tuple[str, ...]) -> PDEProblem:
     reg = Registry() if registry is None else registry
+    box = {k: _pair(k, v) for k, v in box.items()}
     if not periodic or set(periodic) - set(box):
         raise DataError(f"periodic axes {periodic} must be a non-empty subset of {tuple(box)}")
     for axis, (lo, hi) in box.items():
@@ -298,5 +336,11 @@ def custom(name: str, residual: ResidualFn, x: tuple[float, float], t: tuple[flo
     """
     if not 0 <= int(x_order) <= 4:
         raise DataError(f"x_order must be in 0..4, got {x_order}")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise DataError(f"problem name {name!r} must be an identifier (it is the registry "
+                        "namespace of the coefficients)")
+    for what, fn in (("residual", residual), ("initial", initial)):
+        if not callable(fn):
+            raise DataError(f"{what} of problem {name!r} must be callable, got {fn!r}")
     return _evolution(name, residual, x, t, dict(coefficients or {}), int(x_order), initial,
                       registry, trainable, None)

@@ -21,6 +21,8 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _as_1d(name: str, arg: str, value: Any, n: int | None) -> np.ndarray:
+    if np.iscomplexobj(value):
+        raise DataError(f"dataset {name!r}: {arg} is complex; give real values")
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -26,11 +26,18 @@ from tiedsci.core import Layout, ParamRef, Registry
 from tiedsci.core.layout import FIXED
 from tiedsci.errors import ConvergenceError, DeclarationError, SingularMatrixError
 from tiedsci.refine.contribution import Contribution
-from tiedsci.refine.covariance import bound_hits, invert_normal, propagate
+from tiedsci.refine.covariance import bound_hits, invert_blocks, invert_normal, propagate
 from tiedsci.refine.data import Dataset
 from tiedsci.refine.problem import Problem, compile_problem
 from tiedsci.refine.result import DatasetFit, RefinementResult, StageSummary
-from tiedsci.refine.solver import LMOutcome, assemble, dense_normal, levenberg_marquardt
+from tiedsci.refine.solver import (
+    INTERRUPTED,
+    LMOutcome,
+    LMState,
+    assemble,
+    dense_normal,
+    levenberg_marquardt,
+)
 from tiedsci.refine.stages import Stage, select_names, stage_registry
 from tiedsci.refine.stats import agreement
 
@@ -143,7 +150,8 @@ class JointRefinement:
             max_nfev: int | None = None, on_singular: str = "raise",
             raise_on_failure: bool = False, executor: Any = None, client: Any = None,
             n_batches: int | None = None, callback: Callable[[int, float], None] | None = None,
-            **engine_kws: Any) -> RefinementResult:
+            checkpoint: Callable[[dict[str, Any]], None] | None = None,
+            resume: Mapping[str, Any] | None = None, **engine_kws: Any) -> RefinementResult:
         """Refine; with ``stages``, one stage after the other.
 
         Parameters
@@ -177,29 +185,75 @@ class JointRefinement:
         callback : callable, optional
             Progress: ``callback(n_iter, chi2)`` after each accepted step (chi2 includes the
             restraint penalty), serial or distributed.
+        checkpoint : callable, optional
+            ``checkpoint(state)`` after every accepted step (serial ``tiedsci`` engine) and
+            before every stage after the first. ``state`` is a dict: ``stage`` (index of the
+            stage in progress), ``stage_name``, ``values`` (every parameter at the start of
+            that stage), ``lm`` (the :class:`~tiedsci.refine.solver.LMState` within the stage,
+            or None at a stage boundary), ``stages`` (summaries of the finished stages) and the
+            counters ``nfev``, ``njev``, ``n_iter`` of the finished stages.
+        resume : mapping, optional
+            A ``state`` given earlier to ``checkpoint`` (its arrays may be lists and its
+            ``lm`` / ``stages`` plain dicts, e.g. read back from JSON): the fit continues from
+            there and ends where the uninterrupted fit ends.
+
+        Notes
+        -----
+        Ctrl-C (KeyboardInterrupt) during a serial LM iteration returns the result at the last
+        accepted point, with ``message == "interrupted"`` and a RuntimeWarning; later stages
+        are not run.
         """
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if on_singular not in ("raise", "warn"):
             raise ValueError(f"on_singular must be 'raise' or 'warn', got {on_singular!r}")
+        _check_tolerances(ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
         opts = dict(engine=engine, method=method, scale_covar=scale_covar, ftol=ftol, xtol=xtol,
                     gtol=gtol, max_nfev=max_nfev, engine_kws=engine_kws, executor=executor,
                     client=client, n_batches=n_batches, callback=callback)
         if not stages:
-            res = fit_problem(self.compile(), **opts)
+            hook = None
+            if checkpoint is not None:
+                def hook(lm: LMState) -> None:
+                    checkpoint(_state(0, None, {}, lm, [], (0, 0, 0)))
+            res = fit_problem(self.compile(), **opts, on_accept=hook,
+                              start=_lm_state(resume.get("lm")) if resume else None)
+            if res.message == INTERRUPTED:
+                return _interrupted(res, None)
             return _finish(res, on_singular, raise_on_failure)
+        stages = [st if isinstance(st, Stage) else Stage(**st) for st in stages]
         base_layout = self.registry.compile()
         values = base_layout.values0
         summaries: list[StageSummary] = []
         nfev = njev = n_iter = 0
+        first, start = 0, None
+        if resume is not None:
+            first, values, summaries, start = _resume_stages(resume, stages, base_layout)
+            nfev, njev, n_iter = (int(resume[k]) for k in ("nfev", "njev", "n_iter"))
         res = None
-        for st in stages:
-            st = st if isinstance(st, Stage) else Stage(**st)
+        for si, st in enumerate(stages):
+            if si < first:
+                continue
             chosen = select_names(st.vary, base_layout.names, self.groups)
             reg = stage_registry(self.registry, base_layout, values, chosen)
             problem = compile_problem(reg.compile(), self.contributions)
+            hook = None
+            if checkpoint is not None:
+                def hook(lm: LMState, si: int = si, name: str = st.name,
+                         values: Mapping[str, Any] = values,
+                         done: tuple[StageSummary, ...] = tuple(summaries),
+                         counts: tuple[int, int, int] = (nfev, njev, n_iter)) -> None:
+                    checkpoint(_state(si, name, values, lm, done, counts))
             res = fit_problem(problem, **{**opts, "max_nfev": st.max_nfev or max_nfev},
-                              stage_name=st.name)
+                              stage_name=st.name, on_accept=hook,
+                              start=start if si == first else None)
+            if res.message == INTERRUPTED:
+                summaries.append(StageSummary(st.name, st.vary, res.n_free, res.chi2,
+                                              res.redchi, res.rwp, res.nfev, False,
+                                              res.message))
+                res = _replace(res, stages=tuple(summaries), nfev=nfev + res.nfev,
+                               njev=njev + res.njev, n_iter=n_iter + res.n_iter)
+                return _interrupted(res, st.name)
             if not res.converged:
                 msg = f"stage {st.name!r} did not converge: {res.message}"
                 if raise_on_failure:
@@ -209,9 +263,68 @@ class JointRefinement:
             nfev, njev, n_iter = nfev + res.nfev, njev + res.njev, n_iter + res.n_iter
             summaries.append(StageSummary(st.name, st.vary, res.n_free, res.chi2, res.redchi,
                                           res.rwp, res.nfev, res.converged, res.message))
+            if checkpoint is not None and si + 1 < len(stages):
+                checkpoint(_state(si + 1, stages[si + 1].name, values, None, summaries,
+                                  (nfev, njev, n_iter)))
         assert res is not None
         res = _replace(res, stages=tuple(summaries), nfev=nfev, njev=njev, n_iter=n_iter)
         return _finish(res, on_singular, raise_on_failure, staged=True)
+
+
+def _state(stage: int, name: str | None, values: Mapping[str, Any], lm: LMState | None,
+           done: Sequence[StageSummary], counts: tuple[int, int, int]) -> dict[str, Any]:
+    """The ``checkpoint`` argument of :meth:`JointRefinement.fit`."""
+    return {"stage": stage, "stage_name": name,
+            "values": {k: np.array(v, dtype=float) for k, v in values.items()}, "lm": lm,
+            "stages": list(done), "nfev": counts[0], "njev": counts[1], "n_iter": counts[2]}
+
+
+def _lm_state(lm: Any) -> LMState | None:
+    if lm is None or isinstance(lm, LMState):
+        return lm
+    return LMState(np.asarray(lm["theta"], dtype=float), float(lm["cost"]), float(lm["mu"]),
+                   np.asarray(lm["scale"], dtype=float), int(lm["nfev"]), int(lm["njev"]),
+                   int(lm["n_iter"]))
+
+
+def _resume_stages(resume: Mapping[str, Any], stages: Sequence[Stage], layout: Layout
+                   ) -> tuple[int, dict[str, np.ndarray], list[StageSummary], LMState | None]:
+    first = int(resume["stage"])
+    if not 0 <= first < len(stages):
+        raise ValueError(f"resume: stage index {first} out of range for {len(stages)} stages")
+    if resume.get("stage_name") not in (None, stages[first].name):
+        raise ValueError(f"resume: the state is for stage {resume['stage_name']!r}, stage "
+                         f"{first} is {stages[first].name!r}")
+    names = set(resume["values"])
+    if names != set(layout.names):
+        raise ValueError(f"resume: the state's parameters differ from the declared ones "
+                         f"({sorted(names ^ set(layout.names))[:6]})")
+    values = {k: np.asarray(resume["values"][k], dtype=float).reshape(layout.shapes[k])
+              for k in layout.names}
+    done = [s if isinstance(s, StageSummary) else
+            StageSummary(**{**s, "vary": tuple(s["vary"])}) for s in resume["stages"]]
+    return first, values, done, _lm_state(resume.get("lm"))
+
+
+def _interrupted(res: RefinementResult, stage: str | None) -> RefinementResult:
+    where = f" in stage {stage!r}" if stage is not None else ""
+    warnings.warn(f"refinement interrupted{where}: the result is at the last accepted point",
+                  RuntimeWarning, stacklevel=3)
+    return res
+
+
+def _check_tolerances(*, max_nfev: Any, **tols: Any) -> None:
+    """Stopping rules of :meth:`JointRefinement.fit`: finite tolerances >= 0, a positive budget."""
+    for name, v in tols.items():
+        try:
+            ok = np.isfinite(float(v)) and float(v) >= 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    if max_nfev is not None and (isinstance(max_nfev, bool) or not isinstance(
+            max_nfev, int | np.integer) or max_nfev < 1):
+        raise ValueError(f"max_nfev must be None or an integer >= 1, got {max_nfev!r}")
 
 
 def _replace(res: RefinementResult, **changes: Any) -> RefinementResult:
@@ -271,11 +384,14 @@ def fit_problem(problem: Problem, *, engine: str = "tiedsci", method: str = "lea
                 engine_kws: Mapping[str, Any] | None = None,
                 stage_name: str | None = None, executor: Any = None, client: Any = None,
                 n_batches: int | None = None,
-                callback: Callable[[int, float], None] | None = None) -> RefinementResult:
+                callback: Callable[[int, float], None] | None = None,
+                start: LMState | None = None,
+                on_accept: Callable[[LMState], None] | None = None) -> RefinementResult:
     """Fit one compiled problem and build its :class:`RefinementResult` (no raising).
 
     With ``executor`` or ``client`` the tiedsci engine runs through
     :func:`tiedsci.refine.distributed.levenberg_marquardt_batched`; otherwise in this process.
+    ``start`` / ``on_accept`` (continue from / report an LM state) need the serial engine.
     """
     layout = problem.layout
     max_nfev = max_nfev or 100 * (layout.n_free + 1)
@@ -283,6 +399,12 @@ def fit_problem(problem: Problem, *, engine: str = "tiedsci", method: str = "lea
     distributed = executor is not None or client is not None
     if distributed and engine != "tiedsci":
         raise ValueError(f"executor=/client= need engine='tiedsci', got engine={engine!r}")
+    if start is not None:
+        if distributed or engine != "tiedsci":
+            raise ValueError("resuming from an LM state needs the serial engine='tiedsci'")
+        if np.shape(start.theta) != (layout.n_free,):
+            raise ValueError(f"resume: the LM state has {np.size(start.theta)} free "
+                             f"parameters, the problem has {layout.n_free}")
     y_calcs = None
     if layout.n_free == 0:
         resids = tuple(problem.residuals(layout.theta0))
@@ -309,7 +431,7 @@ def fit_problem(problem: Problem, *, engine: str = "tiedsci", method: str = "lea
                 callback(n_iter, 2.0 * cost)
         outcome = levenberg_marquardt(problem.residuals, problem.jacobians, layout.theta0, part,
                                       ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev,
-                                      callback=lm_callback)
+                                      callback=lm_callback, start=start, on_accept=on_accept)
     return build_result(problem, outcome, engine=engine, scale_covar=scale_covar,
                         y_calcs=y_calcs)
 
@@ -350,8 +472,9 @@ def build_result(problem: Problem, outcome: LMOutcome, *, engine: str,
                             float(np.sqrt(redchi)) if dof > 0 else float("nan"))
 
     # covariance in theta space, then propagated to the values
-    h = dense_normal(problem.partition, outcome.system)
-    info = invert_normal(h, layout.free_names)
+    info = invert_blocks(problem.partition, outcome.system)
+    if info is None:  # singular or ill-posed somewhere: the dense matrix names the culprits
+        info = invert_normal(dense_normal(problem.partition, outcome.system), layout.free_names)
     n = layout.n_free
     rows = _rep_rows(layout)
     factor = redchi if (scale_covar and np.isfinite(redchi)) else 1.0

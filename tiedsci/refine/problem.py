@@ -116,7 +116,11 @@ class ModelBlock:
 def _to_numpy(out: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
     if hasattr(out, "detach"):
         out = out.detach().cpu().numpy()
-    arr = np.asarray(out, dtype=float)
+    try:
+        arr = np.asarray(out, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model of dataset {name!r} returned {type(out).__name__}, not an array "
+                         f"of numbers ({exc})") from None
     if arr.shape != shape:
         try:
             arr = np.broadcast_to(arr, shape)
@@ -169,12 +173,38 @@ class Problem:
         out = []
         for b in self.blocks:
             jv = b.value_jacobian(flat[b.elem_idx])
+            _check_jacobian(b, jv, flat[b.elem_idx])
             sub = dv[b.elem_idx][:, b.deps].toarray()
             out.append(b.sqrt_w[:, None] * (jv @ sub))
         if self.n_restraint_rows:
             sub = dv[self.restraint_elem][:, self.restraint_deps].toarray()
             out.append(self.restraint_jac @ sub)
         return out
+
+
+def _check_jacobian(block: ModelBlock, jv: np.ndarray, v: np.ndarray) -> None:
+    """A non-finite derivative would poison the normal equations: name where it comes from."""
+    bad = ~np.isfinite(jv)
+    if not bad.any():
+        return
+    i, j = (int(k) for k in np.argwhere(bad)[0])
+    o = 0
+    for name, shp in zip(block.names, block.shapes):
+        size = int(np.prod(shp, dtype=int))
+        if j < o + size:
+            idx = ",".join(str(int(q)) for q in np.unravel_index(j - o, shp))
+            label = f"{name}[{idx}]" if shp else name
+            scalars, k = [], 0
+            for n, s in zip(block.names, block.shapes):
+                if not s:
+                    scalars.append(f"{n} = {float(v[k])!r}")
+                k += int(np.prod(s, dtype=int))
+            used = ", ".join(scalars)
+            raise ModelError(
+                f"model of dataset {block.name!r}: the derivative with respect to {label} is "
+                f"not finite at used point {i} (x = {float(block.x[i])!r}); the model is "
+                f"singular at these values (e.g. a zero width): {used}")
+        o += size
 
 
 def _probe(contribution: Contribution, layout: Layout, values0: dict[str, np.ndarray]
@@ -253,6 +283,9 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Pr
     """
     if not contributions:
         raise DeclarationError("no contribution: add at least one dataset with its model")
+    if not layout.names:
+        raise DeclarationError("no parameter is declared: declare the models' parameters "
+                               "(shared(), local() or the registry) before fitting")
     names = [c.name for c in contributions]
     dup = {n for n in names if names.count(n) > 1}
     if dup:

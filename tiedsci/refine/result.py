@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from tiedsci._files import atomic_write_bytes
+from tiedsci.errors import DataError
 from tiedsci.refine.covariance import strongest
 from tiedsci.refine.stats import Agreement
 
@@ -256,19 +258,48 @@ class RefinementResult:
         )
 
     def to_json(self, path: str | Path | None = None, indent: int | None = None) -> str:
-        """json text (floats written with full precision, so it round-trips exactly)."""
+        """json text (floats written with full precision, so it round-trips exactly).
+
+        With ``path`` the file is written atomically (temporary file, then renamed): a failed
+        write leaves the previous file intact.
+        """
         text = json.dumps(self.to_dict(), indent=indent)
         if path is not None:
-            Path(path).write_text(text)
+            atomic_write_bytes(path, text.encode("utf-8"))
         return text
 
     @classmethod
     def from_json(cls, source: str | Path) -> RefinementResult:
-        """Read :meth:`to_json` output (a json string or a path to a file)."""
+        """Read :meth:`to_json` output (a json string or a path to a file).
+
+        Raises
+        ------
+        FileNotFoundError
+            When ``source`` names a file that does not exist.
+        DataError
+            When the text is not json or not a refinement result (truncated, corrupt, other
+            content); the message names the file.
+        """
         text = str(source)
+        where = "the json text"
         if not text.lstrip().startswith("{"):
-            text = Path(source).read_text()
-        return cls.from_dict(json.loads(text))
+            where = repr(str(source))
+            try:
+                text = Path(source).read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{where} is not a text (json) file: {exc}") from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise DataError(f"{where} is not valid json ({exc}); truncated or not written by "
+                            "RefinementResult.to_json") from None
+        if not isinstance(data, dict):
+            raise DataError(f"{where} does not hold a refinement result (a json object)")
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise DataError(f"{where} is not a complete refinement result "
+                            f"({type(exc).__name__}: {exc})") from None
 
 
 def _encode(v: Any) -> Any:

@@ -29,6 +29,8 @@ __all__ = [
     "Partition",
     "NormalSystem",
     "LMOutcome",
+    "LMState",
+    "INTERRUPTED",
     "partition_blocks",
     "assemble",
     "chol_solve",
@@ -264,6 +266,37 @@ class LMOutcome:
     message: str
 
 
+INTERRUPTED = "interrupted"
+"""``LMOutcome.message`` of an iteration stopped by KeyboardInterrupt (Ctrl-C)."""
+
+
+@dataclass(frozen=True)
+class LMState:
+    """Iteration state after an accepted step: what :func:`levenberg_marquardt` needs (as
+    ``start=``) to continue exactly as if it had not stopped.
+
+    Attributes
+    ----------
+    theta : ndarray, shape (n_free,)
+    cost : float
+        ``0.5 * sum |r_k|^2`` at ``theta``.
+    mu : float
+        Damping for the next step.
+    scale : ndarray, shape (n_free,)
+        Marquardt scaling (running maximum of ``diag(J^T J)``).
+    nfev, njev, n_iter : int
+        Counters so far.
+    """
+
+    theta: np.ndarray
+    cost: float
+    mu: float
+    scale: np.ndarray
+    nfev: int
+    njev: int
+    n_iter: int
+
+
 def _cost(resids: Sequence[np.ndarray]) -> float:
     total = 0.0
     for r in resids:
@@ -283,6 +316,8 @@ def levenberg_marquardt(
     max_nfev: int = 1000,
     mu0: float = 1e-3,
     callback: Callable[[int, np.ndarray, float], None] | None = None,
+    start: LMState | None = None,
+    on_accept: Callable[[LMState], None] | None = None,
 ) -> LMOutcome:
     """Minimise ``0.5 * sum_k |r_k(theta)|^2`` by damped Gauss-Newton (Marquardt scaling).
 
@@ -302,73 +337,96 @@ def levenberg_marquardt(
         Budget of residual evaluations.
     mu0 : float
         Initial damping (relative: the damping term is ``mu * diag(J^T J)``).
+    callback : callable, optional
+        ``callback(n_iter, theta, cost)`` after each accepted step.
+    start : LMState, optional
+        Continue from a state given earlier to ``on_accept`` (``theta0`` and ``mu0`` are then
+        not used); the iteration goes on exactly as it would have without the stop. The
+        re-evaluation at ``start.theta`` is not counted in ``nfev`` / ``njev``.
+    on_accept : callable, optional
+        ``on_accept(state)`` with an :class:`LMState` after each accepted step (checkpoints).
+
+    Notes
+    -----
+    A KeyboardInterrupt (Ctrl-C) after the first evaluation stops the iteration cleanly: the
+    last accepted point is returned with ``message == INTERRUPTED`` and ``converged=False``.
     """
-    theta = np.array(theta0, dtype=float)
+    theta = np.array(theta0 if start is None else start.theta, dtype=float)
     resids = tuple(fun(theta))
-    nfev, njev = 1, 0
     cost = _cost(resids)
     if not np.isfinite(cost):
         raise FloatingPointError("the residuals are not finite at the starting point")
     system = assemble(part, jac(theta), resids)
-    njev += 1
-    scale = np.maximum(system.diagonal(part), 0.0)
-    floor = max(float(scale.max(initial=0.0)), 1.0) * 1e-12
-    scale = np.maximum(scale, floor)
-    mu = mu0
+    if start is None:
+        nfev, njev, n_iter, mu = 1, 1, 0, mu0
+        scale = np.maximum(system.diagonal(part), 0.0)
+        floor = max(float(scale.max(initial=0.0)), 1.0) * 1e-12
+        scale = np.maximum(scale, floor)
+    else:
+        nfev, njev, n_iter, mu = int(start.nfev), int(start.njev), int(start.n_iter), start.mu
+        scale = np.maximum(np.asarray(start.scale, dtype=float), system.diagonal(part))
     nu = 2.0
-    n_iter = 0
     converged = False
     message = f"stopped: max_nfev={max_nfev} residual evaluations used without convergence"
-    while nfev < max_nfev:
-        g = system.gradient(part)
-        if cost == 0.0 or np.max(np.abs(g) / np.sqrt(scale * max(cost, 1e-300)),
-                                 initial=0.0) <= gtol:
-            converged, message = True, "converged: gradient below gtol"
-            break
-        try:
-            delta = solve_damped(part, system, mu, scale)
-        except np.linalg.LinAlgError:
-            mu *= nu
-            nu *= 2.0
-            if mu > 1e30:
-                message = "stopped: damped normal matrix not positive definite"
+    accepted = (theta, resids, system, cost)  # replaced in one assignment: always consistent
+    try:
+        while nfev < max_nfev:
+            g = system.gradient(part)
+            if cost == 0.0 or np.max(np.abs(g) / np.sqrt(scale * max(cost, 1e-300)),
+                                     initial=0.0) <= gtol:
+                converged, message = True, "converged: gradient below gtol"
                 break
-            continue
-        step_norm = float(np.linalg.norm(delta))
-        if step_norm <= xtol * (float(np.linalg.norm(theta)) + xtol):
-            converged, message = True, "converged: step below xtol"
-            break
-        trial = theta + delta
-        new = tuple(fun(trial))
-        nfev += 1
-        new_cost = _cost(new)
-        pred = 0.5 * float(delta @ (mu * scale * delta - g))
-        actual = cost - new_cost if np.isfinite(new_cost) else -np.inf
-        rho = actual / pred if pred > 0 else -1.0
-        if rho > 0:
-            n_iter += 1
-            theta, resids, old_cost, cost = trial, new, cost, new_cost
-            small = (actual <= ftol * old_cost) and (pred <= ftol * old_cost) and rho <= 2.0
-            system = assemble(part, jac(theta), resids)
-            njev += 1
-            scale = np.maximum(scale, system.diagonal(part))
-            mu *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
-            nu = 2.0
-            if callback is not None:
-                callback(n_iter, theta, cost)
-            if small:
-                converged, message = True, "converged: relative reduction of chi^2 below ftol"
+            try:
+                delta = solve_damped(part, system, mu, scale)
+            except np.linalg.LinAlgError:
+                mu *= nu
+                nu *= 2.0
+                if mu > 1e30:
+                    message = "stopped: damped normal matrix not positive definite"
+                    break
+                continue
+            step_norm = float(np.linalg.norm(delta))
+            if step_norm <= xtol * (float(np.linalg.norm(theta)) + xtol):
+                converged, message = True, "converged: step below xtol"
                 break
-        else:
-            if 0 <= pred <= ftol * cost and np.isfinite(new_cost) and \
-                    abs(actual) <= ftol * cost:
-                converged = True
-                message = "converged: chi^2 cannot be reduced further (rounding level)"
-                break
-            mu *= nu
-            nu *= 2.0
-            if mu > 1e30:
-                converged = False
-                message = "stopped: no step reduces chi^2 (damping exhausted)"
-                break
+            trial = theta + delta
+            new = tuple(fun(trial))
+            nfev += 1
+            new_cost = _cost(new)
+            pred = 0.5 * float(delta @ (mu * scale * delta - g))
+            actual = cost - new_cost if np.isfinite(new_cost) else -np.inf
+            rho = actual / pred if pred > 0 else -1.0
+            if rho > 0:
+                n_iter += 1
+                theta, resids, old_cost, cost = trial, new, cost, new_cost
+                small = (actual <= ftol * old_cost) and (pred <= ftol * old_cost) and rho <= 2.0
+                system = assemble(part, jac(theta), resids)
+                njev += 1
+                accepted = (theta, resids, system, cost)
+                scale = np.maximum(scale, system.diagonal(part))
+                mu *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+                nu = 2.0
+                if on_accept is not None:
+                    on_accept(LMState(theta.copy(), cost, mu, scale.copy(), nfev, njev,
+                                      n_iter))
+                if callback is not None:
+                    callback(n_iter, theta, cost)
+                if small:
+                    converged, message = True, "converged: relative reduction of chi^2 below ftol"
+                    break
+            else:
+                if 0 <= pred <= ftol * cost and np.isfinite(new_cost) and \
+                        abs(actual) <= ftol * cost:
+                    converged = True
+                    message = "converged: chi^2 cannot be reduced further (rounding level)"
+                    break
+                mu *= nu
+                nu *= 2.0
+                if mu > 1e30:
+                    converged = False
+                    message = "stopped: no step reduces chi^2 (damping exhausted)"
+                    break
+    except KeyboardInterrupt:
+        theta, resids, system, cost = accepted
+        converged, message = False, INTERRUPTED
     return LMOutcome(theta, resids, system, cost, nfev, njev, n_iter, converged, message)

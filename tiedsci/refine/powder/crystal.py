@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from tiedsci._files import atomic_write_bytes
 from tiedsci.errors import DataError, DeclarationError
 from tiedsci.refine.powder.symmetry import (
     SiteSymmetry,
@@ -64,9 +65,18 @@ class Atom:
         if not lab or lab[0].isdigit():
             lab = f"A{lab}"
         object.__setattr__(self, "label", lab)
-        object.__setattr__(self, "xyz", tuple(float(v) for v in self.xyz))
+        try:
+            object.__setattr__(self, "xyz", tuple(float(v) for v in self.xyz))
+            object.__setattr__(self, "occupancy", float(self.occupancy))
+            object.__setattr__(self, "uiso", float(self.uiso))
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"atom {self.label!r}: xyz, occupancy and uiso must be numbers "
+                            f"({exc})") from None
         if len(self.xyz) != 3:
             raise DataError(f"atom {self.label!r}: xyz needs 3 coordinates, got {self.xyz!r}")
+        if not all(np.isfinite((*self.xyz, self.occupancy, self.uiso))):
+            raise DataError(f"atom {self.label!r}: xyz, occupancy and uiso must be finite, got "
+                            f"{self.xyz!r}, {self.occupancy!r}, {self.uiso!r}")
 
     @classmethod
     def from_biso(cls, label: str, element: str, xyz: Any, occupancy: float = 1.0,
@@ -100,7 +110,7 @@ class Crystal:
 
         object.__setattr__(self, "cell", tuple(float(v) for v in self.cell))
         object.__setattr__(self, "atoms", tuple(self.atoms))
-        if len(self.cell) != 6 or min(self.cell[:3]) <= 0:
+        if len(self.cell) != 6 or not all(np.isfinite(self.cell)) or min(self.cell[:3]) <= 0:
             raise DataError(f"cell must be (a, b, c, alpha, beta, gamma) with positive lengths, "
                             f"got {self.cell!r}")
         try:
@@ -148,12 +158,17 @@ class Crystal:
         return replace(self, cell=cell, atoms=tuple(atoms))
 
 
-def _cif_float(text: str) -> float:
+def _cif_float(text: str | None) -> float:
     """CIF number with optional esd in parentheses (``8.4803(1)``)."""
+    if text is None:
+        raise ValueError("missing value")
     t = text.split("(")[0]
     if t in (".", "?"):
         raise ValueError(f"missing value {text!r}")
-    return float(t)
+    v = float(t)
+    if not np.isfinite(v):
+        raise ValueError(f"non-finite value {text!r}")
+    return v
 
 
 def read_cif(source: str | Path, block: int | str = 0) -> Crystal:
@@ -173,7 +188,13 @@ def read_cif(source: str | Path, block: int | str = 0) -> Crystal:
             doc = gemmi.cif.read_file(text)
     except (RuntimeError, ValueError, OSError) as exc:
         raise DataError(f"cannot parse CIF {text[:60]!r}: {exc}") from None
-    b = doc[block] if isinstance(block, int) else doc.find_block(block)
+    try:
+        b = doc[block] if isinstance(block, int) else doc.find_block(block)
+    except IndexError:
+        b = None
+    if b is None:
+        raise DataError(f"CIF {text[:60]!r} has no data block {block!r} "
+                        f"({len(doc)} block(s))")
     try:
         cell = tuple(_cif_float(b.find_value(f"_cell_{k}")) for k in
                      ("length_a", "length_b", "length_c", "angle_alpha", "angle_beta",
@@ -194,17 +215,22 @@ def read_cif(source: str | Path, block: int | str = 0) -> Crystal:
     atoms = []
     for row in tab:
         label = row.str(0)
-        elem = row.str(1) if row.has(1) else re.match(r"[A-Za-z]+", label).group(0)
-        elem = re.match(r"[A-Z][a-z]?", elem.capitalize()).group(0)
-        xyz = tuple(_cif_float(row[i]) for i in (2, 3, 4))
-        occ = _cif_float(row[5]) if row.has(5) and row[5] not in ("?", ".") else 1.0
-        if row.has(6) and row[6] not in ("?", "."):
-            uiso = _cif_float(row[6])
-        elif row.has(7) and row[7] not in ("?", "."):
-            uiso = _cif_float(row[7]) / (8.0 * np.pi**2)
-        else:
-            uiso = 0.01
-        atoms.append(Atom(label, elem, xyz, occ, uiso))
+        sym = re.match(r"[A-Za-z]+", row.str(1) if row.has(1) else label)
+        elem = re.match(r"[A-Z][a-z]?", sym.group(0).capitalize()) if sym else None
+        if elem is None:
+            raise DataError(f"CIF block {b.name!r}: atom {label!r} has no element symbol")
+        try:
+            xyz = tuple(_cif_float(row[i]) for i in (2, 3, 4))
+            occ = _cif_float(row[5]) if row.has(5) and row[5] not in ("?", ".") else 1.0
+            if row.has(6) and row[6] not in ("?", "."):
+                uiso = _cif_float(row[6])
+            elif row.has(7) and row[7] not in ("?", "."):
+                uiso = _cif_float(row[7]) / (8.0 * np.pi**2)
+            else:
+                uiso = 0.01
+        except ValueError as exc:
+            raise DataError(f"CIF block {b.name!r}: atom {label!r}: {exc}") from None
+        atoms.append(Atom(label, elem.group(0), xyz, occ, uiso))
     if not atoms:
         raise DataError(f"CIF block {b.name!r}: no _atom_site_ loop")
     return Crystal(cell, sg, tuple(atoms), name=b.name)
@@ -250,7 +276,7 @@ def write_cif(crystal: Crystal, path: str | Path | None = None,
                      f"{_fmt(at.uiso, esd.get(p + 'uiso'))}")
     text = "\n".join(lines) + "\n"
     if path is not None:
-        Path(path).write_text(text)
+        atomic_write_bytes(path, text.encode("utf-8"))
     return text
 
 

@@ -131,6 +131,10 @@ def read_gsas_std(path: str | Path) -> PowderData:
                         f"{lines[bank_line]!r}") from None
     if binning != "CONST":
         raise DataError(f"{str(path)!r}: only CONST binning is supported, got {binning!r}")
+    if n_points < 1 or not (np.isfinite(start) and np.isfinite(step) and step > 0):
+        raise DataError(f"{str(path)!r} line {bank_line + 1}: the BANK line needs npts >= 1 and "
+                        f"a finite start and step > 0, got npts={n_points}, start={start}, "
+                        f"step={step}")
     if len(tok) > 9 and tok[9] not in ("STD",):
         raise DataError(f"{str(path)!r}: only the STD record layout is supported, got {tok[9]!r}")
     counts: list[float] = []
@@ -157,6 +161,9 @@ def read_gsas_std(path: str | Path) -> PowderData:
         raise DataError(f"{str(path)!r}: BANK line announces {n_points} points, found "
                         f"{len(counts)}")
     y = np.asarray(counts, dtype=float)
+    if not np.all(np.isfinite(y)):
+        i = int(np.argmax(~np.isfinite(y)))
+        raise DataError(f"{str(path)!r}: intensity of point {i} is not finite ({y[i]!r})")
     ncount = np.asarray(nc, dtype=int)
     if np.any(ncount <= 0):
         i = int(np.argmax(ncount <= 0))
@@ -166,8 +173,14 @@ def read_gsas_std(path: str | Path) -> PowderData:
     return PowderData(x, y, sigma, ncount, lines[0].strip())
 
 
-def _floats(text: str) -> list[float]:
-    return [float(t) for t in text.replace("D", "E").split()]
+def _floats(text: str, path: str | Path, entry: str) -> list[float]:
+    try:
+        vals = [float(t) for t in text.replace("D", "E").split()]
+    except ValueError:
+        raise DataError(f"{str(path)!r}: malformed numbers in entry {entry!r}: {text!r}") from None
+    if not all(np.isfinite(vals)):
+        raise DataError(f"{str(path)!r}: non-finite number in entry {entry!r}: {text!r}")
+    return vals
 
 
 def read_gsas_prm(path: str | Path, bank: int = 1) -> GsasInstrument:
@@ -207,6 +220,10 @@ def read_gsas_prm(path: str | Path, bank: int = 1) -> GsasInstrument:
         ratio = float(icons[55:65] or 0.0) if len(icons) > 55 else 0.0
     except ValueError:
         raise DataError(f"{str(path)!r}: malformed ICONS entry {icons!r}") from None
+    if not (np.isfinite(lam1) and lam1 > 0) or not all(
+            np.isfinite(v) for v in (lam2, zero, pola, ratio)):
+        raise DataError(f"{str(path)!r}: ICONS entry needs a wavelength > 0 and finite values, "
+                        f"got {icons!r}")
     waves = (lam1, lam2) if lam2 > 0 else (lam1,)
     head = get("PRCF1 ").split()
     try:
@@ -219,7 +236,7 @@ def read_gsas_prm(path: str | Path, bank: int = 1) -> GsasInstrument:
         k = f"{key}PRCF1{i}"
         if k not in entries:
             break
-        coefs.extend(_floats(entries[k]))
+        coefs.extend(_floats(entries[k], path, k))
         i += 1
     if len(coefs) < 3:
         raise DataError(f"{str(path)!r}: profile entry has {len(coefs)} terms, need >= 3")
@@ -237,12 +254,22 @@ def read_xy(path: str | Path) -> PowderData:
 
     Without a third column, ``sigma = sqrt(max(I, 1))``.
     """
+    import warnings
+
     try:
-        arr = np.loadtxt(path, comments="#", ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy's "input contained no data"
+            arr = np.loadtxt(path, comments="#", ndmin=2, encoding="latin-1")
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read {str(path)!r} as xy/xye: {exc}") from None
+    if arr.shape[0] == 0:
+        raise DataError(f"{str(path)!r}: no data rows")
     if arr.shape[1] < 2:
         raise DataError(f"{str(path)!r}: need at least two columns, got {arr.shape[1]}")
+    if not np.all(np.isfinite(arr[:, :3])):
+        r, c = (int(k) for k in np.argwhere(~np.isfinite(arr[:, :3]))[0])
+        raise DataError(f"{str(path)!r}: data row {r}, column {c + 1} is not finite "
+                        f"({arr[r, c]!r})")
     x, y = arr[:, 0].copy(), arr[:, 1].copy()
     if arr.shape[1] >= 3:
         s = arr[:, 2].copy()
