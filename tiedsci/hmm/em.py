@@ -24,8 +24,8 @@ from tiedsci.hmm.engines import Engine
 from tiedsci.hmm.gaussian_core import MIN_POST
 from tiedsci.hmm.inference import PackedIndex, forward_backward
 
-__all__ = ["Problem", "ConvergenceMonitor", "frozen_masks", "pool_and_keep", "e_step", "m_step",
-           "baum_welch"]
+__all__ = ["Problem", "ResidentShards", "ConvergenceMonitor", "frozen_masks", "pool_and_keep",
+           "e_step", "m_step", "baum_welch"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,7 +134,25 @@ def _add_e_results(a: tuple[dict[str, Any], float], b: tuple[dict[str, Any], flo
     return {k: a[0][k] + b[0][k] for k in a[0]}, a[1] + b[1]
 
 
-def baum_welch(values: dict[str, np.ndarray], problem: Problem | Sequence[Problem],
+@dataclass(frozen=True)
+class ResidentShards:
+    """Shards of sequences already prepared where an executor runs them.
+
+    Attributes
+    ----------
+    handles : list
+        Executor handles (Dask futures) of :class:`Problem` shards, built on the workers from
+        the raw data so that only the data, not the prepared problems, cross the network.
+    emission : emission family
+        The shards' emission (its M-step runs on the client).
+    """
+
+    handles: list[Any]
+    emission: Any
+
+
+def baum_welch(values: dict[str, np.ndarray],
+               problem: Problem | Sequence[Problem] | ResidentShards,
                layout: Layout, n_iter: int, tol: float,
                callback: Callable[[int, float], None] | None = None,
                executor: Any = None) -> tuple[dict[str, np.ndarray], ConvergenceMonitor]:
@@ -151,17 +169,23 @@ def baum_welch(values: dict[str, np.ndarray], problem: Problem | Sequence[Proble
     frozen = frozen_masks(layout)
     monitor = ConvergenceMonitor(tol=tol, n_iter=n_iter)
     handles = None
-    if executor is not None:
+    if isinstance(problem, ResidentShards):
+        if executor is None:
+            raise ValueError("resident shards need the executor that holds them")
+        handles, emission = list(problem.handles), problem.emission
+    elif executor is not None:
         shards = [problem] if isinstance(problem, Problem) else list(problem)
         handles = executor.put(shards)
+        emission = shards[0].emission
+    else:
+        emission = problem.emission  # type: ignore[union-attr]
     for it in range(n_iter):
         if handles is None:
             stats, ll = e_step(values, problem)  # type: ignore[arg-type]
         else:
             stats, ll = executor.map_reduce(_shard_e_step, handles, values,
                                             combine=_add_e_results)
-        values = m_step(values, stats, problem.emission if isinstance(problem, Problem)
-                        else problem[0].emission, layout, frozen)
+        values = m_step(values, stats, emission, layout, frozen)
         monitor.history.append(ll)
         monitor.iter = it + 1
         if callback is not None:

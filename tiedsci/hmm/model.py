@@ -21,7 +21,7 @@ from tiedsci.core import Layout, Registry, Simplex
 from tiedsci.errors import DataError, DeclarationError, DegenerateDataWarning, NotFittedError
 from tiedsci.hmm import inference
 from tiedsci.hmm.chunked import make_chunking, should_chunk
-from tiedsci.hmm.em import Problem, baum_welch
+from tiedsci.hmm.em import Problem, ResidentShards, baum_welch
 from tiedsci.hmm.engines import get_engine
 from tiedsci.hmm.packing import make_packing
 
@@ -105,6 +105,13 @@ def _shard_sequences(x: np.ndarray, lengths: Any, n_shards: int | None, client: 
     bounds = np.concatenate([[0], np.cumsum(lens)])
     groups = np.array_split(np.arange(len(lens)), n_shards)
     return [(x[bounds[g[0]]:bounds[g[-1] + 1]], lens[g]) for g in groups if len(g)]
+
+
+def _prepare_shard(piece: tuple[np.ndarray, np.ndarray], model: TiedHMM,
+                   values: dict[str, np.ndarray]) -> Problem:
+    """A shard's :class:`Problem` from its raw sequences (a task of a distributed fit)."""
+    xs, lengths = piece
+    return model._prepare(xs, lengths, values)
 
 
 class TiedHMM:
@@ -390,11 +397,18 @@ class TiedHMM:
             problem: Any = self._prepare(x, lengths, values)
             runner = None
         else:
-            from tiedsci.parallel import as_executor
+            from tiedsci.parallel import StatefulExecutor, as_executor
 
             runner = as_executor(executor, client)
-            problem = [self._prepare(xs, ls, values)
-                       for xs, ls in _shard_sequences(x, lengths, n_shards, client)]
+            pieces = _shard_sequences(x, lengths, n_shards, client)
+            if isinstance(runner, StatefulExecutor):
+                # ship the raw sequences and prepare each shard where it will run: less to send
+                # (the packed frames and indices are larger than the data) and done in parallel
+                problem = ResidentShards(
+                    runner.map_persist(_prepare_shard, runner.put(pieces), self, values),
+                    self._emission())
+            else:
+                problem = [self._prepare(xs, ls, values) for xs, ls in pieces]
 
         def report(it: int, ll: float) -> None:
             if self.verbose:
