@@ -52,3 +52,157 @@ def test_quick_demo_runs_every_section(tmp_path):
     assert summary["pinn"]["budget_s"] == 12.0
     assert "bic_tied" in summary["hmm"]
     assert (tmp_path / "report.html").stat().st_size > 10_000
+
+
+# ----------------------------------------------------------------------------- run-file commands
+REFINE_RUN = """
+[model]
+builtin = "gaussian_peaks"
+
+[[dataset]]
+name = "a"
+file = "a.dat"
+
+[[dataset]]
+name = "b"
+file = "b.dat"
+
+[shared]
+center = 0.1
+width = { value = 0.9, bounds = [0.1, 5.0] }
+
+[local]
+height = { value = 5.0, bounds = "positive" }
+bkg = { values = { a = [0.5, 0.0], b = [1.5, 0.0] } }
+
+[[stage]]
+name = "background"
+vary = ["bkg"]
+
+[[stage]]
+name = "all"
+vary = ["*"]
+"""
+
+
+def _refine_files(folder):
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    x = np.linspace(-5, 5, 120)
+    for name, h, b in (("a", 8.0, 1.0), ("b", 4.0, 2.0)):
+        y = h * np.exp(-0.5 * ((x - 0.3) / 1.1) ** 2) + b + 0.05 * x
+        y = y + 0.1 * rng.standard_normal(x.size)
+        rows = [f"{float(u)!r} {float(v)!r} 0.1" for u, v in zip(x, y)]
+        (folder / f"{name}.dat").write_text("\n".join(rows))
+    (folder / "run.toml").write_text(REFINE_RUN)
+    return folder / "run.toml"
+
+
+def test_run_commands_document_their_options(capsys):
+    for command, verb in (("hmm", "fit"), ("refine", "run"), ("pinn", "solve")):
+        try:
+            main([command, verb, "--help"])
+        except SystemExit as exc:
+            assert exc.code == 0
+        out = capsys.readouterr().out
+        for option in ("--out", "--resume", "--quiet", "--check", "130"):
+            assert option in out, (command, option)
+
+
+def test_bad_run_file_exits_2_naming_file_line_and_key(tmp_path, capsys):
+    path = _refine_files(tmp_path)
+    path.write_text(REFINE_RUN.replace('file = "b.dat"', 'fiel = "b.dat"'))
+    assert main(["refine", "run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f'error: {path}, line 9: [[dataset]] #2: missing required key "file"' in err
+    assert 'line 11: unknown key [[dataset]] #2 fiel (did you mean "file"?)' in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_check_validates_the_run_file_and_data_without_fitting(tmp_path, capsys):
+    path = _refine_files(tmp_path)
+    assert main(["refine", "run", str(path), "--check"]) == 0
+    assert f"{path}: ok" in capsys.readouterr().out
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "b.dat").write_text("1 2 0.1\n2 nan 0.1\n")
+    assert main(["refine", "run", str(path), "--check"]) == 2
+    assert "line 11: [[dataset]] #2 file: dataset 'b': y is not finite at index 1" in \
+        capsys.readouterr().err
+
+
+def test_ctrl_c_in_refine_exits_130_and_resume_reaches_the_same_optimum(tmp_path, capsys,
+                                                                        monkeypatch):
+    from tiedsci.refine import runfile
+
+    path = _refine_files(tmp_path)
+    full = runfile.run_from_toml(path, tmp_path / "full")
+    write = runfile._Checkpointer.__call__
+    count = []
+
+    def ctrl_c_after_fifth_checkpoint(self, state):
+        write(self, state)
+        count.append(state["stage"])
+        if len(count) == 5:
+            raise KeyboardInterrupt  # as if Ctrl-C came right after this accepted step
+
+    monkeypatch.setattr(runfile._Checkpointer, "__call__", ctrl_c_after_fifth_checkpoint)
+    out = tmp_path / "out"
+    assert main(["refine", "run", str(path), "--out", str(out), "--quiet"]) == 130
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert f"outputs for the best state reached are in {out}" in captured.err
+    assert "--resume" in captured.err
+    assert json.loads((out / "result.json").read_text())["interrupted"] is True
+    assert json.loads(captured.out)["interrupted"] is True
+    assert (out / "fit.png").exists() and (out / "checkpoint.json").exists()
+
+    monkeypatch.setattr(runfile._Checkpointer, "__call__", write)
+    assert main(["refine", "run", str(path), "--out", str(out), "--quiet", "--resume"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["resumed"] and summary["converged"]
+    assert summary["values"] == full["values"]
+
+
+def test_corrupt_checkpoint_exits_2_naming_the_file(tmp_path, capsys):
+    path = _refine_files(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "checkpoint.json").write_text('{"format": "tiedsci.refine.che')
+    assert main(["refine", "run", str(path), "--out", str(tmp_path / "out"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint {tmp_path / 'out' / 'checkpoint.json'} is unreadable or truncated" in err
+
+
+def test_sigint_stops_hmm_fit_cleanly_with_status_130(tmp_path):
+    """A real SIGINT to the command: outputs for the last iteration, exit status 130."""
+    import os
+    import signal
+    import time
+
+    (tmp_path / "run.toml").write_text(
+        '[data]\npath = "bundled:nile.csv"\ncolumns = ["volume"]\n\n'
+        "[model]\nn_components = 3\nn_iter = 1000000\ntol = -1.0\nrandom_state = 0\n")
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "tiedsci", "hmm", "fit",
+                             str(tmp_path / "run.toml"), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "checkpoint.npz").exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint after 60 s"
+            time.sleep(0.02)
+        time.sleep(0.2)  # a few more iterations
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert f"outputs for the best state reached are in {out}" in stderr
+    assert "EM:" in stderr  # the progress bar
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["em_iterations"] >= 1
+    assert json.loads(stdout)["em_iterations"] == summary["em_iterations"]
+    assert (out / "model.json").exists() and (out / "checkpoint.npz").exists()

@@ -1,4 +1,14 @@
-"""Command line: ``tiedsci demo | hmm fit | refine run | pinn solve``."""
+"""Command line: ``tiedsci demo | hmm fit | refine run | pinn solve``.
+
+The three run-file commands share their behaviour (see ``docs/cli.md``):
+
+* the run file is validated first; problems are reported with the file, line and key and the
+  command exits with status 2 (``--check`` stops after this validation);
+* progress bars go to stderr (``--quiet``: none), the JSON summary to stdout;
+* Ctrl-C writes the outputs of the best state reached (marked ``"interrupted": true``), says
+  where they are and exits with status 130, without a traceback;
+* ``--resume`` continues from the checkpoint in the output folder.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +25,7 @@ from typing import Any
 
 from tiedsci import __version__
 
-__all__ = ["main", "DEMO_SECTIONS"]
+__all__ = ["main", "build_parser", "DEMO_SECTIONS", "RUN_COMMANDS"]
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
@@ -94,13 +104,52 @@ def run_demo(out: Path, quick: bool, only: Sequence[str] | None = None) -> dict[
     return results
 
 
-def _run_file(module_name: str, path: str, out: str | None) -> int:
+RUN_COMMANDS: dict[str, tuple[str, str, str]] = {
+    # command: (verb, back-end module, help)
+    "hmm": ("fit", "tiedsci.hmm.runfile", "fit a tied HMM described in a TOML run file"),
+    "refine": ("run", "tiedsci.refine.runfile", "run a joint refinement from a TOML run file"),
+    "pinn": ("solve", "tiedsci.pinn.runfile", "train a periodic PINN from a TOML run file"),
+}
+
+EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _run_file(command: str, args: argparse.Namespace) -> int:
     from importlib import import_module
 
-    module = import_module(module_name)
-    out_dir = Path(out) if out else Path(path).with_suffix("")
-    result = module.run_from_toml(path, out_dir)
-    print(json.dumps(result, indent=2, default=str))
+    from tiedsci.errors import CheckpointError, RunFileError, TiedSciError
+
+    verb, module_name, _ = RUN_COMMANDS[command]
+    path = args.runfile
+    out_dir = Path(args.out) if args.out else Path(path).with_suffix("")
+    again = f"tiedsci {command} {verb} {path}" + (f" --out {args.out}" if args.out else "")
+    try:
+        module = import_module(module_name)
+        if args.check:
+            info = module.check_toml(path)
+            print(f"{path}: ok " + json.dumps(info, default=str))
+            return 0
+        result = module.run_from_toml(path, out_dir, resume=args.resume,
+                                      progress=not args.quiet)
+        print(json.dumps(result, indent=2, default=str), flush=True)
+    except (RunFileError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except TiedSciError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; outputs in {out_dir} may be incomplete (a checkpoint there, if "
+              f"any, continues with: {again} --resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if result.get("interrupted"):
+        if result.get("files") or result.get("metrics_file"):
+            print(f"interrupted: outputs for the best state reached are in {out_dir}; "
+                  f"continue with: {again} --resume", file=sys.stderr)
+        else:
+            print(f"interrupted before anything was fitted; nothing written to {out_dir}",
+                  file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 
@@ -117,14 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="a short smoke version")
     demo.add_argument("--only", nargs="*", default=None,
                       help="run only these sections (registry, hmm, refine, pinn)")
-    for name, verb, helptext in (("hmm", "fit", "fit a tied HMM described in a TOML run file"),
-                                 ("refine", "run", "run a joint refinement from a TOML run file"),
-                                 ("pinn", "solve", "train a periodic PINN from a TOML run file")):
+    for name, (verb, _, helptext) in RUN_COMMANDS.items():
         p = sub.add_parser(name, help=helptext)
         s = p.add_subparsers(dest="verb", required=True)
-        v = s.add_parser(verb, help=helptext)
-        v.add_argument("runfile")
-        v.add_argument("--out", default=None)
+        v = s.add_parser(verb, help=helptext, description=helptext + ". Ctrl-C writes the "
+                         "outputs of the best state so far and exits with status 130; run-file "
+                         "errors exit with status 2. Keys: docs/cli.md.")
+        v.add_argument("runfile", help="the TOML run file")
+        v.add_argument("--out", default=None,
+                       help="output folder (default: the run file's path without .toml)")
+        v.add_argument("--resume", action="store_true",
+                       help="continue from the checkpoint in the output folder")
+        v.add_argument("--quiet", action="store_true", help="no progress bars")
+        v.add_argument("--check", action="store_true",
+                       help="only validate the run file and its data, then exit")
     return parser
 
 
@@ -134,11 +189,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         out = Path(args.out) if args.out else Path(
             f"tiedsci-demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-        run_demo(out, args.quick, args.only)
+        try:
+            run_demo(out, args.quick, args.only)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted; partial results in {out}", file=sys.stderr)
+            return EXIT_INTERRUPTED
         return 0
-    module = {"hmm": "tiedsci.hmm.runfile", "refine": "tiedsci.refine.runfile",
-              "pinn": "tiedsci.pinn.runfile"}[args.command]
-    return _run_file(module, args.runfile, args.out)
+    return _run_file(args.command, args)
 
 
 if __name__ == "__main__":

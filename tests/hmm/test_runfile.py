@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import tiedsci.hmm as th
-from tiedsci.errors import DataError
-from tiedsci.hmm.runfile import BUNDLED, run_from_toml
+from tiedsci.errors import CheckpointError, RunFileError
+from tiedsci.hmm.runfile import BUNDLED, fit_em, run_from_toml
 
 RUN = """
 [data]
@@ -50,8 +50,107 @@ def test_run_from_toml_fits_change_point_with_tied_variance(tmp_path):
 
 def test_run_file_bad_column(tmp_path):
     (tmp_path / "run.toml").write_text(RUN.replace('["volume"]', '["flow"]'))
-    with pytest.raises(DataError, match="column 'flow' not found"):
+    with pytest.raises(RunFileError, match=r"run.toml, line 4: \[data\] columns\[0\]: "
+                                           r"column 'flow' not found"):
         run_from_toml(tmp_path / "run.toml", tmp_path / "out")
+
+
+@pytest.mark.parametrize("old, new, match", [
+    ('family = "gaussian"', 'family = "gaussian"\nn_mix = 2',
+     r"line 8: \[model\] n_mix: not an option of family 'gaussian'"),
+    ("covars = [[0, 1]]", "covar = [[0, 1]]",
+     r'line 14: unknown key \[model.ties\] covar \(did you mean "covars"\?\)'),
+    ('"bundled:nile.csv"', '"bundled:nil.csv"', r'line 3: \[data\] path: no bundled file'),
+    ("transmat = [[0.95, 0.05], [0.0, 1.0]]", "transmat = [[0.95, 0.05], [0.0]]",
+     r"line 18: \[init\] transmat: rows of different lengths"),
+    ('columns = ["volume"]', 'columns = ["volume"]\nlengths = [50, 40]',
+     r"line 5: \[data\] lengths: the lengths sum to 90"),
+])
+def test_run_file_errors_name_the_key_and_line(tmp_path, old, new, match):
+    assert old in RUN
+    (tmp_path / "run.toml").write_text(RUN.replace(old, new))
+    with pytest.raises(RunFileError, match=match):
+        run_from_toml(tmp_path / "run.toml", tmp_path / "out")
+
+
+def test_documented_defaults_are_the_estimators():
+    import inspect
+
+    from tiedsci.hmm.runfile import SCHEMA
+
+    for key, field in SCHEMA.fields["model"].fields.items():
+        doc = getattr(field, "default_doc", None) or ""
+        if not doc.startswith("`") or key == "dtype":
+            continue
+        sig = inspect.signature(th.GaussianHMM.__init__).parameters
+        sig = sig if key in sig else inspect.signature(th.GMMHMM.__init__).parameters
+        assert doc.strip("`") == (json.dumps(sig[key].default)
+                                  if isinstance(sig[key].default, str)
+                                  else str(sig[key].default)), key
+
+
+def test_em_one_iteration_at_a_time_equals_one_fit():
+    x = np.loadtxt(BUNDLED / "earthquakes.csv", delimiter=",", skiprows=1, ndmin=2)[:, -1:]
+    one = th.PoissonHMM(3, n_iter=25, tol=-1.0, random_state=1).fit(x)
+    stepped = th.PoissonHMM(3, n_iter=25, tol=-1.0, random_state=1)
+    seen = []
+    assert fit_em(stepped, x, None, on_iteration=lambda n, ll: seen.append(n)) is False
+    assert seen == list(range(1, 26))
+    np.testing.assert_allclose(stepped.lambdas_, one.lambdas_, rtol=1e-10)
+    np.testing.assert_allclose(stepped.transmat_, one.transmat_, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(stepped.monitor_.history, one.monitor_.history, rtol=1e-12)
+    assert stepped.monitor_.converged == one.monitor_.converged
+    assert stepped.n_iter == 25 and stepped.n_free == one.n_free
+
+
+LONG = RUN.replace("n_iter = 100", "n_iter = 60\nrandom_state = 0").replace("tol = 1e-8",
+                                                                            "tol = -1.0")
+
+
+def test_ctrl_c_keeps_the_last_iteration_and_resume_finishes_the_same_fit(tmp_path):
+    (tmp_path / "run.toml").write_text(LONG)
+    full = run_from_toml(tmp_path / "run.toml", tmp_path / "full")
+
+    def stop(n, ll):
+        if n == 7:
+            raise KeyboardInterrupt
+
+    part = run_from_toml(tmp_path / "run.toml", tmp_path / "out", callback=stop)
+    assert part["interrupted"] and not part["converged"] and part["em_iterations"] == 7
+    saved = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert saved["interrupted"] is True
+    assert th.load(tmp_path / "out" / "model").monitor_.iter == 7
+    assert (tmp_path / "out" / "checkpoint.npz").exists()
+
+    done = run_from_toml(tmp_path / "run.toml", tmp_path / "out", resume=True)
+    assert not done["interrupted"] and done["em_iterations"] == 60
+    assert done["resumed_at_iteration"] == 7
+    a, b = th.load(tmp_path / "out" / "model"), th.load(tmp_path / "full" / "model")
+    for name in ("startprob_", "transmat_", "means_", "covars_"):  # the same iterates
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    np.testing.assert_array_equal(a.monitor_.history, b.monitor_.history)
+    # scoring the same arrays may differ in the last bit (memory layout of the attributes)
+    assert done["log_likelihood"] == pytest.approx(full["log_likelihood"], rel=1e-13)
+    assert not (tmp_path / "out" / "checkpoint.npz").exists()
+
+
+def test_truncated_or_foreign_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "run.toml").write_text(LONG)
+
+    def stop(n, ll):
+        if n == 2:
+            raise KeyboardInterrupt
+
+    run_from_toml(tmp_path / "run.toml", tmp_path / "out", callback=stop)
+    ckpt = tmp_path / "out" / "checkpoint.npz"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=f"checkpoint {ckpt} is unreadable or truncated"):
+        run_from_toml(tmp_path / "run.toml", tmp_path / "out", resume=True)
+    ckpt.write_bytes(data)
+    (tmp_path / "run.toml").write_text(LONG.replace("n_iter = 60", "n_iter = 61"))
+    with pytest.raises(CheckpointError, match="written for a different run file"):
+        run_from_toml(tmp_path / "run.toml", tmp_path / "out", resume=True)
 
 
 def test_example_runs_quick(tmp_path):

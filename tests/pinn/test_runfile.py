@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tiedsci.errors import DataError
+from tiedsci.errors import CheckpointError, RunFileError
 from tiedsci.pinn.runfile import run_from_toml
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -60,17 +60,73 @@ def test_run_from_toml_writes_checkpoint_metrics_prediction_and_plots(tmp_path):
 
 
 @pytest.mark.parametrize("text, match", [
-    ("[problem]\nname = 'navier'\n", "name must be one of"),
-    ("[problem]\nname = 'heat'\n[net]\nwidht = 3\n", "unknown NetSpec"),
-    ("[problem]\nname = 'heat'\ncoefficients = { nu = nan }\n", "not finite"),
-    ("[problem]\nname = 'heat'\nx = [1.0, 1.0]\n", "period"),
-    ("[problm]\n", "unknown run-file section"),
+    ("[problem]\nname = 'navier'\n",
+     r"line 2: \[problem\] name: expected one of \"advection\", .*, got \"navier\""),
+    ("[problem]\nname = 'heat'\n[net]\nwidht = 3\n",
+     r'line 4: unknown key \[net\] widht \(did you mean "width"\?\)'),
+    ("[problem]\nname = 'heat'\ncoefficients = { nu = nan }\n",
+     r"line 3: \[problem.coefficients\] nu: expected a finite number, got nan"),
+    ("[problem]\nname = 'heat'\ncoefficients = { eps = 0.1 }\n",
+     r"line 3: \[problem.coefficients\] eps: 'heat' has no coefficient 'eps'"),
+    ("[problem]\nname = 'heat'\nx = [1.0, 1.0]\n",
+     r"line 3: \[problem\] x: need low < high"),
+    ("[problem]\nname = 'heat'\n[train]\nn_windows = 0\n",
+     r"line 4: \[train\] n_windows: n_windows must be an integer >= 1"),
+    ("[problem]\nname = 'heat'\n[reference]\nsource = 'bundled'\n",
+     r"line 4: \[reference\] source: no bundled data for 'heat'"),
+    ("[problm]\n", r'line 1: unknown table \[problm\] \(did you mean "problem"\?\)'),
 ])
 def test_bad_run_files_raise(tmp_path, text, match):
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    with pytest.raises(DataError, match=match):
+    with pytest.raises(RunFileError, match=match):
         run_from_toml(path, tmp_path / "out")
+
+
+def test_ctrl_c_writes_the_checkpointed_state_and_resume_finishes_exactly(tmp_path,
+                                                                        monkeypatch):
+    import tiedsci.pinn.marching as marching
+
+    path = tmp_path / "run.toml"
+    path.write_text(RUN)
+    full = run_from_toml(path, tmp_path / "full")
+    real = marching.solve_time_marching
+    calls = []
+
+    def ctrl_c_after_45_steps(*args, **kwargs):  # Ctrl-C in window 2 (30 Adam + 6 L-BFGS each)
+        calls.append(kwargs)
+        if len(calls) == 1:
+            real(*args, **kwargs, max_steps=45)  # writes the checkpoint, as every 100 steps
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(marching, "solve_time_marching", ctrl_c_after_45_steps)
+    part = run_from_toml(path, tmp_path / "out")
+    assert part["interrupted"] and not part["completed"]
+    assert part["stopped_at"] == {"window": 1, "sweep": 0, "in_window": True}
+    assert json.loads(Path(part["metrics_file"]).read_text())["interrupted"] is True
+    assert Path(part["prediction_file"]).exists() and all(Path(p).exists() for p in part["plots"])
+    assert part["rel_l2"] != full["rel_l2"]  # the interrupted state is not the final one
+
+    monkeypatch.setattr(marching, "solve_time_marching", real)
+    done = run_from_toml(path, tmp_path / "out", resume=True)
+    assert done["completed"] and not done["interrupted"]
+    np.testing.assert_array_equal(np.load(done["prediction_file"])["u"],
+                                  np.load(full["prediction_file"])["u"])
+
+
+def test_truncated_or_mismatched_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text(RUN)
+    ckpt = tmp_path / "out" / "checkpoint.pt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match=f"checkpoint {ckpt} is unreadable or truncated"):
+        run_from_toml(path, tmp_path / "out", resume=True)
+    run_from_toml(path, tmp_path / "out")
+    path.write_text(RUN.replace("width = 12", "width = 10"))
+    with pytest.raises(CheckpointError, match="does not match this run file's \\[net\\]"):
+        run_from_toml(path, tmp_path / "out", resume=True)
 
 
 def _load(name):

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tiedsci.errors import DataError, DeclarationError
+from tiedsci.errors import CheckpointError, DataError, RunFileError
 from tiedsci.refine import Dataset, JointRefinement
 from tiedsci.refine.models import gaussian_peaks
 from tiedsci.refine.runfile import load_columns, run_from_toml
+from tiedsci.refine.solver import INTERRUPTED, levenberg_marquardt, partition_blocks
 
 RUN = """
 [model]
@@ -84,8 +85,120 @@ def test_bad_files_are_reported(tmp_path):
     with pytest.raises(DataError, match="line 2 is not numeric"):
         load_columns(tmp_path / "bad.dat")
     (tmp_path / "run.toml").write_text('[model]\nbuiltin = "nope"\n')
-    with pytest.raises(DeclarationError, match="unknown builtin model"):
+    with pytest.raises(RunFileError, match=r'run.toml, line 2: \[model\] builtin: expected one '
+                                           r'of "gaussian_peaks"'):
         run_from_toml(tmp_path / "run.toml", tmp_path / "out")
+
+
+@pytest.mark.parametrize("old, new, match", [
+    ('file = "b.csv"', 'file = "c.csv"', r"line 11: \[\[dataset\]\] #2 file: no such file"),
+    ("a = [0.5, 0.0]", "c = [0.5, 0.0]",
+     r"line 20: \[local.bkg.values\] c: unknown dataset 'c'"),
+    ('vary = ["bkg"]', 'vary = ["bgk"]', r"line 24: \[\[stage\]\] #1 vary: stage entry 'bgk'"),
+    ("center = 0.1", 'center = 0.1\nwidth = 2.0',
+     r"line 17, column \d+: invalid TOML: Cannot overwrite a value"),
+    ('name = "b"', 'name = "a"', r"line 10: \[\[dataset\]\] #2 name: 'a' is already the name"),
+    ('name = "b"', 'name = "b-2"', r"line 10: \[\[dataset\]\] #2 name: \"b-2\" is not an "
+                                   r"identifier"),
+    ("[shared]", 'fixed = ["a.bkg"]\n[shared]',
+     r"line 14: unknown key \[\[dataset\]\] #2 fixed \(a top-level key: write it before the "
+     r"first \[table\] header\)"),
+])
+def test_run_file_errors_name_the_key_and_line(tmp_path, old, new, match):
+    _write_data(tmp_path, np.random.default_rng(0))
+    assert old in RUN
+    (tmp_path / "run.toml").write_text(RUN.replace(old, new, 1))
+    with pytest.raises(RunFileError, match=match):
+        run_from_toml(tmp_path / "run.toml", tmp_path / "out")
+
+
+def test_non_positive_sigma_is_reported_at_the_dataset(tmp_path):
+    _write_data(tmp_path, np.random.default_rng(0))
+    rows = (tmp_path / "a.dat").read_text().splitlines()
+    rows[5] = " ".join(rows[5].split()[:2] + ["0.0"])
+    (tmp_path / "a.dat").write_text("\n".join(rows))
+    (tmp_path / "run.toml").write_text(RUN)
+    with pytest.raises(RunFileError, match=r"line 7: \[\[dataset\]\] #1 file: .*sigma.* index "
+                                           r"4"):
+        run_from_toml(tmp_path / "run.toml", tmp_path / "out")
+
+
+def test_lm_continues_exactly_from_an_accepted_state():
+    t = np.linspace(0, 1, 20)
+    ys = [b * np.exp(0.7 * t) + 0.01 * np.sin(7 * t * (k + 1)) for k, b in enumerate((1, 2, 3))]
+    part = partition_blocks([np.array([0, k + 1]) for k in range(3)], 4)
+
+    def fun(theta):
+        return [theta[k + 1] * np.exp(theta[0] * t) - ys[k] for k in range(3)]
+
+    def jac(theta):
+        e = np.exp(theta[0] * t)
+        return [np.stack([theta[k + 1] * t * e, e], axis=1) for k in range(3)]
+
+    x0 = np.array([-1.0, 0.2, 0.2, 0.2])
+    full = levenberg_marquardt(fun, jac, x0, part)
+    states = []
+
+    def stop(n_iter, theta, cost):
+        if n_iter == 3:
+            raise KeyboardInterrupt
+
+    cut = levenberg_marquardt(fun, jac, x0, part, on_accept=states.append, callback=stop)
+    assert cut.message == INTERRUPTED and not cut.converged and cut.n_iter == 3
+    np.testing.assert_array_equal(cut.theta, states[-1].theta)
+    rest = levenberg_marquardt(fun, jac, x0 * 0, part, start=states[-1])
+    np.testing.assert_array_equal(rest.theta, full.theta)
+    assert (rest.nfev, rest.njev, rest.n_iter, rest.message) == (full.nfev, full.njev,
+                                                                 full.n_iter, full.message)
+
+
+def test_ctrl_c_keeps_the_last_accepted_point_and_resume_ends_at_the_same_optimum(tmp_path):
+    _write_data(tmp_path, np.random.default_rng(0))
+    (tmp_path / "run.toml").write_text(RUN)
+    full = run_from_toml(tmp_path / "run.toml", tmp_path / "full")
+    chi2 = []
+
+    def stop(n_iter, value):
+        chi2.append(value)
+        if len(chi2) == 4:  # the first step of the second stage
+            raise KeyboardInterrupt
+
+    part = run_from_toml(tmp_path / "run.toml", tmp_path / "out", callback=stop)
+    assert part["interrupted"] and part["message"] == "interrupted"
+    assert part["stages"] == ["background", "all"]
+    assert part["chi2"] == pytest.approx(chi2[-1], rel=1e-9)  # the point of the last step
+    saved = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert saved["interrupted"] is True
+    assert all(Path(f).exists() for f in part["files"])
+    ckpt = json.loads((tmp_path / "out" / "checkpoint.json").read_text())
+    assert ckpt["state"]["stage"] == 1 and ckpt["state"]["lm"]["n_iter"] == 1
+    assert {"theta", "mu", "scale"} <= set(ckpt["state"]["lm"])
+    assert not list((tmp_path / "out").glob("*.tmp"))
+
+    done = run_from_toml(tmp_path / "run.toml", tmp_path / "out", resume=True)
+    assert done["resumed"] and not done["interrupted"] and done["converged"]
+    assert done["values"] == full["values"] and done["esd"] == full["esd"]
+    assert done["chi2"] == full["chi2"]
+    assert not (tmp_path / "out" / "checkpoint.json").exists()
+
+
+def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):
+    _write_data(tmp_path, np.random.default_rng(0))
+    (tmp_path / "run.toml").write_text(RUN)
+
+    def stop(n_iter, value):
+        raise KeyboardInterrupt
+
+    run_from_toml(tmp_path / "run.toml", tmp_path / "out", callback=stop)
+    ckpt = tmp_path / "out" / "checkpoint.json"
+    text = ckpt.read_text()
+    ckpt.write_text(text[: len(text) // 2])
+    with pytest.raises(CheckpointError, match=f"checkpoint {ckpt} is unreadable or truncated"):
+        run_from_toml(tmp_path / "run.toml", tmp_path / "out", resume=True)
+    ckpt.write_text(text)
+    (tmp_path / "run.toml").write_text(RUN.replace("center = 0.1", "center = 0.2"))
+    with pytest.raises(CheckpointError, match="written for a different run file"):
+        run_from_toml(tmp_path / "run.toml", tmp_path / "out", resume=True)
 
 
 def test_example_runs_quickly(tmp_path):

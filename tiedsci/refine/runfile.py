@@ -1,6 +1,8 @@
 """``tiedsci refine run run.toml``: a joint refinement described in a TOML file.
 
-Format (paths relative to the TOML file)::
+Format (paths relative to the TOML file; every key is listed in ``docs/cli.md``)::
+
+    fixed = ["neutron.bkg"]           # top-level keys come before the first [table]
 
     [model]
     builtin = "gaussian_peaks"        # or: file = "my_model.py", function = "model"
@@ -20,7 +22,6 @@ Format (paths relative to the TOML file)::
     height = { value = 10.0, bounds = "positive" }
     bkg = { values = { xray = [1.0, 0.0], neutron = [2.0, 0.0] } }
 
-    fixed = ["neutron.bkg"]           # top-level list of names held fixed
     [[tie]]                           # source then targets, elementwise
     source = "xray.width"
     targets = ["neutron.width"]
@@ -44,11 +45,23 @@ Format (paths relative to the TOML file)::
     report = "report.txt"
     json = "result.json"
     plot = "fit.png"
+    checkpoint = "checkpoint.json"
+
+Ctrl-C stops at the last accepted Levenberg-Marquardt point: the report, json (with
+``"interrupted": true``) and plot are written for it and the checkpoint is kept; ``resume=True``
+(``--resume``) continues from the checkpoint, written atomically after every accepted step and
+every stage, and ends at the optimum of an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
+import math
+import re
+import sys
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,13 +69,152 @@ from typing import Any
 import numpy as np
 
 from tiedsci.core import Positive
-from tiedsci.errors import DataError, DeclarationError
+from tiedsci.errors import CheckpointError, DataError, TiedSciError
 from tiedsci.refine.data import Dataset
 from tiedsci.refine.joint import JointRefinement
 from tiedsci.refine.models import BUILTIN_MODELS
+from tiedsci.refine.solver import INTERRUPTED
 from tiedsci.refine.stages import Stage
+from tiedsci.runfile import (
+    Field,
+    MapOf,
+    RunFile,
+    Table,
+    Tables,
+    atomic_write_text,
+    load_runfile,
+    read_json_checkpoint,
+    validate_config,
+)
 
-__all__ = ["run_from_toml", "load_columns", "build_from_config"]
+__all__ = ["run_from_toml", "run_runfile", "load_columns", "build_from_config", "load",
+           "check_toml", "SCHEMA", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "tiedsci.refine.checkpoint/1"
+
+
+def _check_bounds(v: Any) -> str | None:
+    if isinstance(v, str):
+        return None if v == "positive" else f'expected "positive" or [low, high], got "{v}"'
+    if len(v) != 2:
+        return f"expected [low, high], got {len(v)} values"
+    lo, hi = v
+    if math.isnan(lo) or math.isnan(hi):
+        return "bounds must not be nan"
+    if not lo < hi:
+        return f"need low < high, got [{lo}, {hi}]"
+    return None
+
+
+def _check_name(v: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+        return None
+    return (f"{json.dumps(v)} is not an identifier (letters, digits and _, not starting with "
+            "a digit)")
+
+
+def _check_limits(v: list[float]) -> str | None:
+    return None if v[0] < v[1] else f"need low < high, got {v}"
+
+
+def _check_local(v: Any) -> str | None:
+    if isinstance(v, dict) and ("value" in v) == bool(v.get("values")):
+        return 'give exactly one of value = ... (all datasets) or values = { dataset = ... }'
+    return None
+
+
+_BOUNDS = Field("str|list[float]", 'Bounds: "positive" or [low, high] (inf allowed).',
+                finite=False, check=_check_bounds)
+_SHARED_ENTRY = Table({
+    "value": Field("array", "Starting value (number or array).", required=True),
+    "bounds": _BOUNDS,
+    "fixed": Field("bool", "Hold at the starting value.", default=False),
+    "unit": Field("str", "Unit, shown in the report.", default=""),
+})
+_LOCAL_ENTRY = Table({
+    "value": Field("array", "Starting value for every dataset."),
+    "values": MapOf(Field("array", "Starting value of this dataset's copy."),
+                    "Per-dataset starting values (only these datasets get the parameter).",
+                    key_doc="dataset name"),
+    "bounds": _BOUNDS,
+    "fixed": Field("bool", "Hold at the starting value(s).", default=False),
+    "unit": Field("str", "Unit, shown in the report.", default=""),
+})
+
+SCHEMA = Table({
+    "fixed": Field("list[str]", "Parameter names (e.g. `\"neutron.bkg\"`) held fixed at their "
+                   "starting values.", default=[]),
+    "model": Table({
+        "builtin": Field("str", "A built-in forward model.", choices=tuple(sorted(BUILTIN_MODELS))),
+        "file": Field("path", "A Python file defining the forward model (instead of builtin)."),
+        "function": Field("str", "Name of the model function in `file`.", default="model"),
+    }, "The forward model: `builtin` or `file` (exactly one).", required=True),
+    "dataset": Tables(Table({
+        "name": Field("str", "Identifier (letters, digits, _); local parameters are named "
+                      "`<name>.<parameter>`.", required=True, check=_check_name),
+        "file": Field("path", "Text file with columns x, y[, sigma] (`#` comments, comma or "
+                      "blank separated).", required=True),
+        "limits": Field("list[float]", "Use only points with low <= x <= high.", length=2,
+                        check=_check_limits),
+        "weights": Field("str", "`sigma`: 1/sigma^2 from the third column; `counts`: sigma = "
+                         "sqrt(max(y, 1)); `unit`: all weights 1.",
+                         choices=("sigma", "counts", "unit"),
+                         default_doc='`"sigma"` with 3 columns, else `"unit"`'),
+    }), "One measured curve; repeat the table for each dataset.", required=True),
+    "shared": MapOf(Field("float|table", "Starting value, or an inline table.",
+                          table=_SHARED_ENTRY),
+                    "Parameters seen by every dataset, by name.", key_doc="parameter name"),
+    "local": MapOf(Field("array|table", "Starting value for every dataset, or an inline table.",
+                         table=_LOCAL_ENTRY, check=_check_local),
+                   "Parameters declared once per dataset as `<dataset>.<name>`.",
+                   key_doc="parameter name"),
+    "groups": MapOf(Field("list[str]", "Parameter names or shell patterns."),
+                    "Named groups of parameters, for `[[stage]] vary`.", key_doc="group name"),
+    "tie": Tables(Table({
+        "source": Field("str", "Parameter whose value the targets share.", required=True),
+        "targets": Field("list[str]", "Parameters tied to the source (elementwise).",
+                         required=True),
+    }), "Hard ties between parameters."),
+    "restraint": Tables(Table({
+        "params": Field("list[str]", "Restrained parameters.", required=True),
+        "strength": Field("float", "Weight 1/sigma^2 of the penalty.", required=True, gt=0),
+        "target": Field("array", "Target value; without it the parameters are pulled "
+                        "together."),
+    }), "Soft restraints (penalties added to chi^2)."),
+    "stage": Tables(Table({
+        "name": Field("str", "Label in the report and the progress bar.", required=True),
+        "vary": Field("str|list[str]", "Groups, names or patterns to refine (`\"*\"`: all).",
+                      required=True),
+        "max_nfev": Field("int", "Budget of residual evaluations of this stage.", ge=1,
+                          default_doc="[fit] max_nfev"),
+    }), "Staged refinement: each stage varies some parameters and starts where the previous "
+        "one ended. Without stages everything free is refined at once."),
+    "fit": Table({
+        "engine": Field("str", "Solver: block-sparse Levenberg-Marquardt or lmfit.",
+                        choices=("tiedsci", "lmfit"), default="tiedsci"),
+        "method": Field("str", "lmfit method (engine = \"lmfit\").", default="leastsq"),
+        "scale_covar": Field("bool", "Scale the covariance by the reduced chi^2.", default=True),
+        "ftol": Field("float", "Stop when the relative chi^2 reduction is below this.", gt=0,
+                      default=1e-10),
+        "xtol": Field("float", "Stop when the relative step is below this.", gt=0,
+                      default=1e-10),
+        "gtol": Field("float", "Stop when the scaled gradient is below this.", gt=0,
+                      default=1e-10),
+        "max_nfev": Field("int", "Budget of residual evaluations (per stage).", ge=1,
+                          default_doc="100 × (free parameters + 1)"),
+        "on_singular": Field("str", "A singular normal matrix at the optimum: `warn` (esd NaN, "
+                             "outputs written) or `raise` (an error).",
+                             choices=("warn", "raise"), default="warn"),
+    }, "Solver options."),
+    "output": Table({
+        "report": Field("str", "Text report (in the output folder).", default="report.txt"),
+        "json": Field("str", "Full result as JSON (`RefinementResult.from_json` reads it).",
+                      default="result.json"),
+        "plot": Field("str", "Observed, calculated and difference curves.", default="fit.png"),
+        "checkpoint": Field("str", "Resumable state, written after every accepted step; "
+                            "removed when the run completes.", default="checkpoint.json"),
+    }, "Output file names, relative to the output folder."),
+})
 
 
 def load_columns(path: str | Path) -> np.ndarray:
@@ -90,120 +242,282 @@ def load_columns(path: str | Path) -> np.ndarray:
     return np.array(rows)
 
 
+def load(path: str | Path, *, check_paths: bool = True) -> RunFile:
+    """Read and validate a refinement run file (see :data:`SCHEMA`)."""
+    return load_runfile(path, SCHEMA, check_paths=check_paths)
+
+
 def _bounds(spec: Any) -> Any:
     if spec is None:
         return None
     if spec == "positive":
         return Positive()
-    if isinstance(spec, list) and len(spec) == 2:
-        return tuple(None if v in ("-inf", "inf", None) else float(v) for v in spec)
-    raise DeclarationError(f"bounds must be 'positive' or [lo, hi], got {spec!r}")
+    return tuple(None if math.isinf(v) else float(v) for v in spec)
 
 
 def _entry(spec: Any) -> dict[str, Any]:
     return dict(spec) if isinstance(spec, Mapping) else {"value": spec}
 
 
-def _model(cfg: Mapping[str, Any], base: Path) -> Callable[..., Any]:
+def _model(rf: RunFile) -> Callable[..., Any]:
+    cfg = rf.data["model"]
+    if ("builtin" in cfg) == ("file" in cfg):
+        raise rf.section_error(("model",), 'give exactly one of builtin = "..." or '
+                                           'file = "my_model.py"')
     if "builtin" in cfg:
-        name = cfg["builtin"]
-        if name not in BUILTIN_MODELS:
-            raise DeclarationError(f"unknown builtin model {name!r}; choose from "
-                                   f"{sorted(BUILTIN_MODELS)}")
-        return BUILTIN_MODELS[name]
-    if "file" in cfg:
-        path = (base / cfg["file"]).resolve()
-        spec = importlib.util.spec_from_file_location(f"tiedsci_user_model_{path.stem}", path)
-        if spec is None or spec.loader is None:
-            raise DeclarationError(f"cannot import model file {path}")
-        module = importlib.util.module_from_spec(spec)
+        return BUILTIN_MODELS[cfg["builtin"]]
+    path = Path(cfg["file"])
+    spec = importlib.util.spec_from_file_location(f"tiedsci_user_model_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise rf.error(("model", "file"), f"cannot import {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    try:
         spec.loader.exec_module(module)
-        fn_name = cfg.get("function", "model")
-        if not hasattr(module, fn_name):
-            raise DeclarationError(f"{path} defines no function {fn_name!r}")
-        return getattr(module, fn_name)
-    raise DeclarationError("[model] needs builtin = '...' or file = '...'")
+    except Exception as exc:
+        raise rf.error(("model", "file"), f"importing {path} failed: "
+                                          f"{type(exc).__name__}: {exc}") from exc
+    fn_name = cfg["function"]
+    if not callable(getattr(module, fn_name, None)):
+        raise rf.error(("model", "function"), f"{path} defines no function {fn_name!r}")
+    return getattr(module, fn_name)
 
 
-def _dataset(cfg: Mapping[str, Any], base: Path) -> Dataset:
-    name = cfg.get("name")
-    if not name or "file" not in cfg:
-        raise DeclarationError(f"each [[dataset]] needs name and file, got {dict(cfg)}")
-    cols = load_columns(base / cfg["file"])
+def _dataset(rf: RunFile, i: int) -> Dataset:
+    cfg = rf.data["dataset"][i]
+    name, file = cfg["name"], cfg["file"]
+    where = ("dataset", i, "file")
+    try:
+        cols = load_columns(file)
+    except DataError as exc:
+        raise rf.error(where, str(exc)) from None
     if cols.shape[1] < 2:
-        raise DataError(f"dataset {name!r}: {cfg['file']} needs at least two columns (x, y)")
+        raise rf.error(where, f"{file} needs at least two columns (x, y), it has "
+                              f"{cols.shape[1]}")
     x, y = cols[:, 0], cols[:, 1]
     mode = cfg.get("weights", "sigma" if cols.shape[1] >= 3 else "unit")
     limits = tuple(cfg["limits"]) if "limits" in cfg else None
-    if mode == "sigma":
-        if cols.shape[1] < 3:
-            raise DataError(f"dataset {name!r}: weights = 'sigma' needs a third column")
-        return Dataset(x, y, sigma=cols[:, 2], limits=limits, name=name)
-    if mode == "counts":
-        return Dataset(x, y, sigma=np.sqrt(np.maximum(y, 1.0)), limits=limits, name=name)
-    if mode == "unit":
-        return Dataset(x, y, limits=limits, name=name)
-    raise DeclarationError(f"dataset {name!r}: weights must be 'sigma', 'counts' or 'unit'")
+    if mode == "sigma" and cols.shape[1] < 3:
+        raise rf.error(("dataset", i, "weights"), f'"sigma" needs a third column in {file}')
+    sigma = {"sigma": lambda: cols[:, 2], "counts": lambda: np.sqrt(np.maximum(y, 1.0)),
+             "unit": lambda: None}[mode]()
+    try:  # Dataset checks NaN/inf and sigma > 0, naming the first bad index
+        return Dataset(x, y, sigma=sigma, limits=limits, name=name)
+    except DataError as exc:
+        raise rf.error(where, f"{exc} (in {file})") from None
 
 
-def build_from_config(cfg: Mapping[str, Any], base: Path) -> JointRefinement:
-    """A :class:`JointRefinement` from a parsed run file (see the module docstring)."""
-    model = _model(cfg.get("model", {}), base)
+def build_from_config(cfg: RunFile | Mapping[str, Any], base: Path | None = None
+                      ) -> JointRefinement:
+    """A :class:`JointRefinement` from a validated run file (or a parsed dict + its folder)."""
+    rf = cfg if isinstance(cfg, RunFile) else validate_config(cfg, SCHEMA, base=base)
+    data = rf.data
+    model = _model(rf)
     jr = JointRefinement()
-    datasets = cfg.get("dataset", [])
-    if not datasets:
-        raise DeclarationError("the run file declares no [[dataset]]")
-    for d in datasets:
-        jr.add(_dataset(d, base), model)
-    for name, spec in cfg.get("shared", {}).items():
+    seen: dict[str, int] = {}
+    for i, d in enumerate(data["dataset"]):
+        if d["name"] in seen:
+            raise rf.error(("dataset", i, "name"), f"{d['name']!r} is already the name of "
+                                                   f"[[dataset]] #{seen[d['name']] + 1}")
+        seen[d["name"]] = i
+        jr.add(_dataset(rf, i), model)
+
+    def declare(path: tuple[Any, ...], fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except (TiedSciError, KeyError) as exc:
+            msg = exc.args[0] if exc.args else str(exc)
+            raise rf.error(path, str(msg)) from None
+
+    for name, spec in data["shared"].items():
         e = _entry(spec)
-        jr.shared(name, e["value"], bounds=_bounds(e.get("bounds")),
-                  fixed=bool(e.get("fixed", False)), unit=e.get("unit", ""))
-    for name, spec in cfg.get("local", {}).items():
+        declare(("shared", name), lambda n=name, e=e: jr.shared(
+            n, e["value"], bounds=_bounds(e.get("bounds")), fixed=bool(e.get("fixed", False)),
+            unit=e.get("unit", "")))
+    for name, spec in data["local"].items():
         e = _entry(spec)
-        value = e["values"] if "values" in e else e["value"]
-        jr.local(name, value, bounds=_bounds(e.get("bounds")), fixed=bool(e.get("fixed", False)),
-                 unit=e.get("unit", ""))
-    for name in cfg.get("fixed", []):
-        jr.registry.fix(name)
-    for tie in cfg.get("tie", []):
-        jr.registry.tie(tie["source"], *tie["targets"])
-    for rst in cfg.get("restraint", []):
-        jr.registry.restrain(rst["params"], float(rst["strength"]), target=rst.get("target"))
-    for name, members in cfg.get("groups", {}).items():
+        for ds in e.get("values") or {}:
+            if ds not in seen:
+                raise rf.error(("local", name, "values", ds),
+                               f"unknown dataset {ds!r}; the datasets: {sorted(seen)}")
+        value = e["values"] if e.get("values") else e["value"]
+        declare(("local", name), lambda n=name, e=e, v=value: jr.local(
+            n, v, bounds=_bounds(e.get("bounds")), fixed=bool(e.get("fixed", False)),
+            unit=e.get("unit", "")))
+    for k, name in enumerate(data["fixed"]):
+        declare(("fixed", k), lambda n=name: jr.registry.fix(n))
+    for k, tie in enumerate(data["tie"]):
+        declare(("tie", k), lambda t=tie: jr.registry.tie(t["source"], *t["targets"]))
+    for k, rst in enumerate(data["restraint"]):
+        declare(("restraint", k), lambda r=rst: jr.registry.restrain(
+            r["params"], float(r["strength"]), target=r.get("target")))
+    for name, members in data["groups"].items():
         jr.group(name, members)
     return jr
 
 
-def run_from_toml(path: str | Path, out_dir: str | Path) -> dict[str, Any]:
+def _stages(rf: RunFile, jr: JointRefinement) -> list[Stage]:
+    from tiedsci.refine.stages import select_names
+
+    names = jr.registry.compile().names
+    out = []
+    for i, s in enumerate(rf.data["stage"]):
+        st = Stage(s["name"], s["vary"], s.get("max_nfev"))
+        try:
+            select_names(st.vary, names, jr.groups)
+        except KeyError as exc:
+            raise rf.error(("stage", i, "vary"), str(exc.args[0])) from None
+        out.append(st)
+    return out
+
+
+def check_toml(path: str | Path) -> dict[str, Any]:
+    """Validate a run file and read its data without fitting; returns a short description."""
+    rf = load(path)
+    jr = build_from_config(rf)
+    stages = _stages(rf, jr)
+    layout = jr.registry.compile()
+    return {"datasets": jr.dataset_names, "n_free": int(layout.n_free),
+            "stages": [s.name for s in stages]}
+
+
+def _to_json(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, np.ndarray | np.generic):
+        return obj.tolist()
+    if isinstance(obj, Mapping):
+        return {str(k): _to_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_to_json(v) for v in obj]
+    return obj
+
+
+class _Checkpointer:
+    """Writes the fit's checkpoint states atomically and drives the progress bar."""
+
+    def __init__(self, path: Path, fingerprint: str, n_stages: int, progress: bool) -> None:
+        self.path = path
+        self.fingerprint = fingerprint
+        self.n_stages = n_stages
+        self.progress = progress
+        self.bar: Any = None
+        self.bar_stage: int | None = None
+        self.written = False
+
+    def __call__(self, state: dict[str, Any]) -> None:
+        doc = {"format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint,
+               "state": _to_json(state)}
+        atomic_write_text(self.path, json.dumps(doc))
+        self.written = True
+        if self.progress:
+            self.show(state)
+
+    def show(self, state: Mapping[str, Any]) -> None:
+        from tqdm.auto import tqdm
+
+        stage = int(state["stage"])
+        if self.bar is None or self.bar_stage != stage:
+            self.close()
+            name = state.get("stage_name")
+            desc = "refine" if name is None else \
+                f"stage {stage + 1}/{self.n_stages} {name}"
+            self.bar = tqdm(desc=desc, unit="step", file=sys.stderr, leave=True)
+            self.bar_stage = stage
+        lm = state.get("lm")
+        if lm is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(chi2=f"{2.0 * lm.cost:.6g}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _read_checkpoint(path: Path, fingerprint: str) -> dict[str, Any]:
+    doc = read_json_checkpoint(path, CHECKPOINT_FORMAT)
+    if doc.get("fingerprint") != fingerprint:
+        raise CheckpointError(f"checkpoint {path} was written for a different run file (the "
+                              "run file changed since); delete it or run without --resume")
+    state = doc.get("state")
+    needed = {"stage", "values", "lm", "stages", "nfev", "njev", "n_iter"}
+    if not isinstance(state, dict) or not needed <= set(state):
+        raise CheckpointError(f"checkpoint {path} is incomplete (expected keys "
+                              f"{sorted(needed)})")
+    return state
+
+
+def run_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = False,
+                  progress: bool = False,
+                  callback: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Run the refinement described in ``path``; write report, json and plot to ``out_dir``.
+
+    Parameters
+    ----------
+    path : path
+        The TOML run file.
+    out_dir : path
+        Output folder (created).
+    resume : bool
+        Continue from the checkpoint in ``out_dir`` if there is one (else start afresh).
+    progress : bool
+        tqdm progress bars (stage, accepted steps, chi^2) on stderr.
+    callback : callable, optional
+        ``callback(n_iter, chi2)`` after each accepted step.
 
     Returns
     -------
     dict
-        Summary: agreement indices, convergence, refined values and esds, written files.
+        Summary: agreement indices, convergence, refined values and esds, written files,
+        ``interrupted`` (Ctrl-C: the outputs are those of the last accepted point).
     """
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    return run_runfile(load(path), out_dir, resume=resume, progress=progress,
+                       callback=callback)
 
-    path = Path(path)
-    cfg = tomllib.loads(path.read_text())
-    jr = build_from_config(cfg, path.parent)
-    stages = [Stage(s["name"], tuple(s["vary"]), s.get("max_nfev"))
-              for s in cfg.get("stage", [])]
-    fit_cfg = dict(cfg.get("fit", {}))
-    res = jr.fit(stages=stages or None, **fit_cfg)
+
+def run_runfile(rf: RunFile, out_dir: str | Path, *, resume: bool = False,
+                progress: bool = False,
+                callback: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """:func:`run_from_toml` on an already loaded :class:`~tiedsci.runfile.RunFile`."""
+    jr = build_from_config(rf)
+    stages = _stages(rf, jr)
+    fit_cfg = dict(rf.data["fit"])
+    names = dict(rf.data["output"])
     out = Path(out_dir)
+    ckpt = out / names["checkpoint"]
+    fingerprint = rf.fingerprint(exclude=("output",))
+    state = None
+    if resume:
+        if ckpt.exists():
+            state = _read_checkpoint(ckpt, fingerprint)
+        else:
+            print(f"nothing to resume ({ckpt} does not exist): starting from the beginning",
+                  file=sys.stderr)
+    writer = _Checkpointer(ckpt, fingerprint, len(stages), progress)
+    try:
+        try:
+            with warnings.catch_warnings():  # reported in the summary instead
+                warnings.filterwarnings("ignore", "refinement interrupted", RuntimeWarning)
+                res = jr.fit(stages=stages or None, callback=callback, checkpoint=writer,
+                             resume=state, **fit_cfg)
+        except ValueError as exc:
+            if state is not None and str(exc).startswith("resume"):
+                raise CheckpointError(f"checkpoint {ckpt}: {exc}") from None
+            raise
+    finally:
+        writer.close()
+    interrupted = res.message == INTERRUPTED
     out.mkdir(parents=True, exist_ok=True)
-    names = {"report": "report.txt", "json": "result.json", "plot": "fit.png",
-             **cfg.get("output", {})}
-    (out / names["report"]).write_text(res.report())
-    res.to_json(out / names["json"])
+    atomic_write_text(out / names["report"], res.report())
+    doc = json.loads(res.to_json())
+    doc["interrupted"] = interrupted
+    atomic_write_text(out / names["json"], json.dumps(doc))
     res.plot(out / names["plot"])
+    if not interrupted and ckpt.exists():
+        ckpt.unlink()
     return {
         "converged": res.converged,
+        "interrupted": interrupted,
         "message": res.message,
         "n_obs": res.n_obs,
         "n_free": res.n_free,
@@ -216,5 +530,8 @@ def run_from_toml(path: str | Path, out_dir: str | Path) -> dict[str, Any]:
         "values": {k: np.asarray(v).tolist() for k, v in res.values.items()},
         "esd": {k: np.asarray(v).tolist() for k, v in res.esd.items()},
         "stages": [s.name for s in res.stages],
+        "resumed": state is not None,
+        "checkpoint": str(ckpt) if interrupted and writer.written else None,
         "files": [str(out / names[k]) for k in ("report", "json", "plot")],
     }
+
