@@ -27,7 +27,6 @@ number or a nested list of numbers), ``table``, ``any``, ``list[T]`` and unions 
 
 from __future__ import annotations
 
-
 import copy
 import difflib
 import hashlib
