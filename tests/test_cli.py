@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tiedsci.cli import main
 
 
@@ -206,3 +208,16 @@ def test_sigint_stops_hmm_fit_cleanly_with_status_130(tmp_path):
     assert summary["interrupted"] and summary["em_iterations"] >= 1
     assert json.loads(stdout)["em_iterations"] == summary["em_iterations"]
     assert (out / "model.json").exists() and (out / "checkpoint.npz").exists()
+
+
+def test_device_cuda_without_cuda_is_a_one_line_error(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for argv in (["pinn", "solve", "missing.toml", "--device", "cuda"],
+                 ["hmm", "fit", "missing.toml", "--device", "cuda"],
+                 ["demo", "--quick", "--device", "cuda"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "--device cuda" in err and "CUDA is not available" in err

@@ -61,7 +61,8 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def run_demo(out: Path, quick: bool, only: Sequence[str] | None = None) -> dict[str, Any]:
+def run_demo(out: Path, quick: bool, only: Sequence[str] | None = None,
+             device: str = "cpu") -> dict[str, Any]:
     """Run every demo section into ``out`` and return their summaries."""
     from tiedsci.demo_registry import run as run_registry
 
@@ -85,6 +86,7 @@ def run_demo(out: Path, quick: bool, only: Sequence[str] | None = None) -> dict[
         kwargs: dict[str, Any] = {}
         if key == "pinn":
             kwargs["budget_s"] = PINN_DEMO_BUDGET_S[quick]
+            kwargs["device"] = device
             print(f"   reduced budget: {kwargs['budget_s']:.0f} s of training "
                   "(examples/allen_cahn_periodic.py uses 600 s)")
         summary = fn(out_dir=out / key, quick=quick, **kwargs)
@@ -129,8 +131,9 @@ def _run_file(command: str, args: argparse.Namespace) -> int:
             info = module.check_toml(path)
             print(f"{path}: ok " + json.dumps(info, default=str))
             return 0
+        extra = {"device": args.device} if getattr(args, "device", None) else {}
         result = module.run_from_toml(path, out_dir, resume=args.resume,
-                                      progress=not args.quiet)
+                                      progress=not args.quiet, **extra)
         print(json.dumps(result, indent=2, default=str), flush=True)
     except (RunFileError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -164,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the flagship workflows on bundled data")
     demo.add_argument("--out", default=None, help="output folder (default: a new folder here)")
     demo.add_argument("--quick", action="store_true", help="a short smoke version")
+    demo.add_argument("--device", default="cpu",
+                      help="torch device of the PINN section (cpu, cuda, cuda:1)")
     demo.add_argument("--only", nargs="*", default=None,
                       help="run only these sections (registry, hmm, refine, pinn)")
     for name, (verb, _, helptext) in RUN_COMMANDS.items():
@@ -180,17 +185,29 @@ def build_parser() -> argparse.ArgumentParser:
         v.add_argument("--quiet", action="store_true", help="no progress bars")
         v.add_argument("--check", action="store_true",
                        help="only validate the run file and its data, then exit")
+        if name in ("hmm", "pinn"):
+            v.add_argument("--device", default=None,
+                           help="torch device, e.g. cpu, cuda, cuda:1 (overrides the run file; "
+                                "a clear error when CUDA is absent)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tiedsci`` console script."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "device", None):
+        from tiedsci.backends.torch_backend import resolve_device
+
+        try:  # before any work: CUDA asked for on a machine without it is a one-line error
+            resolve_device(args.device)
+        except (ValueError, RuntimeError) as exc:
+            print(f"error: --device {args.device}: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     if args.command == "demo":
         out = Path(args.out) if args.out else Path(
             f"tiedsci-demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
         try:
-            run_demo(out, args.quick, args.only)
+            run_demo(out, args.quick, args.only, device=args.device)
         except KeyboardInterrupt:
             print(f"\ninterrupted; partial results in {out}", file=sys.stderr)
             return EXIT_INTERRUPTED

@@ -162,3 +162,12 @@ def test_example_runs_quick(tmp_path):
     assert res["n_free_tied"] == res["n_free_untied"] - 2
     assert (tmp_path / "states.png").exists()
     json.dumps(res)
+
+
+def test_device_override_runs_the_torch_engine_and_matches_numpy(tmp_path):
+    (tmp_path / "run.toml").write_text(RUN)
+    ref = run_from_toml(tmp_path / "run.toml", tmp_path / "numpy")
+    on_torch = run_from_toml(tmp_path / "run.toml", tmp_path / "torch", device="cpu")
+    model = th.load(tmp_path / "torch" / "model")
+    assert model.engine == "torch" and model.device == "cpu"
+    np.testing.assert_allclose(on_torch["log_likelihood"], ref["log_likelihood"], rtol=1e-8)

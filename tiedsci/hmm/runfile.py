@@ -394,7 +394,8 @@ def run_config(config: dict[str, Any], out_dir: str | Path, base: Path | None = 
 
 def run_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = False,
                   progress: bool = False,
-                  callback: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+                  callback: Callable[[int, float], None] | None = None,
+                  device: str | None = None) -> dict[str, Any]:
     """Read a TOML run file, fit, write the outputs into ``out_dir`` and return the summary.
 
     Parameters
@@ -406,6 +407,9 @@ def run_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = False
         tqdm bar of the EM iterations on stderr.
     callback : callable, optional
         ``callback(n_done, log_likelihood)`` after every EM iteration.
+    device : str, optional
+        torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``) overriding ``[model] device``; the
+        E-step then runs on the torch engine.
 
     Returns
     -------
@@ -413,7 +417,15 @@ def run_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = False
         Summary (also written to ``summary.json``); ``interrupted`` is True after Ctrl-C, the
         outputs then being those of the last completed iteration.
     """
-    return run_runfile(load(path), out_dir, resume=resume, progress=progress, callback=callback)
+    rf = load(path)
+    if device is not None:
+        # the command line wins over [model] device; a device means the torch engine
+        from tiedsci.backends.torch_backend import resolve_device
+
+        resolve_device(device)  # clear error when CUDA is asked for and absent
+        rf.data["model"]["device"] = device
+        rf.data["model"]["engine"] = "torch"
+    return run_runfile(rf, out_dir, resume=resume, progress=progress, callback=callback)
 
 
 def run_runfile(rf: RunFile, out_dir: str | Path, *, resume: bool = False,

@@ -298,7 +298,8 @@ def run_config(config: dict[str, Any], out_dir: str | os.PathLike[str],
 
 
 def run_from_toml(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
-                  resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
+                  resume: bool = False, progress: bool | None = None,
+                  device: str | None = None) -> dict[str, Any]:
     """Parse ``path`` (TOML) and run it, writing into ``out_dir``; returns the metrics dict.
 
     Parameters
@@ -308,8 +309,16 @@ def run_from_toml(path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         Continue from the checkpoint if there is one (else start afresh).
     progress : bool, optional
         Force the progress bar on or off unless the run file sets ``[train] progress``.
+    device : str, optional
+        torch device overriding ``[train] device`` (e.g. ``"cuda"``).
     """
-    return run_runfile(load(path), out_dir, resume=resume, progress=progress)
+    rf = load(path)
+    if device is not None:
+        from tiedsci.backends.torch_backend import resolve_device
+
+        resolve_device(device)  # clear error when CUDA is asked for and absent
+        rf.data.setdefault("train", {})["device"] = device
+    return run_runfile(rf, out_dir, resume=resume, progress=progress)
 
 
 def run_runfile(rf: RunFile, out_dir: str | os.PathLike[str], *, resume: bool = False,
