@@ -156,7 +156,8 @@ class JointRefinement:
 
         Parameters
         ----------
-        stages : sequence of Stage (or dicts with ``name``, ``vary``, ``max_nfev``), optional
+        stages : sequence of Stage (or dicts with ``name``, ``vary``, ``max_nfev``, ``ftol``),
+            optional
             Each stage varies the parameters it names, all other free ones held at their
             current values, and starts where the previous one ended.
         engine : "tiedsci" or "lmfit"
@@ -244,7 +245,8 @@ class JointRefinement:
                          done: tuple[StageSummary, ...] = tuple(summaries),
                          counts: tuple[int, int, int] = (nfev, njev, n_iter)) -> None:
                     checkpoint(_state(si, name, values, lm, done, counts))
-            res = fit_problem(problem, **{**opts, "max_nfev": st.max_nfev or max_nfev},
+            res = fit_problem(problem, **{**opts, "max_nfev": st.max_nfev or max_nfev,
+                                          "ftol": ftol if st.ftol is None else st.ftol},
                               stage_name=st.name, on_accept=hook,
                               start=start if si == first else None)
             if res.message == INTERRUPTED:

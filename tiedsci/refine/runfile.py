@@ -187,6 +187,8 @@ SCHEMA = Table({
                       required=True),
         "max_nfev": Field("int", "Budget of residual evaluations of this stage.", ge=1,
                           default_doc="[fit] max_nfev"),
+        "ftol": Field("float", "Relative chi^2 reduction at which this stage stops (GSAS-II's "
+                      "min delta-M/M).", ge=0.0, default_doc="[fit] ftol"),
     }), "Staged refinement: each stage varies some parameters and starts where the previous "
         "one ended. Without stages everything free is refined at once."),
     "fit": Table({
@@ -361,7 +363,7 @@ def _stages(rf: RunFile, jr: JointRefinement) -> list[Stage]:
     names = jr.registry.compile().names
     out = []
     for i, s in enumerate(rf.data["stage"]):
-        st = Stage(s["name"], s["vary"], s.get("max_nfev"))
+        st = Stage(s["name"], s["vary"], s.get("max_nfev"), s.get("ftol"))
         try:
             select_names(st.vary, names, jr.groups)
         except KeyError as exc:

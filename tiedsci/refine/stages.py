@@ -34,15 +34,25 @@ class Stage:
         Group names, parameter names or patterns to refine in this stage; ``"*"`` = all.
     max_nfev : int, optional
         Budget of residual evaluations for this stage.
+    ftol : float, optional
+        Relative reduction of chi^2 below which this stage has converged (default: the fit's
+        ``ftol``). GSAS-II's "min delta-M/M" (0.001 by default there) plays this role:
+        intermediate stages only need to bring their parameters near the optimum for the next
+        stage, and a loose ``ftol`` stops them once chi^2 barely moves.
     """
 
     name: str
     vary: tuple[str, ...]
     max_nfev: int | None = None
+    ftol: float | None = None
 
     def __post_init__(self) -> None:
         vary = (self.vary,) if isinstance(self.vary, str) else tuple(self.vary)
         object.__setattr__(self, "vary", vary)
+        if self.ftol is not None and not (isinstance(self.ftol, int | float)
+                                          and 0.0 <= float(self.ftol) < 1.0):
+            raise ValueError(f"Stage {self.name!r}: ftol must be a number in [0, 1), "
+                             f"got {self.ftol!r}")
 
 
 def select_names(vary: Sequence[str], names: Sequence[str],
