@@ -40,9 +40,11 @@ from tiedsci.refine.solver import (
     LMOutcome,
     NormalSystem,
     Partition,
+    after_rejection,
     assemble,
     back_substitute,
     chol_solve,
+    damping_after_acceptance,
     eliminate_locals,
 )
 
@@ -423,7 +425,7 @@ def levenberg_marquardt_batched(
             r_res, r_sys = restraint_terms(theta_s, True)
             assert r_sys is not None
             njev += 1
-            mu *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+            mu = damping_after_acceptance(mu, rho)
             nu = 2.0
             if callback is not None:
                 callback(n_iter, 2.0 * cost)
@@ -431,16 +433,9 @@ def levenberg_marquardt_batched(
                 converged, message = True, "converged: relative reduction of chi^2 below ftol"
                 break
         else:
-            if 0 <= pred <= ftol * cost and np.isfinite(new_cost) and \
-                    abs(actual) <= ftol * cost:
-                converged = True
-                message = "converged: chi^2 cannot be reduced further (rounding level)"
-                break
-            mu *= nu
-            nu *= 2.0
-            if mu > 1e30:
-                converged = False
-                message = "stopped: no step reduces chi^2 (damping exhausted)"
+            mu, nu, stop, converged = after_rejection(mu, nu, pred, actual, new_cost, cost, ftol)
+            if stop is not None:
+                message = stop
                 break
     return _gather(problem, executor, states, theta_s, r_res, r_sys, cost, nfev, njev, n_iter,
                    converged, message)

@@ -304,6 +304,26 @@ def _cost(resids: Sequence[np.ndarray]) -> float:
     return 0.5 * total
 
 
+def damping_after_acceptance(mu: float, rho: float) -> float:
+    """Nielsen's damping update after an accepted step with gain ratio ``rho``."""
+    return mu * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+
+
+def after_rejection(mu: float, nu: float, pred: float, actual: float, new_cost: float,
+                    cost: float, ftol: float) -> tuple[float, float, str | None, bool]:
+    """Damping after a rejected step, or the reason to stop.
+
+    Returns ``(mu, nu, message, converged)``; ``message`` is None when the iteration goes on.
+    """
+    if 0 <= pred <= ftol * cost and np.isfinite(new_cost) and abs(actual) <= ftol * cost:
+        return mu, nu, "converged: chi^2 cannot be reduced further (rounding level)", True
+    mu *= nu
+    nu *= 2.0
+    if mu > 1e30:
+        return mu, nu, "stopped: no step reduces chi^2 (damping exhausted)", False
+    return mu, nu, None, False
+
+
 def levenberg_marquardt(
     fun: Callable[[np.ndarray], Sequence[np.ndarray]],
     jac: Callable[[np.ndarray], Sequence[np.ndarray]],
@@ -404,7 +424,7 @@ def levenberg_marquardt(
                 njev += 1
                 accepted = (theta, resids, system, cost)
                 scale = np.maximum(scale, system.diagonal(part))
-                mu *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+                mu = damping_after_acceptance(mu, rho)
                 nu = 2.0
                 if on_accept is not None:
                     on_accept(LMState(theta.copy(), cost, mu, scale.copy(), nfev, njev,
@@ -415,16 +435,10 @@ def levenberg_marquardt(
                     converged, message = True, "converged: relative reduction of chi^2 below ftol"
                     break
             else:
-                if 0 <= pred <= ftol * cost and np.isfinite(new_cost) and \
-                        abs(actual) <= ftol * cost:
-                    converged = True
-                    message = "converged: chi^2 cannot be reduced further (rounding level)"
-                    break
-                mu *= nu
-                nu *= 2.0
-                if mu > 1e30:
-                    converged = False
-                    message = "stopped: no step reduces chi^2 (damping exhausted)"
+                mu, nu, stop, converged = after_rejection(mu, nu, pred, actual, new_cost, cost,
+                                                          ftol)
+                if stop is not None:
+                    message = stop
                     break
     except KeyboardInterrupt:
         theta, resids, system, cost = accepted
