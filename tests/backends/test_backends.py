@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tiedsci.backends import NumpyBackend, backend_of, get_backend
+from tiedsci.backends import NumpyBackend, backend_of, get_backend, namespace_of
 
 
 def test_selection_and_inference():
@@ -43,3 +43,10 @@ def test_ops_agree_between_backends():
         np.testing.assert_allclose(tb.to_numpy(b), a, rtol=1e-12, atol=1e-14)
     # index_add really sums duplicates (a tie sums)
     np.testing.assert_allclose(nb.index_add(3, idx, x)[0], x[0] + x[4])
+
+
+def test_namespace_of_numpy_and_torch():
+    assert namespace_of(np.zeros(3)) is np
+    assert namespace_of(1.5) is np
+    assert namespace_of(torch.zeros(3)) is torch
+    assert namespace_of(torch.nn.Parameter(torch.zeros(2))) is torch

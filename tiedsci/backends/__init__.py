@@ -11,7 +11,8 @@ from typing import Any
 from tiedsci.backends.base import Array, Backend
 from tiedsci.backends.numpy_backend import NumpyBackend
 
-__all__ = ["Array", "Backend", "NumpyBackend", "get_backend", "backend_of", "is_torch"]
+__all__ = ["Array", "Backend", "NumpyBackend", "get_backend", "backend_of", "is_torch",
+           "namespace_of"]
 
 
 def is_torch(x: Any) -> bool:
@@ -53,3 +54,20 @@ def backend_of(x: Any) -> Backend:
 
         return TorchBackend(device=x.device, dtype=x.dtype)
     return NumpyBackend()
+
+
+# ---------------------------------------------------------------- array namespace (numpy or torch)
+def namespace_of(x: Any) -> Any:
+    """The array module matching ``x``: ``torch`` for a tensor, else ``numpy``.
+
+    For code written once against the operations numpy and torch share (``exp``, ``sin``,
+    ``sqrt``, ...), e.g. forward models that are differentiated by torch autodiff and evaluated
+    with numpy. torch is imported only when ``x`` is a tensor.
+    """
+    if is_torch(x):
+        import torch
+
+        return torch
+    import numpy
+
+    return numpy

@@ -19,17 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from tiedsci.backends import is_torch
+from tiedsci.backends import namespace_of
 
 __all__ = ["gaussian_peaks", "pseudo_voigt_peaks", "polynomial", "BUILTIN_MODELS"]
 
-
-def _xp(x: Any) -> Any:
-    if is_torch(x):
-        import torch
-
-        return torch
-    return np
 
 
 def _poly(x: Any, coefs: Any) -> Any:
@@ -40,7 +33,7 @@ def _poly(x: Any, coefs: Any) -> Any:
 
 
 def _peaks_axis(v: Any, x: Any) -> Any:
-    xp = _xp(x)
+    xp = namespace_of(x)
     v = v if hasattr(v, "shape") else xp.asarray(v)
     return v.reshape(1, -1) if v.ndim else v.reshape(1, 1)
 
@@ -52,7 +45,7 @@ def polynomial(values: Mapping[str, Any], x: Any) -> Any:
 
 def gaussian_peaks(values: Mapping[str, Any], x: Any) -> Any:
     """Gaussian peaks on a polynomial; reads ``center``, ``height``, ``width``, ``bkg``."""
-    xp = _xp(x)
+    xp = namespace_of(x)
     c = _peaks_axis(values["center"], x)
     h = _peaks_axis(values["height"], x)
     w = _peaks_axis(values["width"], x)
@@ -63,7 +56,7 @@ def gaussian_peaks(values: Mapping[str, Any], x: Any) -> Any:
 def pseudo_voigt_peaks(values: Mapping[str, Any], x: Any) -> Any:
     """Pseudo-Voigt peaks on a polynomial; reads ``center``, ``height``, ``fwhm``, ``eta``,
     ``bkg`` (``height`` is the peak maximum)."""
-    xp = _xp(x)
+    xp = namespace_of(x)
     c = _peaks_axis(values["center"], x)
     h = _peaks_axis(values["height"], x)
     f = _peaks_axis(values["fwhm"], x)

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from tiedsci.backends import namespace_of
 from tiedsci.errors import DataError
 from tiedsci.refine.powder.crystal import Crystal, CrystalParams
 from tiedsci.refine.powder.instrument import Instrument
@@ -201,7 +202,7 @@ def chebyshev_basis(x: Any, x_range: tuple[float, float], n: int) -> Any:
 
 def lorentz_polarization(two_theta_deg: Any, polarization: float | None) -> Any:
     """``1 / (2 sin^2 theta cos theta) * (P + (1 - P) cos^2 2theta)`` (no P: Lorentz only)."""
-    xp = _xp(two_theta_deg)
+    xp = namespace_of(two_theta_deg)
     th = two_theta_deg * (np.pi / 360.0)
     lor = 1.0 / (2.0 * xp.sin(th) ** 2 * xp.cos(th))
     if polarization is None:
@@ -213,13 +214,6 @@ def march_dollase(cos2_alpha: Any, ratio: Any) -> Any:
     """March-Dollase factor ``(r^2 cos^2 a + sin^2 a / r)^(-3/2)`` (before averaging)."""
     return (ratio**2 * cos2_alpha + (1.0 - cos2_alpha) / ratio) ** (-1.5)
 
-
-def _xp(v: Any) -> Any:
-    if hasattr(v, "detach"):
-        import torch
-
-        return torch
-    return np
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from tiedsci.backends import namespace_of
+
 __all__ = ["caglioti_sigma2", "lorentz_gamma", "tch", "pseudo_voigt", "fcj_nodes",
            "size_strain_to_xy", "LN2"]
 
@@ -25,18 +27,11 @@ LN2 = float(np.log(2.0))
 _TCH = (1.0, 2.69269, 2.42843, 4.47163, 0.07842, 1.0)
 
 
-def _xp(v: Any) -> Any:
-    if hasattr(v, "detach"):
-        import torch
-
-        return torch
-    return np
-
 
 def caglioti_sigma2(U: Any, V: Any, W: Any, tan_theta: Any, floor: float = 1e-4) -> Any:
     """Gaussian variance ``U tan^2 + V tan + W`` (centideg^2), floored at ``floor``."""
     s = U * tan_theta**2 + V * tan_theta + W
-    xp = _xp(s)
+    xp = namespace_of(s)
     return xp.clip(s, floor, None) if xp is np else xp.clamp(s, min=floor)
 
 
@@ -76,7 +71,7 @@ def tch(fwhm_g: Any, fwhm_l: Any) -> tuple[Any, Any]:
 
 def pseudo_voigt(dx: Any, fwhm: Any, eta: Any) -> Any:
     """Unit-area pseudo-Voigt ``eta L + (1 - eta) G`` with common FWHM (1/unit of dx)."""
-    xp = _xp(dx)
+    xp = namespace_of(dx)
     u = 2.0 * dx / fwhm
     t = u * u
     gauss = (2.0 / fwhm) * np.sqrt(LN2 / np.pi) * xp.exp(-LN2 * t)
@@ -103,7 +98,7 @@ def fcj_nodes(two_theta_deg: Any, shl: Any, n_nodes: int) -> tuple[Any, Any]:
     weights : shape (n_peaks, n_nodes)
         Normalised to sum 1 over the nodes.
     """
-    xp = _xp(two_theta_deg)
+    xp = namespace_of(two_theta_deg)
     t, gw = np.polynomial.legendre.leggauss(int(n_nodes))
     if xp is np:
         tt, ww = t, gw
