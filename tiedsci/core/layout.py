@@ -11,8 +11,7 @@ it sums per-element gradients (:meth:`Layout.pool_grad`) and per-element suffici
 
 from __future__ import annotations
 
-import graphlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +20,7 @@ import scipy.sparse as sp
 
 from tiedsci.backends import backend_of, get_backend, is_torch
 from tiedsci.core.constraints import Derived, Restraint
-from tiedsci.core.transforms import Identity, Interval, Simplex
 from tiedsci.errors import (
-    ConflictError,
     NotPoolableError,
     PackingError,
     ShapeMismatchError,
@@ -31,9 +28,10 @@ from tiedsci.errors import (
 )
 
 if TYPE_CHECKING:
+    from tiedsci.core.refs import ParamRef
     from tiedsci.core.registry import Registry
 
-__all__ = ["Layout", "build_layout", "FREE", "FIXED", "LINEAR", "DERIVED"]
+__all__ = ["Layout"]
 
 FREE, FIXED, LINEAR, DERIVED = 0, 1, 2, 3
 _TINY = 1e-300
@@ -53,6 +51,9 @@ class _Block:
 class Layout:
     """Frozen result of :meth:`Registry.compile`; see the module docstring for the maps.
 
+    The public surface is the attributes below and the methods; every field with a leading
+    underscore is private to :mod:`tiedsci.core` (a test enforces it).
+
     Attributes
     ----------
     names : tuple of str
@@ -64,44 +65,52 @@ class Layout:
     theta0 : ndarray, shape (n_free,)
         Free vector of the declared (initial) values.
     free_names : tuple of str
-        Label of the element each entry of ``theta`` stands for.
+        Label of the element each entry of ``theta`` stands for (its representative).
+    units, descriptions : dict
+        ``name -> str`` as declared.
+    restraints : tuple of Restraint
+        The soft ties, as declared.
     """
 
     names: tuple[str, ...]
     shapes: dict[str, tuple[int, ...]]
-    offsets: dict[str, int]
-    n_elements: int
     n_free: int
     free_names: tuple[str, ...]
     theta0: np.ndarray
     units: dict[str, str]
     descriptions: dict[str, str]
-    # element level, shape (n_elements,)
-    kind: np.ndarray
-    root: np.ndarray
-    zslot: np.ndarray  # z slot of the element's group (-1 if fixed/linear/derived)
-    labels: tuple[str, ...]
-    status: tuple[str, ...]
-    bounds_text: tuple[str, ...]
-    # linear map phi = A z + b
-    a_rows: np.ndarray
-    a_cols: np.ndarray
-    a_vals: np.ndarray
-    b: np.ndarray
-    n_z: int
-    # transforms z = t(theta)
-    slot_theta: dict[str, np.ndarray]
-    slot_z: dict[str, np.ndarray]
-    slot_lo: dict[str, np.ndarray]
-    slot_hi: dict[str, np.ndarray]
-    blocks: tuple[_Block, ...]
-    z_perm_inverse: np.ndarray
-    z_theta: tuple[tuple[int, ...], ...]  # theta indices influencing each z slot
-    derived: tuple[Derived, ...]  # in dependency order
     restraints: tuple[Restraint, ...]
-    restraint_elements: tuple[tuple[np.ndarray, ...], ...]
+    # ---- private: element level, shape (n_elements,)
+    _offsets: dict[str, int] = field(repr=False)
+    _n_elements: int = field(repr=False)
+    _kind: np.ndarray = field(repr=False)
+    _root: np.ndarray = field(repr=False)
+    _zslot: np.ndarray = field(repr=False)  # z slot of the element's group (-1 unless free)
+    _labels: tuple[str, ...] = field(repr=False)
+    _status: tuple[str, ...] = field(repr=False)
+    _bounds_text: tuple[str, ...] = field(repr=False)
+    # ---- private: linear map phi = A z + b
+    _a_rows: np.ndarray = field(repr=False)
+    _a_cols: np.ndarray = field(repr=False)
+    _a_vals: np.ndarray = field(repr=False)
+    _b: np.ndarray = field(repr=False)
+    _n_z: int = field(repr=False)
+    # ---- private: transforms z = t(theta)
+    _slot_theta: dict[str, np.ndarray] = field(repr=False)
+    _slot_z: dict[str, np.ndarray] = field(repr=False)
+    _slot_lo: dict[str, np.ndarray] = field(repr=False)
+    _slot_hi: dict[str, np.ndarray] = field(repr=False)
+    _blocks: tuple[_Block, ...] = field(repr=False)
+    _z_perm_inverse: np.ndarray = field(repr=False)
+    _z_theta: tuple[tuple[int, ...], ...] = field(repr=False)  # theta indices of each z slot
+    _free_rep: np.ndarray = field(repr=False)  # element each theta entry stands for
+    _copy_weight: np.ndarray = field(repr=False)  # 1/2 for mirror copies, else 1
+    _derived: tuple[Derived, ...] = field(repr=False)  # in dependency order
+    _restraint_elements: tuple[tuple[np.ndarray, ...], ...] = field(repr=False)
     _a_csr: Any = field(repr=False)
     _values0: dict[str, np.ndarray] = field(repr=False)
+    _registry: Any = field(repr=False)  # a private copy of the declaration, for freeze()
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ basic info
     @property
@@ -113,10 +122,61 @@ class Layout:
     def groups(self) -> list[list[str]]:
         """Hard-tie groups with two or more elements, as element labels."""
         out: dict[int, list[str]] = {}
-        for e in range(self.n_elements):
-            if self.kind[e] in (FREE, FIXED):
-                out.setdefault(int(self.root[e]), []).append(self.labels[e])
+        for e in range(self._n_elements):
+            if self._kind[e] in (FREE, FIXED):
+                out.setdefault(int(self._root[e]), []).append(self._labels[e])
         return [g for g in out.values() if len(g) > 1]
+
+    @property
+    def n_values(self) -> int:
+        """Length of the flat value vector: every element of every parameter."""
+        return self._n_elements
+
+    def size(self, name: str) -> int:
+        """Number of elements of parameter ``name``."""
+        self._check_name(name)
+        return int(np.prod(self.shapes[name], dtype=int))
+
+    def flat_slice(self, name: str) -> slice:
+        """Where ``name`` sits in the flat value vector (declaration order, C order inside)."""
+        n = self.size(name)  # checks the name
+        return slice(self._offsets[name], self._offsets[name] + n)
+
+    def flatten(self, values: Mapping[str, Any]) -> Any:
+        """Concatenate ``values`` (every name) into the flat vector, shape (n_values,).
+
+        numpy arrays give a float64 numpy vector; torch tensors a (differentiable) tensor.
+        """
+        first = values[self.names[0]]
+        if not is_torch(first):
+            return np.concatenate([np.asarray(values[n], dtype=float).ravel()
+                                   for n in self.names])
+        be = backend_of(first)
+        return be.concat([be.reshape(values[n], (-1,)) for n in self.names])
+
+    def unflatten(self, flat: Any, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """Split a flat vector into ``name -> array`` of the declared shapes.
+
+        With ``names``, ``flat`` holds only those parameters, concatenated in that order.
+        """
+        out: dict[str, Any] = {}
+        start = 0
+        for name in self.names if names is None else names:
+            n = self.size(name)
+            out[name] = flat[start:start + n].reshape(self.shapes[name])
+            start += n
+        return out
+
+    def fixed_mask(self, name: str) -> np.ndarray:
+        """Elements of ``name`` held fixed (alone or through a fixed tie group); param shape."""
+        return (self._kind[self.flat_slice(name)] == FIXED).reshape(self.shapes[name])
+
+    def free_mask(self, name: str) -> np.ndarray:
+        """Elements of ``name`` that carry a free value (their own or their tie group's).
+
+        Neither fixed nor defined by a linear or derived relation; param shape.
+        """
+        return (self._kind[self.flat_slice(name)] == FREE).reshape(self.shapes[name])
 
     def depends_on(self, name: str) -> np.ndarray:
         """Indices of ``theta`` that influence parameter ``name`` (sorted)."""
@@ -124,7 +184,7 @@ class Layout:
         deps: set[int] = set()
         todo = [name]
         seen = set()
-        derived = {d.target: d for d in self.derived}
+        derived = {d.target: d for d in self._derived}
         while todo:
             n = todo.pop()
             if n in seen:
@@ -133,10 +193,10 @@ class Layout:
             if n in derived:
                 todo.extend(derived[n].deps)
                 continue
-            off, size = self.offsets[n], int(np.prod(self.shapes[n], dtype=int))
+            off, size = self._offsets[n], int(np.prod(self.shapes[n], dtype=int))
             rows = self._a_csr[off:off + size]
             for z in np.unique(rows.indices):
-                deps.update(self.z_theta[int(z)])
+                deps.update(self._z_theta[int(z)])
         return np.array(sorted(deps), dtype=np.intp)
 
     # ------------------------------------------------------------------ maps
@@ -166,30 +226,30 @@ class Layout:
         flat = self._flat_values(theta, be)
         values: dict[str, Any] = {}
         for name in self.names:
-            off = self.offsets[name]
+            off = self._offsets[name]
             size = int(np.prod(self.shapes[name], dtype=int))
             values[name] = be.reshape(flat[off:off + size], self.shapes[name])
-        for rel in self.derived:
+        for rel in self._derived:
             out = rel.fn(*(values[d] for d in rel.deps))
             values[rel.target] = be.asarray(out) + be.zeros(self.shapes[rel.target])
         return values
 
     def _z(self, theta: Any, be: Any) -> Any:
         pieces = []
-        if self.slot_theta["identity"].size:
-            pieces.append(be.take(theta, self.slot_theta["identity"]))
-        if self.slot_theta["lower"].size:
-            t = be.take(theta, self.slot_theta["lower"])
-            pieces.append(be.asarray(self.slot_lo["lower"]) + be.exp(t))
-        if self.slot_theta["upper"].size:
-            t = be.take(theta, self.slot_theta["upper"])
-            pieces.append(be.asarray(self.slot_hi["upper"]) - be.exp(t))
-        if self.slot_theta["interval"].size:
-            t = be.take(theta, self.slot_theta["interval"])
-            lo = be.asarray(self.slot_lo["interval"])
-            hi = be.asarray(self.slot_hi["interval"])
+        if self._slot_theta["identity"].size:
+            pieces.append(be.take(theta, self._slot_theta["identity"]))
+        if self._slot_theta["lower"].size:
+            t = be.take(theta, self._slot_theta["lower"])
+            pieces.append(be.asarray(self._slot_lo["lower"]) + be.exp(t))
+        if self._slot_theta["upper"].size:
+            t = be.take(theta, self._slot_theta["upper"])
+            pieces.append(be.asarray(self._slot_hi["upper"]) - be.exp(t))
+        if self._slot_theta["interval"].size:
+            t = be.take(theta, self._slot_theta["interval"])
+            lo = be.asarray(self._slot_lo["interval"])
+            hi = be.asarray(self._slot_hi["interval"])
             pieces.append(lo + (hi - lo) * be.sigmoid(t))
-        for blk in self.blocks:
+        for blk in self._blocks:
             nb = blk.z_idx.shape[0]
             if blk.k > 1:
                 t = be.reshape(be.take(theta, blk.theta_idx.ravel()), (nb, blk.k - 1))
@@ -200,15 +260,15 @@ class Layout:
             pieces.append(be.reshape(p, (nb * blk.k,)))
         if not pieces:
             return be.zeros((0,))
-        return be.take(be.concat(pieces), self.z_perm_inverse)
+        return be.take(be.concat(pieces), self._z_perm_inverse)
 
     def _flat_values(self, theta: Any, be: Any) -> Any:
-        b = be.asarray(self.b)
-        if self.n_z == 0 or self.a_rows.size == 0:
+        b = be.asarray(self._b)
+        if self._n_z == 0 or self._a_rows.size == 0:
             return b
         z = self._z(theta, be)
-        contrib = be.asarray(self.a_vals) * be.take(z, self.a_cols)
-        return b + be.index_add(self.n_elements, self.a_rows, contrib)
+        contrib = be.asarray(self._a_vals) * be.take(z, self._a_cols)
+        return b + be.index_add(self._n_elements, self._a_rows, contrib)
 
     def pack(self, values: Mapping[str, Any], *, atol: float = 1e-8, rtol: float = 1e-8) -> Any:
         """Full values -> free vector (the inverse of :meth:`unpack`).
@@ -228,7 +288,7 @@ class Layout:
             bounds or a simplex row does not sum to its free mass.
         """
         flat = np.concatenate([self._values0[n].ravel() for n in self.names])
-        given = np.zeros(self.n_elements, dtype=bool)
+        given = np.zeros(self._n_elements, dtype=bool)
         as_torch = None
         for name, val in values.items():
             self._check_name(name)
@@ -241,21 +301,21 @@ class Layout:
             if not np.all(np.isfinite(arr)):
                 idx = np.argwhere(~np.isfinite(arr))[0]
                 raise PackingError(f"value for {name!r} is not finite at index {tuple(idx)}")
-            off = self.offsets[name]
+            off = self._offsets[name]
             flat[off:off + arr.size] = arr.ravel()
             given[off:off + arr.size] = True
-        free = (self.kind == FREE)
+        free = (self._kind == FREE)
         # every tie group must agree: compare each given member with its group's first one
-        z = np.full(self.n_z, np.nan)
-        z_src = np.full(self.n_z, -1)
+        z = np.full(self._n_z, np.nan)
+        z_src = np.full(self._n_z, -1)
         for e in np.flatnonzero(free & given):
-            s = self.zslot[e]
+            s = self._zslot[e]
             if z_src[s] < 0:
                 z[s], z_src[s] = flat[e], e
             elif abs(flat[e] - z[s]) > atol + rtol * abs(z[s]):
                 raise PackingError(
-                    f"tied members disagree: {self.labels[z_src[s]]} = {float(z[s])!r} but "
-                    f"{self.labels[e]} = {float(flat[e])!r} (they share one free value)"
+                    f"tied members disagree: {self._labels[z_src[s]]} = {float(z[s])!r} but "
+                    f"{self._labels[e]} = {float(flat[e])!r} (they share one free value)"
                 )
         missing = np.isnan(z)
         if missing.any():
@@ -265,15 +325,16 @@ class Layout:
         if missing.all() and not given.any():
             theta = self.theta0.copy()
         # linear relations and simplex normalisation: recompute and compare what was given
-        check = np.flatnonzero(given & (self.kind != FIXED) & (self.kind != DERIVED))
+        check = np.flatnonzero(given & (self._kind != FIXED) & (self._kind != DERIVED))
         if check.size:
             recomputed = self._flat_values(theta, get_backend("numpy"))
             bad = np.abs(recomputed[check] - flat[check]) > atol + rtol * np.abs(flat[check])
             if bad.any():
                 e = int(check[np.argmax(bad)])
                 raise PackingError(
-                    f"{self.labels[e]} = {float(flat[e])!r} breaks its constraint ({self.status[e]}"
-                    f"{', ' + self.bounds_text[e] if self.bounds_text[e] else ''}): "
+                    f"{self._labels[e]} = {float(flat[e])!r} breaks its constraint "
+                    f"({self._status[e]}"
+                    f"{', ' + self._bounds_text[e] if self._bounds_text[e] else ''}): "
                     f"the packed value gives {float(recomputed[e])!r}"
                 )
         if as_torch is not None:
@@ -282,19 +343,19 @@ class Layout:
 
     def _inverse_transform(self, z: np.ndarray) -> np.ndarray:
         theta = np.zeros(self.n_free)
-        st, sz = self.slot_theta, self.slot_z
+        st, sz = self._slot_theta, self._slot_z
         theta[st["identity"]] = z[sz["identity"]]
         for kind in ("lower", "upper", "interval"):
             if not st[kind].size:
                 continue
             v = z[sz[kind]]
-            lo, hi = self.slot_lo[kind], self.slot_hi[kind]
+            lo, hi = self._slot_lo[kind], self._slot_hi[kind]
             outside = (v < lo) | (v > hi)
             if outside.any():
                 i = int(np.argmax(outside))
-                e = int(np.flatnonzero(self.zslot == sz[kind][i])[0])
-                raise PackingError(f"{self.labels[e]} = {float(v[i])!r} is outside its bounds "
-                                   f"{self.bounds_text[e]}")
+                e = int(np.flatnonzero(self._zslot == sz[kind][i])[0])
+                raise PackingError(f"{self._labels[e]} = {float(v[i])!r} is outside its bounds "
+                                   f"{self._bounds_text[e]}")
             if kind == "lower":
                 theta[st[kind]] = np.log(np.maximum(v - lo, _TINY))
             elif kind == "upper":
@@ -302,16 +363,16 @@ class Layout:
             else:
                 u = np.clip((v - lo) / (hi - lo), 1e-15, 1 - 1e-15)
                 theta[st[kind]] = np.log(u) - np.log1p(-u)
-        for blk in self.blocks:
+        for blk in self._blocks:
             p = z[blk.z_idx]
             total = p.sum(axis=1)
             off = np.abs(total - blk.mass) > 1e-6 * np.maximum(1, blk.mass)
             bad = (p < -1e-10).any(axis=1) | off
             if bad.any():
                 i = int(np.argmax(bad))
-                e = int(np.flatnonzero(self.zslot == blk.z_idx[i, 0])[0])
+                e = int(np.flatnonzero(self._zslot == blk.z_idx[i, 0])[0])
                 raise PackingError(
-                    f"simplex row starting at {self.labels[e]} is not a probability vector: "
+                    f"simplex row starting at {self._labels[e]} is not a probability vector: "
                     f"entries {p[i]} sum to {float(total[i])!r}, expected {float(blk.mass[i])!r}"
                 )
             if blk.k > 1:
@@ -347,9 +408,9 @@ class Layout:
                 raise ShapeMismatchError(f"gradient for {name!r} has shape {arr.shape}, "
                                          f"expected {self.shapes[name]}")
             g[name] = g[name] + arr
-        if self.derived:
+        if self._derived:
             values = self.unpack(theta, backend="numpy")
-            for rel in reversed(self.derived):
+            for rel in reversed(self._derived):
                 g_t = g[rel.target]
                 if np.any(g_t):
                     for dep, jac in zip(rel.deps, _derived_jacobians(rel, values)):
@@ -361,7 +422,7 @@ class Layout:
 
     def _transform_vjp(self, theta: np.ndarray, g_z: np.ndarray) -> np.ndarray:
         out = np.zeros(self.n_free)
-        st, sz = self.slot_theta, self.slot_z
+        st, sz = self._slot_theta, self._slot_z
         out[st["identity"]] = g_z[sz["identity"]]
         t = theta[st["lower"]]
         out[st["lower"]] = g_z[sz["lower"]] * np.exp(t)
@@ -369,9 +430,9 @@ class Layout:
         out[st["upper"]] = -g_z[sz["upper"]] * np.exp(t)
         t = theta[st["interval"]]
         s = 1.0 / (1.0 + np.exp(-t))
-        span = self.slot_hi["interval"] - self.slot_lo["interval"]
+        span = self._slot_hi["interval"] - self._slot_lo["interval"]
         out[st["interval"]] = g_z[sz["interval"]] * span * s * (1 - s)
-        for blk in self.blocks:
+        for blk in self._blocks:
             if blk.k == 1:
                 continue
             nb = blk.z_idx.shape[0]
@@ -383,83 +444,307 @@ class Layout:
             out[blk.theta_idx.ravel()] = gu[:, :-1].ravel()
         return out
 
-    def pool_stats(self, stats: Mapping[str, Any]) -> dict[str, Any]:
-        """Sum per-element sufficient statistics over each hard-tie group.
+    def pool_stats(self, stats: Mapping[str, Any], *, unit_axes: int = 0) -> dict[str, Any]:
+        """Sum sufficient statistics over each hard-tie group (the transpose of the tie map).
 
         Parameters
         ----------
         stats : mapping
-            ``name -> array`` of shape ``param.shape + stat_shape`` (one ``stat_shape`` for all
-            entries), numpy or torch. Every member of a tie group touched must be included.
+            ``name -> array`` of shape ``lead + stat_shape``, where ``lead`` is the parameter's
+            shape without its last ``unit_axes`` axes (one ``stat_shape`` for all entries),
+            numpy or torch. Every member of a tie group touched must be included.
+        unit_axes : int
+            ``0``: one statistic per element. ``k > 0``: one statistic per *unit*, a sub-array
+            over the parameter's last ``k`` axes (e.g. ``1`` for a whole mean vector, when its
+            M-step couples the coordinates). The ties must then map whole units onto whole
+            units, position by position; otherwise :class:`NotPoolableError`.
 
         Returns
         -------
         dict
-            Same keys and shapes; each element holds the sum of its group's statistics, so an
-            unchanged per-element M-step gives every member the pooled estimate.
+            Same keys and shapes; each element (or unit) holds the sum of its group's
+            statistics, so an unchanged per-element M-step gives every member the pooled
+            estimate.
+
+        Notes
+        -----
+        Mirror copies declared with :meth:`Registry.symmetric` (``[..., i, j]`` and
+        ``[..., j, i]``) are one quantity, not two members: each contributes half, so the
+        statistics of a symmetric matrix are counted once per matrix.
 
         Raises
         ------
         NotPoolableError
-            For elements defined by a linear (scaled) or derived relation, or when a group
-            member's statistics are missing.
+            For elements defined by a linear (scaled) or derived relation, when a group
+            member's statistics are missing, or (``unit_axes > 0``) when ties split a unit.
         """
         if not stats:
             return {}
         items = list(stats.items())
         be = backend_of(items[0][1])
         stat_shape = None
-        flats, elems = [], []
+        flats, units = [], []
         for name, val in items:
-            self._check_name(name)
-            val = be.asarray(val)
-            shape = self.shapes[name]
-            if tuple(val.shape[:len(shape)]) != shape:
-                raise ShapeMismatchError(f"statistics for {name!r} have shape {tuple(val.shape)}; "
-                                         f"they must start with the parameter's shape {shape}")
-            rest = tuple(val.shape[len(shape):])
+            val, lead, rest = self._stat_shapes(name, be.asarray(val), unit_axes)
             if stat_shape is None:
                 stat_shape = rest
             elif rest != stat_shape:
                 raise ShapeMismatchError(f"statistics for {name!r} have trailing shape {rest}, "
                                          f"other entries {stat_shape}; pool one kind per call")
-            off = self.offsets[name]
-            size = int(np.prod(shape, dtype=int))
-            el = np.arange(off, off + size)
-            bad = (self.kind[el] == LINEAR) | (self.kind[el] == DERIVED)
-            if bad.any():
-                e = int(el[np.argmax(bad)])
-                raise NotPoolableError(
-                    f"{self.labels[e]} is {self.status[e]!r}: statistics cannot be pooled through "
-                    "a scaled or derived relation (no closed-form M-step); use a gradient M-step"
-                )
-            flats.append(be.reshape(val, (size,) + stat_shape))
-            elems.append(el)
-        el = np.concatenate(elems)
-        roots = self.root[el]
-        uniq, gid, counts = np.unique(roots, return_inverse=True, return_counts=True)
-        group_size = self._group_size[uniq]
-        if np.any(counts != group_size):
-            i = int(np.argmax(counts != group_size))
-            members = [self.labels[m] for m in np.flatnonzero(self.root == uniq[i])]
-            given = {self.labels[e] for e in el}
+            el = self._poolable_elements(name).reshape(int(np.prod(lead, dtype=int)), -1)
+            flat = be.reshape(val, (el.shape[0],) + stat_shape)
+            w = self._copy_weight[el[:, 0]]
+            if el.shape[1] == 1 and np.any(w != 1.0):
+                flat = flat * be.reshape(be.asarray(w), (-1,) + (1,) * len(stat_shape))
+            flats.append(flat)
+            units.append(el)
+        gid, n_groups = self._unit_groups(np.concatenate(units), [n for n, _ in items])
+        pooled = be.take(be.index_add(n_groups, gid, be.concat(flats, axis=0)), gid)
+        out: dict[str, Any] = {}
+        start = 0
+        for (name, val), el in zip(items, units):
+            lead = tuple(val.shape[:len(self.shapes[name]) - unit_axes])
+            out[name] = be.reshape(pooled[start:start + el.shape[0]], lead + stat_shape)
+            start += el.shape[0]
+        return out
+
+    def _stat_shapes(self, name: str, val: Any, unit_axes: int
+                     ) -> tuple[Any, tuple[int, ...], tuple[int, ...]]:
+        """Check ``val`` against ``name``'s shape less ``unit_axes``; (val, lead, stat_shape)."""
+        self._check_name(name)
+        shape = self.shapes[name]
+        if not 0 <= unit_axes <= len(shape):
+            raise ShapeMismatchError(f"unit_axes={unit_axes} is out of range for {name!r} of "
+                                     f"shape {shape}")
+        lead = shape[:len(shape) - unit_axes]
+        if tuple(val.shape[:len(lead)]) != lead:
+            what = "parameter's shape" if not unit_axes else f"shape less its last {unit_axes} axes"
+            raise ShapeMismatchError(f"statistics for {name!r} have shape {tuple(val.shape)}; "
+                                     f"they must start with the {what} {lead}")
+        return val, lead, tuple(val.shape[len(lead):])
+
+    def _poolable_elements(self, name: str) -> np.ndarray:
+        """Element indices of ``name`` (param shape); none may be linear or derived."""
+        sl = self.flat_slice(name)
+        el = np.arange(sl.start, sl.stop).reshape(self.shapes[name])
+        bad = (self._kind[el] == LINEAR) | (self._kind[el] == DERIVED)
+        if bad.any():
+            e = int(el[np.unravel_index(int(np.argmax(bad)), el.shape)])
+            raise NotPoolableError(
+                f"{self._labels[e]} is {self._status[e]!r}: statistics cannot be pooled "
+                "through a scaled or derived relation (no closed-form M-step); use a gradient "
+                "M-step")
+        return el
+
+    def _unit_groups(self, units: np.ndarray, names: list[str]) -> tuple[np.ndarray, int]:
+        """Group id of each unit (rows of element indices) and the number of groups."""
+        roots = self._root[units]
+        uniq, gid, counts = np.unique(roots, axis=0, return_inverse=True, return_counts=True)
+        gid = np.asarray(gid).reshape(-1)
+        if units.shape[1] > 1 and np.unique(uniq).size != uniq.size:
+            raise NotPoolableError(
+                f"the ties of {names} do not map whole units (sub-arrays over the last "
+                "axes) onto whole units, position by position; pool per element "
+                "(unit_axes=0) or tie whole units")
+        group_size = np.bincount(self._root, minlength=self._n_elements)[uniq]
+        short = np.any(group_size != counts[:, None], axis=1)
+        if short.any():
+            i = int(np.argmax(short))
+            k = int(np.argmax(group_size[i] != counts[i]))
+            members = [self._labels[m] for m in np.flatnonzero(self._root == uniq[i, k])]
+            given = {self._labels[e] for e in units.ravel()}
             missing = [m for m in members if m not in given]
             raise NotPoolableError(
                 f"tie group {members} is only partly given: statistics for {missing} are missing"
             )
-        sums = be.index_add(len(uniq), gid, be.concat(flats, axis=0))
-        pooled = be.take(sums, gid)
-        out: dict[str, Any] = {}
-        start = 0
-        for name, _ in items:
-            size = int(np.prod(self.shapes[name], dtype=int))
-            out[name] = be.reshape(pooled[start:start + size], self.shapes[name] + stat_shape)
-            start += size
+        return gid, len(uniq)
+
+    # ------------------------------------------------------------------ derivatives
+    def jacobian(self, theta: Any, *, method: str | None = None) -> sp.csr_matrix:
+        """``d flat values / d theta``, exactly, as a sparse matrix.
+
+        Parameters
+        ----------
+        theta : array, shape (n_free,)
+        method : {None, "torch", "fd"}
+            ``None``: forward-mode autodiff (torch) with coloured tangents, or central
+            differences when a derived relation runs on numpy only. The colouring (free
+            parameters no parameter depends on jointly share a tangent) is built once per
+            layout.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix, shape (n_values, n_free)
+            Row ``e`` of parameter ``name`` is ``flat_slice(name).start + i``.
+        """
+        from tiedsci.core.jacobian import JacobianPlan
+
+        key = f"jacobian:{method}"
+        if key not in self._cache:
+            self._cache[key] = JacobianPlan.build(self, method)
+        return self._cache[key](np.asarray(theta, dtype=float))
+
+    def _dz_dtheta(self, theta: np.ndarray) -> sp.csr_matrix:
+        """Derivative of the free group values ``z`` w.r.t. theta, shape (n_z, n_free)."""
+        st, sz = self._slot_theta, self._slot_z
+        t = {k: theta[st[k]] for k in st}
+        s = 1.0 / (1.0 + np.exp(-t["interval"]))
+        rows = [sz["identity"], sz["lower"], sz["upper"], sz["interval"]]
+        cols = [st["identity"], st["lower"], st["upper"], st["interval"]]
+        vals = [np.ones(st["identity"].size), np.exp(t["lower"]), -np.exp(t["upper"]),
+                (self._slot_hi["interval"] - self._slot_lo["interval"]) * s * (1 - s)]
+        for blk in self._blocks:
+            if blk.k == 1:
+                continue
+            nb = blk.z_idx.shape[0]
+            u = np.concatenate([theta[blk.theta_idx], np.zeros((nb, 1))], axis=1)
+            p = np.exp(u - u.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            # dz_a / dtheta_b = mass p_a (delta_ab - p_b), b < k - 1
+            d = blk.mass[:, None, None] * p[:, :, None] * (
+                np.eye(blk.k)[None, :, :blk.k - 1] - p[:, None, :blk.k - 1])
+            rows.append(np.repeat(blk.z_idx, blk.k - 1, axis=1).ravel())
+            cols.append(np.tile(blk.theta_idx, (1, blk.k)).ravel())
+            vals.append(d.ravel())
+        return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=(self._n_z, self.n_free))
+
+    def transform_derivative(self, theta: Any) -> sp.csr_matrix:
+        """Derivative of each free parameter's value w.r.t. theta (the bound transforms).
+
+        Entry ``(i, j)`` is ``d value(free_names[i]) / d theta[j]``: diagonal for unbounded and
+        interval-bounded parameters (``1``, ``exp``, a scaled logistic), a dense block per
+        simplex row. A covariance of theta maps to the free values as ``T C T^T``.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix, shape (n_free, n_free)
+        """
+        dz = self._dz_dtheta(np.asarray(theta, dtype=float))
+        return dz[self._zslot[self._free_rep]]
+
+    def at_bounds(self, theta: Any, tol: float = 1e-6) -> np.ndarray:
+        """Which free parameters sit on (within ``tol`` of) a bound.
+
+        A half-bounded parameter is at its bound when ``exp(theta) < tol * max(1, |bound|)``;
+        an interval-bounded one when its logistic is below ``tol`` or above ``1 - tol``.
+
+        Returns
+        -------
+        ndarray of int8, shape (n_free,)
+            ``-1`` at the lower bound, ``+1`` at the upper bound, ``0`` inside.
+        """
+        theta = np.asarray(theta, dtype=float)
+        out = np.zeros(self.n_free, dtype=np.int8)
+        st = self._slot_theta
+        for kind, side in (("lower", -1), ("upper", 1)):
+            ref = np.maximum(1.0, np.abs(self._slot_lo[kind] if side < 0 else
+                                         self._slot_hi[kind]))
+            out[st[kind][np.exp(theta[st[kind]]) < tol * ref]] = side
+        u = 1.0 / (1.0 + np.exp(-theta[st["interval"]]))
+        out[st["interval"][u < tol]] = -1
+        out[st["interval"][u > 1 - tol]] = 1
         return out
 
-    @property
-    def _group_size(self) -> np.ndarray:
-        return np.bincount(self.root, minlength=self.n_elements)
+    def propagate_covariance(self, cov_theta: np.ndarray | None, theta: Any
+                             ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Covariance of theta -> variances of every value and covariance of the free values.
+
+        Parameters
+        ----------
+        cov_theta : ndarray, shape (n_free, n_free), or None
+            ``None`` (e.g. a singular normal matrix) gives NaN except 0 for fixed elements.
+        theta : array, shape (n_free,)
+
+        Returns
+        -------
+        variances : dict
+            ``name -> array`` (param shape): ``diag(J C J^T)`` with ``J`` = :meth:`jacobian`,
+            so tied members, linear and derived parameters get their propagated variance.
+        cov_free : ndarray, shape (n_free, n_free)
+            Covariance among the values of the free parameters (``free_names``).
+        """
+        n = self.n_free
+        if cov_theta is None:
+            var = np.full(self._n_elements, np.nan)
+            var[self._kind == FIXED] = 0.0
+            cov_free = np.full((n, n), np.nan)
+        else:
+            dv = self.jacobian(theta)
+            a = dv @ cov_theta
+            var = np.clip(np.asarray(dv.multiply(a).sum(axis=1)).ravel(), 0.0, None)
+            sub = dv[self._free_rep]
+            cov_rows = np.asarray(sub @ (sub @ cov_theta).T)
+            cov_free = 0.5 * (cov_rows + cov_rows.T)
+        return {name: var[self.flat_slice(name)].reshape(self.shapes[name])
+                for name in self.names}, cov_free
+
+    # ------------------------------------------------------------------ staging
+    def freeze(self, vary: Iterable[str | ParamRef],
+               values: Mapping[str, Any] | None = None) -> Layout:
+        """A new layout in which only the tie groups touched by ``vary`` stay free.
+
+        Every other free tie group is fixed at ``values``; ties, bounds and relations are
+        kept, so a tie group varies when any of its members is selected and fixed members of
+        a group stay exactly equal. For staged fits.
+
+        Parameters
+        ----------
+        vary : iterable of str or ParamRef
+            Whole parameters (names) or element selections (``ref[0]``).
+        values : mapping, optional
+            Current values (``name -> array``); names not given keep ``values0``.
+
+        Returns
+        -------
+        Layout
+            With ``n_free`` the number of selected free tie groups (simplex rows count
+            ``k - 1``).
+        """
+        vals = self.values0
+        vals.update({k: np.asarray(v, dtype=float) for k, v in (values or {}).items()})
+        reg = self._registry.copy()
+        selected = self._selected_roots(vary)
+        self._set_free_values(reg, vals)
+        fixed_roots: set[int] = set()
+        for name in self.names:
+            shape = self.shapes[name]
+            off = self._offsets[name]
+            for i in range(self.size(name)):
+                r = int(self._root[off + i])
+                if self._kind[off + i] != FREE or r in selected or r in fixed_roots:
+                    continue
+                reg.fix(reg[name] if shape == () else reg[name][np.unravel_index(i, shape)])
+                fixed_roots.add(r)
+        return reg.compile()
+
+    def _selected_roots(self, vary: Iterable[str | ParamRef]) -> set[int]:
+        out: set[int] = set()
+        for item in vary:
+            name = item if isinstance(item, str) else item.name
+            off = self.flat_slice(name).start
+            el = (np.arange(self.size(name)) if isinstance(item, str)
+                  else np.asarray(item.elements(), dtype=np.intp).ravel()) + off
+            out.update(int(self._root[e]) for e in el if self._kind[e] == FREE)
+        return out
+
+    def _set_free_values(self, reg: Registry, values: Mapping[str, np.ndarray]) -> None:
+        """Write ``values`` into ``reg`` for every free tie group (once per group)."""
+        done: set[int] = set()
+        for name in self.names:
+            shape = self.shapes[name]
+            sl = self.flat_slice(name)
+            kinds, roots = self._kind[sl], self._root[sl]
+            val = np.asarray(values[name], dtype=float)
+            if np.all(kinds == FREE) and all(int(r) not in done for r in roots):
+                reg.set_value(name, val)
+                done.update(int(r) for r in roots)
+            for i in np.flatnonzero(kinds == FREE):
+                if int(roots[i]) in done:
+                    continue
+                ref = reg[name] if shape == () else reg[name][np.unravel_index(int(i), shape)]
+                reg.set_value(ref, val.ravel()[i])
+                done.add(int(roots[i]))
 
     # ------------------------------------------------------------------ restraints
     def restraint_residuals(self, values: Mapping[str, Any]) -> Any:
@@ -470,7 +755,7 @@ class Layout:
         first = next(iter(values.values()))
         be = backend_of(first)
         res = []
-        for rst, elements in zip(self.restraints, self.restraint_elements):
+        for rst, elements in zip(self.restraints, self._restraint_elements):
             xs = []
             for ref, el in zip(rst.refs, elements):
                 v = be.reshape(be.asarray(values[ref.name]), (-1,))
@@ -543,241 +828,3 @@ def _derived_jacobians(rel: Derived, values: Mapping[str, np.ndarray]) -> list[n
         out.append(jac)
     return out
 
-
-def build_layout(reg: Registry) -> Layout:
-    """Compile a registry (called by :meth:`Registry.compile`)."""
-    specs = list(reg._specs.values())
-    n = reg._n_elements
-    root = np.array([reg._find(e) for e in range(n)], dtype=np.intp)
-    vals = np.concatenate([s.value.ravel() for s in specs]) if specs else np.zeros(0)
-    owner = reg._elem_owner
-    kind = np.full(n, FREE, dtype=np.int8)
-    for e in range(n):
-        if owner[e] in reg._derived:
-            kind[e] = DERIVED
-        elif e in reg._linear:
-            kind[e] = LINEAR
-        elif reg._fixed[root[e]]:
-            kind[e] = FIXED
-    labels = tuple(reg._elabel(e) for e in range(n))
-
-    # simplex blocks, keyed by the tuple of free roots they contain
-    block_of_root: dict[int, tuple[int, ...]] = {}
-    block_mass: dict[tuple[int, ...], float] = {}
-    for s in specs:
-        if not isinstance(s.transform, Simplex):
-            continue
-        ax = s.transform.axis
-        idx = np.moveaxis(np.arange(s.size).reshape(s.shape), ax, -1).reshape(-1, s.shape[ax])
-        for row in idx + s.offset:
-            free_roots = tuple(int(root[e]) for e in row if kind[e] == FREE)
-            if len(set(free_roots)) != len(free_roots):
-                raise ConflictError(f"elements of one simplex row of {s.name} are tied to each "
-                                    f"other ({labels[row[0]]}...); tie whole rows instead")
-            mass = 1.0 - float(sum(vals[e] for e in row if kind[e] == FIXED))
-            for r in free_roots:
-                if r in block_of_root and block_of_root[r] != free_roots:
-                    raise ConflictError(
-                        f"{labels[r]} belongs to two different simplex rows; ties between "
-                        "simplex-bounded parameters must tie whole rows"
-                    )
-                block_of_root[r] = free_roots
-            if free_roots:
-                block_mass[free_roots] = mass
-
-    # z slots: one per free group, in order of first element
-    zslot = np.full(n, -1, dtype=np.intp)
-    slot_of_root: dict[int, int] = {}
-    for e in range(n):
-        if kind[e] == FREE:
-            r = int(root[e])
-            if r not in slot_of_root:
-                slot_of_root[r] = len(slot_of_root)
-            zslot[e] = slot_of_root[r]
-    n_z = len(slot_of_root)
-
-    # group bound (elementwise) per root
-    def group_bound(r: int) -> Any:
-        for m in reg._groups[r]:
-            bnd = reg._elem_bound(m)
-            if isinstance(bnd, Interval):
-                if r in block_of_root:
-                    raise ConflictError(f"{labels[m]} has interval bounds but is tied into a "
-                                        "simplex row")
-                return bnd
-        return None
-
-    # theta slots
-    slot_theta: dict[str, list[int]] = {k: [] for k in ("identity", "lower", "upper", "interval")}
-    slot_z: dict[str, list[int]] = {k: [] for k in slot_theta}
-    slot_lo: dict[str, list[float]] = {k: [] for k in slot_theta}
-    slot_hi: dict[str, list[float]] = {k: [] for k in slot_theta}
-    blocks_by_k: dict[int, list[tuple[list[int], list[int], float]]] = {}
-    free_names: list[str] = []
-    z_theta: list[tuple[int, ...]] = [()] * n_z
-    done_blocks: set[tuple[int, ...]] = set()
-    first_elem = {r: int(np.flatnonzero(root == r)[0]) for r in slot_of_root}
-    for r, z in slot_of_root.items():
-        if r in block_of_root:
-            key = block_of_root[r]
-            if key in done_blocks:
-                continue
-            done_blocks.add(key)
-            zs = [slot_of_root[x] for x in key]
-            th = list(range(len(free_names), len(free_names) + len(key) - 1))
-            free_names.extend(labels[first_elem[x]] for x in key[:-1])
-            blocks_by_k.setdefault(len(key), []).append((th, zs, block_mass[key]))
-            for zz in zs:
-                z_theta[zz] = tuple(th)
-            continue
-        bnd = group_bound(r)
-        k = "identity" if bnd is None else bnd.kind
-        t = len(free_names)
-        free_names.append(labels[first_elem[r]])
-        slot_theta[k].append(t)
-        slot_z[k].append(z)
-        slot_lo[k].append(bnd.lo if bnd is not None else -np.inf)
-        slot_hi[k].append(bnd.hi if bnd is not None else np.inf)
-        z_theta[z] = (t,)
-    n_free = len(free_names)
-    blocks = tuple(
-        _Block(k, np.array([b[0] for b in bl], dtype=np.intp).reshape(len(bl), k - 1),
-               np.array([b[1] for b in bl], dtype=np.intp).reshape(len(bl), k),
-               np.array([b[2] for b in bl], dtype=float))
-        for k, bl in sorted(blocks_by_k.items())
-    )
-    order = np.concatenate(
-        [np.asarray(slot_z[k], dtype=np.intp) for k in ("identity", "lower", "upper", "interval")]
-        + [blk.z_idx.ravel() for blk in blocks]
-    ) if n_z else np.zeros(0, dtype=np.intp)
-    z_perm_inverse = np.argsort(order, kind="stable")
-
-    # linear map phi = A z + b
-    rows, cols, coefs = [], [], []
-    b = np.zeros(n)
-    memo: dict[int, tuple[dict[int, float], float]] = {}
-
-    def expand(e: int) -> tuple[dict[int, float], float]:
-        if e in memo:
-            return memo[e]
-        if kind[e] == FREE:
-            res: tuple[dict[int, float], float] = ({int(zslot[e]): 1.0}, 0.0)
-        elif kind[e] == FIXED:
-            res = ({}, float(vals[e]))
-        elif kind[e] == LINEAR:
-            terms, off = reg._linear[e]
-            acc: dict[int, float] = {}
-            const = off
-            for c, s_el in terms:
-                sub, sub_off = expand(s_el)
-                for zz, cc in sub.items():
-                    acc[zz] = acc.get(zz, 0.0) + c * cc
-                const += c * sub_off
-            res = (acc, const)
-        else:  # derived: filled after the linear stage
-            res = ({}, 0.0)
-        memo[e] = res
-        return res
-
-    for e in range(n):
-        coef, const = expand(e)
-        b[e] = const
-        for zz, c in coef.items():
-            rows.append(e)
-            cols.append(zz)
-            coefs.append(c)
-    a_rows = np.asarray(rows, dtype=np.intp)
-    a_cols = np.asarray(cols, dtype=np.intp)
-    a_vals = np.asarray(coefs, dtype=float)
-    a_csr = sp.csr_matrix((a_vals, (a_rows, a_cols)), shape=(n, n_z))
-
-    # derived in dependency order
-    graph = {name: set(rel.deps) for name, rel in reg._derived.items()}
-    order_names = [x for x in graphlib.TopologicalSorter(graph).static_order() if x in reg._derived]
-    derived = tuple(reg._derived[x] for x in order_names)
-
-    # status text and bounds text per element
-    status, bounds_text = [], []
-    for e in range(n):
-        spec = reg._specs[owner[e]]
-        if kind[e] == DERIVED:
-            status.append("derived: " + reg._derived[owner[e]].describe())
-        elif kind[e] == LINEAR:
-            terms, off = reg._linear[e]
-            parts = [labels[s_el] if c == 1.0 else f"{c:g}*{labels[s_el]}" for c, s_el in terms]
-            text = " + ".join(parts) if parts else ""
-            if off or not parts:
-                text = f"{text} + {off:g}" if parts else f"{off:g}"
-            status.append("= " + text)
-        elif kind[e] == FIXED:
-            first = first_of_root(root, e)
-            status.append("fixed" if first == e else f"fixed, tied to {labels[first]}")
-        else:
-            first = first_elem[int(root[e])]
-            size = len(reg._groups[int(root[e])])
-            if first != e:
-                status.append(f"tied to {labels[first]}")
-            elif size > 1:
-                status.append(f"free (shared by {size})")
-            else:
-                status.append("free")
-        bnd = reg._elem_bound(e) if kind[e] == FREE else None
-        if isinstance(spec.transform, Simplex) and kind[e] != LINEAR:
-            bounds_text.append(spec.transform.describe())
-        elif bnd is not None and not isinstance(bnd, Identity):
-            bounds_text.append(bnd.describe())
-        else:
-            bounds_text.append("")
-
-    restraint_elements = tuple(
-        tuple(np.asarray(ref.elements(), dtype=np.intp).ravel() for ref in rst.refs)
-        for rst in reg._restraints
-    )
-    layout = Layout(
-        names=tuple(s.name for s in specs),
-        shapes={s.name: s.shape for s in specs},
-        offsets={s.name: s.offset for s in specs},
-        n_elements=n,
-        n_free=n_free,
-        free_names=tuple(free_names),
-        theta0=np.zeros(n_free),
-        units={s.name: s.unit for s in specs},
-        descriptions={s.name: s.description for s in specs},
-        kind=kind,
-        root=root,
-        zslot=zslot,
-        labels=labels,
-        status=tuple(status),
-        bounds_text=tuple(bounds_text),
-        a_rows=a_rows,
-        a_cols=a_cols,
-        a_vals=a_vals,
-        b=b,
-        n_z=n_z,
-        slot_theta={k: np.asarray(v, dtype=np.intp) for k, v in slot_theta.items()},
-        slot_z={k: np.asarray(v, dtype=np.intp) for k, v in slot_z.items()},
-        slot_lo={k: np.asarray(v, dtype=float) for k, v in slot_lo.items()},
-        slot_hi={k: np.asarray(v, dtype=float) for k, v in slot_hi.items()},
-        blocks=blocks,
-        z_perm_inverse=z_perm_inverse,
-        z_theta=tuple(z_theta),
-        derived=derived,
-        restraints=tuple(reg._restraints),
-        restraint_elements=restraint_elements,
-        _a_csr=a_csr,
-        _values0={s.name: s.value.copy() for s in specs},
-    )
-    # theta0 from the declared values; values0 re-evaluated so relations hold exactly
-    z0 = np.zeros(n_z)
-    for r, z in slot_of_root.items():
-        z0[z] = vals[first_elem[r]]
-    theta0 = layout._inverse_transform(z0)
-    object.__setattr__(layout, "theta0", theta0)
-    values0 = layout.unpack(theta0, backend="numpy")
-    object.__setattr__(layout, "_values0", {k: np.asarray(v) for k, v in values0.items()})
-    return layout
-
-
-def first_of_root(root: np.ndarray, e: int) -> int:
-    """First element (in declaration order) of ``e``'s tie group."""
-    return int(np.flatnonzero(root == root[e])[0])

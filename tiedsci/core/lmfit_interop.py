@@ -44,32 +44,32 @@ def layout_to_lmfit(layout: Layout, values: Mapping[str, Any] | None = None,
     vals = _flat(values if values is not None else layout.values0, layout, np.nan)
     errs = _flat(stderr, layout, np.nan)
     params = lmfit.Parameters()
-    names = [lmfit_name(lab) for lab in layout.labels]
+    names = [lmfit_name(lab) for lab in layout._labels]
     first: dict[int, int] = {}
-    for e in range(layout.n_elements):
-        first.setdefault(int(layout.root[e]), e)
+    for e in range(layout._n_elements):
+        first.setdefault(int(layout._root[e]), e)
     # free and fixed first, then expressions (lmfit needs the sources to exist)
-    for e in range(layout.n_elements):
-        if layout.kind[e] in (LINEAR, DERIVED) or first[int(layout.root[e])] != e:
+    for e in range(layout._n_elements):
+        if layout._kind[e] in (LINEAR, DERIVED) or first[int(layout._root[e])] != e:
             continue
         lo, hi = -np.inf, np.inf
-        text = layout.bounds_text[e]
+        text = layout._bounds_text[e]
         if text.startswith("["):
             lo, hi = (float(x) for x in text[1:-1].split(","))
         elif text.startswith("simplex"):
             lo, hi = 0.0, 1.0
-        params.add(names[e], value=float(vals[e]), vary=bool(layout.kind[e] != FIXED),
+        params.add(names[e], value=float(vals[e]), vary=bool(layout._kind[e] != FIXED),
                    min=lo, max=hi)
-    for e in range(layout.n_elements):
-        k = layout.kind[e]
+    for e in range(layout._n_elements):
+        k = layout._kind[e]
         if k == DERIVED:
             params.add(names[e], value=float(vals[e]), vary=False)
         elif k == LINEAR:
             expr = _linear_expr(layout, e, names)
             params.add(names[e], expr=expr)
-        elif first[int(layout.root[e])] != e:
-            params.add(names[e], expr=names[first[int(layout.root[e])]])
-    for e in range(layout.n_elements):
+        elif first[int(layout._root[e])] != e:
+            params.add(names[e], expr=names[first[int(layout._root[e])]])
+    for e in range(layout._n_elements):
         if not np.isnan(errs[e]):
             params[names[e]].stderr = float(errs[e])
     return params
@@ -79,13 +79,13 @@ def _linear_expr(layout: Layout, e: int, names: list[str]) -> str:
     row = layout._a_csr[e]
     parts = []
     first_of_slot: dict[int, int] = {}
-    for el in range(layout.n_elements):
-        z = int(layout.zslot[el])
+    for el in range(layout._n_elements):
+        z = int(layout._zslot[el])
         if z >= 0:
             first_of_slot.setdefault(z, el)
     for z, c in zip(row.indices, row.data):
         parts.append(f"{float(c)!r}*{names[first_of_slot[int(z)]]}")
-    const = float(layout.b[e])
+    const = float(layout._b[e])
     if const or not parts:
         parts.append(repr(const))
     return " + ".join(parts)

@@ -93,6 +93,7 @@ class Registry:
         self._restraints: list[Restraint] = []
         self._elem_bounds: dict[int, Transform] = {}  # bounds on selected elements only
         self._groups: dict[int, list[int]] = {}  # union-find root -> members
+        self._mirror: dict[int, int] = {}  # element -> its mirror copy (symmetric())
 
     # ------------------------------------------------------------------ declaration
     def declare(
@@ -163,6 +164,7 @@ class Registry:
         for e in range(start, self._n_elements):
             self._groups.pop(e, None)
             self._elem_bounds.pop(e, None)
+            self._mirror.pop(e, None)
         del self._parent[start:], self._fixed[start:], self._elem_owner[start:]
         self._n_elements = start
         self._relations = [r for r in self._relations
@@ -268,6 +270,36 @@ class Registry:
                 self.tie(ref[index[0]], *(ref[ix] for ix in index[1:]))
         except Exception:
             self._restore_state(saved)  # all groups or none
+            raise
+
+    def symmetric(self, name: RefLike) -> None:
+        """Declare a parameter symmetric in its last two axes, e.g. covariance matrices.
+
+        Element ``[..., i, j]`` is tied to ``[..., j, i]`` (one free value per pair, the upper
+        one's value wins). Unlike two tied members, the pair are *copies* of one quantity: the
+        layout counts their statistics once in :meth:`Layout.pool_stats` (each copy of an
+        off-diagonal pair contributes half), so an M-step on symmetric statistics needs no
+        correction for the mirror.
+        """
+        ref = self._ref(name)
+        if ref.flat is not None:
+            raise DeclarationError(f"symmetric() needs a whole parameter, got {ref.label}")
+        shape = ref.shape
+        if len(shape) < 2 or shape[-1] != shape[-2]:
+            raise ShapeMismatchError(f"symmetric() needs square trailing axes; {ref.label} has "
+                                     f"shape {shape}")
+        d = shape[-1]
+        saved = self._save_state()
+        try:
+            for idx in np.ndindex(*shape[:-2]):
+                for i in range(d):
+                    for j in range(i + 1, d):
+                        upper, lower = ref[idx + (i, j)], ref[idx + (j, i)]
+                        self.tie(upper, lower)
+                        eu, el = (int(self._global(r).ravel()[0]) for r in (upper, lower))
+                        self._mirror[eu], self._mirror[el] = el, eu
+        except Exception:
+            self._restore_state(saved)  # all pairs or none
             raise
 
     def affine(self, target: RefLike, source: RefLike, scale: float = 1.0,
@@ -522,7 +554,7 @@ class Registry:
     # ------------------------------------------------------------------ compile
     def compile(self) -> Layout:
         """Freeze the declarations into a :class:`~tiedsci.core.layout.Layout`."""
-        from tiedsci.core.layout import build_layout
+        from tiedsci.core.build import build_layout
 
         return build_layout(self)
 
@@ -541,6 +573,7 @@ class Registry:
         new._restraints = list(self._restraints)
         new._elem_bounds = dict(self._elem_bounds)
         new._groups = {r: list(m) for r, m in self._groups.items()}
+        new._mirror = dict(self._mirror)
         return new
 
     @classmethod

@@ -14,16 +14,16 @@ __all__ = ["format_table"]
 
 
 def _flat(values: Mapping[str, Any] | None, layout: Layout, fill: float) -> np.ndarray:
-    out = np.full(layout.n_elements, fill)
+    out = np.full(layout._n_elements, fill)
     if values is None:
         return out
     from tiedsci.backends import get_backend
 
     be = get_backend("numpy")
     for name, val in values.items():
-        if name in layout.offsets:
+        if name in layout._offsets:
             arr = be.asarray(val).ravel()
-            off = layout.offsets[name]
+            off = layout._offsets[name]
             out[off:off + arr.size] = arr
     return out
 
@@ -36,13 +36,13 @@ def format_table(layout: Layout, values: Mapping[str, Any] | None = None,
     errs = _flat(stderr, layout, np.nan)
     rows = [("name", "value", "stderr", "status", "bounds", "unit")]
     for name in layout.names:
-        off = layout.offsets[name]
+        off = layout._offsets[name]
         size = int(np.prod(layout.shapes[name], dtype=int))
         for i in range(min(size, max_elements)):
             e = off + i
             err = "" if np.isnan(errs[e]) else f"{errs[e]:.4g}"
-            rows.append((layout.labels[e], f"{vals[e]:.6g}", err, layout.status[e],
-                         layout.bounds_text[e], layout.units.get(name, "")))
+            rows.append((layout._labels[e], f"{vals[e]:.6g}", err, layout._status[e],
+                         layout._bounds_text[e], layout.units.get(name, "")))
         if size > max_elements:
             rows.append((f"{name}[...]", f"({size - max_elements} more)", "", "", "", ""))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
@@ -52,6 +52,6 @@ def format_table(layout: Layout, values: Mapping[str, Any] | None = None,
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     n_tied = sum(len(g) - 1 for g in layout.groups)
-    lines.append(f"{layout.n_elements} elements, {layout.n_free} free parameters "
+    lines.append(f"{layout._n_elements} elements, {layout.n_free} free parameters "
                  f"({n_tied} elements tied to others)")
     return "\n".join(lines)

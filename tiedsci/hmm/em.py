@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from tiedsci.core import Layout
-from tiedsci.core.layout import FIXED
 from tiedsci.errors import DegenerateDataWarning
 from tiedsci.hmm.emissions import simplex_mstep
 from tiedsci.hmm.engines import Engine
@@ -62,13 +61,7 @@ class ConvergenceMonitor:
 
 def frozen_masks(layout: Layout) -> dict[str, np.ndarray]:
     """Per parameter, a boolean array marking elements the M-step must not change (fixed)."""
-    out = {}
-    for name in layout.names:
-        off = layout.offsets[name]
-        shape = layout.shapes[name]
-        size = int(np.prod(shape, dtype=int))
-        out[name] = (layout.kind[off:off + size] == FIXED).reshape(shape)
-    return out
+    return {name: layout.fixed_mask(name) for name in layout.names}
 
 
 def e_step(values: dict[str, np.ndarray], problem: Problem) -> tuple[dict[str, Any], float]:
@@ -94,13 +87,14 @@ def pool_and_keep(layout: Layout, frozen: dict[str, np.ndarray]
                   ) -> tuple[Callable[..., np.ndarray], Callable[..., np.ndarray]]:
     """The two callables handed to the emission M-steps.
 
-    ``pool(name, stats)`` sums statistics over tie groups (registry ``pool_stats``);
+    ``pool(name, stats, unit_axes=0)`` sums statistics over tie groups (registry
+    ``pool_stats``; ``unit_axes=1`` for one statistic per vector of the last axis);
     ``keep(name, new, old, valid)`` keeps old values where elements are fixed, have no posterior
     mass (``valid`` False) or came out non-finite.
     """
 
-    def pool(name: str, st: np.ndarray) -> np.ndarray:
-        return np.asarray(layout.pool_stats({name: st})[name])
+    def pool(name: str, st: np.ndarray, unit_axes: int = 0) -> np.ndarray:
+        return np.asarray(layout.pool_stats({name: st}, unit_axes=unit_axes)[name])
 
     def keep(name: str, new: np.ndarray, old: np.ndarray, valid: np.ndarray) -> np.ndarray:
         ok = valid & np.isfinite(new) & ~frozen[name]

@@ -127,13 +127,8 @@ def _declare_covars(reg: Registry, name: str, value: np.ndarray, kind: str,
     if kind in ("spherical", "diag"):
         reg.declare(name, value, bounds=Positive())
         return
-    ref = reg.declare(name, value)
-    d = value.shape[-1]
-    comp = value.shape[:-2]
-    for idx in np.ndindex(*comp):
-        for i in range(d):
-            for j in range(i + 1, d):
-                reg.tie(ref[idx + (i, j)], ref[idx + (j, i)])
+    reg.declare(name, value)
+    reg.symmetric(name)
     if tie_axis_all is not None:
         n = value.shape[tie_axis_all]
         reg.tie_groups(name, [list(range(n))], axis=tie_axis_all)

@@ -25,7 +25,7 @@ __all__ = ["log_density", "accumulate", "mstep_means", "mstep_covars", "LOG_2PI"
 LOG_2PI = float(np.log(2 * np.pi))
 MIN_POST = 1e-10  # pooled posterior mass below which a component keeps its parameters
 
-Pool = Callable[[str, np.ndarray], np.ndarray]
+Pool = Callable[..., np.ndarray]  # pool(name, stats, unit_axes=0): Layout.pool_stats
 Keep = Callable[[str, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -109,8 +109,8 @@ def mstep_means(name: str, means: np.ndarray, covars: np.ndarray, kind: str,
     g = np.einsum("cij,cj->ci", prec, obs)
     h = post[:, None, None] * prec
     row = np.concatenate([g, h.reshape(n_comp, d * d), post[:, None]], axis=1)
-    st = np.repeat(row[:, None, :], d, axis=1).reshape(shape + (row.shape[1],))
-    pooled = pool(name, st).reshape(n_comp, d, -1)[:, 0, :]
+    # one statistic per mean vector: the precision couples its coordinates
+    pooled = pool(name, row.reshape(comp + (row.shape[1],)), unit_axes=1).reshape(n_comp, -1)
     p_post = pooled[:, -1]
     valid = p_post > MIN_POST
     h_p = pooled[:, d:d + d * d].reshape(n_comp, d, d)
@@ -151,9 +151,8 @@ def mstep_covars(name: str, means: np.ndarray, covars: np.ndarray, kind: str,
     mm = mu[:, :, None] * mu[:, None, :]
     c = outer - om - np.transpose(om, (0, 2, 1)) + post[:, None, None] * mm
     st = np.stack([c, np.broadcast_to(post[:, None, None], c.shape)], axis=-1)
+    # covars is declared symmetric (Registry.symmetric): pool_stats counts each pair once
     pooled = pool(name, st.reshape(covars.shape + (2,))).reshape(n_comp, d, d, 2)
-    # the registry ties (i, j) to (j, i): undo that double count so the prior enters once
-    pooled = pooled / (2.0 - np.eye(d))[None, :, :, None]
     den = max(weight - d, 0.0) + pooled[..., 1]
     valid = pooled[:, 0, 0, 1] > MIN_POST
     new = (prior + pooled[..., 0]) / np.where(valid[:, None, None], den, 1.0)

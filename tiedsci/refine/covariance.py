@@ -7,13 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
-import scipy.sparse as sp
 
 from tiedsci.core import Layout
 from tiedsci.refine.solver import NormalSystem, Partition
 
-__all__ = ["CovarianceInfo", "invert_normal", "invert_blocks", "propagate", "bound_hits",
-           "strongest"]
+__all__ = ["CovarianceInfo", "invert_normal", "invert_blocks", "bound_hits", "strongest"]
 
 
 @dataclass(frozen=True)
@@ -141,47 +139,17 @@ def invert_blocks(part: Partition, system: NormalSystem, rcond: float = 1e-13
     return CovarianceInfo(0.5 * (cov + cov.T), ())
 
 
-def propagate(dv: sp.csr_matrix, cov_theta: np.ndarray, rows: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Covariance in value space: ``Dv cov Dv^T``.
-
-    Returns
-    -------
-    var_all : ndarray, shape (n_elements,)
-        Variance of every element (0 for fixed ones).
-    cov_rows : ndarray, shape (len(rows), len(rows))
-        Covariance among the elements ``rows`` (the free representatives).
-    """
-    a = dv @ cov_theta  # (n_elements, n_free)
-    var_all = np.asarray((dv.multiply(a)).sum(axis=1)).ravel()
-    sub = dv[rows]
-    cov_rows = np.asarray(sub @ (sub @ cov_theta).T)
-    return np.clip(var_all, 0.0, None), 0.5 * (cov_rows + cov_rows.T)
-
-
 def bound_hits(layout: Layout, theta: np.ndarray, tol: float = 1e-6) -> list[tuple[str, str]]:
     """Free parameters sitting on (within ``tol`` of) one of their bounds.
 
     Returns
     -------
     list of (label, "lower" | "upper")
+        In the order of theta (see :meth:`Layout.at_bounds`).
     """
-    out: list[tuple[str, str]] = []
-    st, lo, hi = layout.slot_theta, layout.slot_lo, layout.slot_hi
-    for kind in ("lower", "upper", "interval"):
-        for j, a, b in zip(st[kind], lo[kind], hi[kind]):
-            t = float(theta[j])
-            if kind == "interval":
-                u = 1.0 / (1.0 + np.exp(-t))
-                if u < tol:
-                    out.append((layout.free_names[j], "lower"))
-                elif u > 1 - tol:
-                    out.append((layout.free_names[j], "upper"))
-            else:
-                ref = max(1.0, abs(a if kind == "lower" else b))
-                if np.exp(t) < tol * ref:
-                    out.append((layout.free_names[j], kind))
-    return out
+    side = layout.at_bounds(theta, tol)
+    return [(layout.free_names[j], "lower" if side[j] < 0 else "upper")
+            for j in np.flatnonzero(side)]
 
 
 def strongest(corr: np.ndarray, labels: Sequence[str], n: int = 10,

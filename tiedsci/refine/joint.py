@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 
 from tiedsci.core import Layout, ParamRef, Registry
-from tiedsci.core.layout import FIXED
 from tiedsci.errors import ConvergenceError, DeclarationError, SingularMatrixError
 from tiedsci.refine.contribution import Contribution
-from tiedsci.refine.covariance import bound_hits, invert_blocks, invert_normal, propagate
+from tiedsci.refine.covariance import bound_hits, invert_blocks, invert_normal
 from tiedsci.refine.data import Dataset
 from tiedsci.refine.problem import Problem, compile_problem
 from tiedsci.refine.result import DatasetFit, RefinementResult, StageSummary
@@ -38,7 +37,7 @@ from tiedsci.refine.solver import (
     dense_normal,
     levenberg_marquardt,
 )
-from tiedsci.refine.stages import Stage, select_names, stage_registry
+from tiedsci.refine.stages import Stage, select_names
 from tiedsci.refine.stats import agreement
 
 __all__ = ["JointRefinement", "fit_problem"]
@@ -236,8 +235,7 @@ class JointRefinement:
             if si < first:
                 continue
             chosen = select_names(st.vary, base_layout.names, self.groups)
-            reg = stage_registry(self.registry, base_layout, values, chosen)
-            problem = compile_problem(reg.compile(), self.contributions)
+            problem = compile_problem(base_layout.freeze(chosen, values), self.contributions)
             hook = None
             if checkpoint is not None:
                 def hook(lm: LMState, si: int = si, name: str = st.name,
@@ -438,11 +436,6 @@ def fit_problem(problem: Problem, *, engine: str = "tiedsci", method: str = "lea
                         y_calcs=y_calcs)
 
 
-def _rep_rows(layout: Layout) -> np.ndarray:
-    index = {lab: i for i, lab in enumerate(layout.labels)}
-    return np.array([index[n] for n in layout.free_names], dtype=np.intp)
-
-
 def build_result(problem: Problem, outcome: LMOutcome, *, engine: str,
                  scale_covar: bool, y_calcs: Sequence[np.ndarray] | None = None
                  ) -> RefinementResult:
@@ -478,22 +471,10 @@ def build_result(problem: Problem, outcome: LMOutcome, *, engine: str,
     if info is None:  # singular or ill-posed somewhere: the dense matrix names the culprits
         info = invert_normal(dense_normal(problem.partition, outcome.system), layout.free_names)
     n = layout.n_free
-    rows = _rep_rows(layout)
     factor = redchi if (scale_covar and np.isfinite(redchi)) else 1.0
-    if info.cov_theta is not None:
-        dv = problem.layout_jac(theta)
-        var_all, cov_free = propagate(dv, info.cov_theta, rows)
-    else:
-        var_all = np.full(layout.n_elements, np.nan)
-        var_all[layout.kind == FIXED] = 0.0
-        cov_free = np.full((n, n), np.nan)
-    sd_all = np.sqrt(var_all)
-    esd_u, esd = {}, {}
-    for name in layout.names:
-        off = layout.offsets[name]
-        size = int(np.prod(layout.shapes[name], dtype=int))
-        esd_u[name] = sd_all[off:off + size].reshape(layout.shapes[name])
-        esd[name] = esd_u[name] * np.sqrt(factor)
+    variances, cov_free = layout.propagate_covariance(info.cov_theta, theta)
+    esd_u = {name: np.sqrt(v) for name, v in variances.items()}
+    esd = {name: sd * np.sqrt(factor) for name, sd in esd_u.items()}
     d = np.sqrt(np.diag(cov_free))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov_free / np.outer(d, d)

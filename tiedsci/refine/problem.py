@@ -18,13 +18,7 @@ import numpy as np
 from tiedsci.core import Layout
 from tiedsci.errors import DeclarationError, ModelError
 from tiedsci.refine.contribution import Contribution, ScopedValues, resolve_name
-from tiedsci.refine.jacobian import (
-    LayoutJacobian,
-    flat_values,
-    jacobian_fd,
-    jacobian_pointwise,
-    jacobian_torch,
-)
+from tiedsci.refine.jacobian import jacobian_fd, jacobian_pointwise, jacobian_torch
 from tiedsci.refine.solver import Partition, partition_blocks
 
 __all__ = ["ModelBlock", "Problem", "compile_problem"]
@@ -141,7 +135,6 @@ class Problem:
     restraint_names: tuple[str, ...]
     restraint_jac: np.ndarray  # d restraint residuals / d restrained elements (constant)
     partition: Partition
-    layout_jac: LayoutJacobian
 
     @property
     def n_restraint_rows(self) -> int:
@@ -153,13 +146,13 @@ class Problem:
 
     def y_calcs(self, theta: np.ndarray) -> list[np.ndarray]:
         """Model curves at the used points of each dataset."""
-        flat = flat_values(self.layout, self.values(theta))
+        flat = self.layout.flatten(self.values(theta))
         return [b.y_calc(flat[b.elem_idx]) for b in self.blocks]
 
     def residuals(self, theta: np.ndarray) -> list[np.ndarray]:
         """Weighted residual blocks ``sqrt(w) (y_calc - y)`` (+ restraint residuals)."""
         values = self.values(theta)
-        flat = flat_values(self.layout, values)
+        flat = self.layout.flatten(values)
         out = [b.sqrt_w * (b.y_calc(flat[b.elem_idx]) - b.y) for b in self.blocks]
         if self.n_restraint_rows:
             out.append(np.asarray(self.layout.restraint_residuals(values), dtype=float))
@@ -168,8 +161,8 @@ class Problem:
     def jacobians(self, theta: np.ndarray) -> list[np.ndarray]:
         """Per block ``d r_k / d theta[deps_k]``, shape (n_k, len(deps_k))."""
         theta = np.asarray(theta, dtype=float)
-        dv = self.layout_jac(theta)
-        flat = flat_values(self.layout, self.values(theta))
+        dv = self.layout.jacobian(theta)  # d values / d theta: the core's tie map
+        flat = self.layout.flatten(self.values(theta))
         out = []
         for b in self.blocks:
             jv = b.value_jacobian(flat[b.elem_idx])
@@ -291,13 +284,13 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Pr
     if dup:
         raise DeclarationError(f"dataset names must be unique; repeated: {sorted(dup)}")
     values0 = layout.values0
-    flat0 = flat_values(layout, values0)
+    flat0 = layout.flatten(values0)
     blocks = []
     seen: dict[tuple[int, int, tuple[str, ...]], tuple[str, bool]] = {}
     for c in contributions:
         used_names = _probe(c, layout, values0)
         shapes = tuple(layout.shapes[n] for n in used_names)
-        elem = [layout.offsets[n] + np.arange(int(np.prod(layout.shapes[n], dtype=int)))
+        elem = [np.arange(layout.flat_slice(n).start, layout.flat_slice(n).stop)
                 for n in used_names]
         elem_idx = np.concatenate(elem) if elem else np.zeros(0, dtype=np.intp)
         deps = [layout.depends_on(n) for n in used_names]
@@ -326,16 +319,12 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Pr
     # restraints: constant Jacobian with respect to the restrained elements
     r_names = tuple(dict.fromkeys(ref.name for rst in layout.restraints for ref in rst.refs))
     if r_names:
-        r_elem = np.concatenate([layout.offsets[n] + np.arange(
-            int(np.prod(layout.shapes[n], dtype=int))) for n in r_names])
+        r_elem = np.concatenate([np.arange(layout.flat_slice(n).start, layout.flat_slice(n).stop)
+                                 for n in r_names])
         r_deps = np.unique(np.concatenate([layout.depends_on(n) for n in r_names]))
 
         def rfun(v: np.ndarray) -> np.ndarray:
-            vals, o = {}, 0
-            for n in r_names:
-                size = int(np.prod(layout.shapes[n], dtype=int))
-                vals[n] = v[o:o + size].reshape(layout.shapes[n])
-                o += size
+            vals = layout.unflatten(v, r_names)
             return np.asarray(layout.restraint_residuals(vals), dtype=float)
 
         r_jac = jacobian_fd(rfun, flat0[r_elem])  # linear: differences are exact
@@ -345,5 +334,5 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Pr
         r_jac = np.zeros((0, 0))
     deps = [b.deps for b in blocks] + ([r_deps] if r_names else [])
     part = partition_blocks(deps, layout.n_free, force_shared=r_deps)
-    return Problem(layout, tuple(blocks), r_deps.astype(np.intp), r_elem, r_names, r_jac, part,
-                   LayoutJacobian.build(layout))
+    layout.jacobian(layout.theta0)  # plan the coloured d values / d theta once, here
+    return Problem(layout, tuple(blocks), r_deps.astype(np.intp), r_elem, r_names, r_jac, part)

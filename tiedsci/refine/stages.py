@@ -3,8 +3,8 @@
 A stage names parameter groups (declared with ``group=`` or :meth:`JointRefinement.group`),
 parameter names, or shell patterns (``"*.scale"``; a bare local name such as ``"scale"``
 matches every dataset's ``<dataset>.scale``). Everything else that is free is fixed at its
-current value *through the registry* (a copy with :meth:`Registry.fix`); a tie group varies
-when any of its members is selected.
+current value by the core (:meth:`tiedsci.core.Layout.freeze`); a tie group varies when any
+of its members is selected.
 """
 
 from __future__ import annotations
@@ -13,13 +13,9 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from tiedsci.core import Layout, Registry
-from tiedsci.core.layout import FREE
 from tiedsci.errors import UnknownParameterError
 
-__all__ = ["Stage", "select_names", "stage_registry"]
+__all__ = ["Stage", "select_names"]
 
 
 @dataclass(frozen=True)
@@ -78,61 +74,3 @@ def select_names(vary: Sequence[str], names: Sequence[str],
                 f"stage entry {item!r} matches no parameter or group (groups: "
                 f"{sorted(groups)}; parameters: {list(names)[:12]}...)")
     return out
-
-
-def stage_registry(base: Registry, layout: Layout, values: Mapping[str, np.ndarray],
-                   selected: set[str]) -> Registry:
-    """Copy of ``base`` at ``values`` with every free tie group outside ``selected`` fixed.
-
-    Parameters
-    ----------
-    base : Registry
-        The full declaration (not modified).
-    layout : Layout
-        ``base.compile()``.
-    values : mapping
-        Current values of every parameter.
-    selected : set of str
-        Names to vary.
-    """
-    reg = base.copy()
-    selected_roots: set[int] = set()
-    for name in selected:
-        off = layout.offsets[name]
-        size = int(np.prod(layout.shapes[name], dtype=int))
-        for e in range(off, off + size):
-            if layout.kind[e] == FREE:
-                selected_roots.add(int(layout.root[e]))
-    done: set[int] = set()
-    for name in layout.names:
-        off = layout.offsets[name]
-        shape = layout.shapes[name]
-        size = int(np.prod(shape, dtype=int))
-        kinds = layout.kind[off:off + size]
-        val = np.asarray(values[name], dtype=float)
-        if np.all(kinds == FREE):
-            roots = layout.root[off:off + size]
-            if all(int(r) not in done for r in roots):
-                reg.set_value(name, val)
-                done.update(int(r) for r in roots)
-        for i in np.flatnonzero(kinds == FREE):
-            r = int(layout.root[off + i])
-            if r in done:
-                continue
-            ref = reg[name] if shape == () else reg[name][np.unravel_index(int(i), shape)]
-            reg.set_value(ref, val.ravel()[i])
-            done.add(r)
-    fixed_roots: set[int] = set()
-    for name in layout.names:
-        off = layout.offsets[name]
-        shape = layout.shapes[name]
-        size = int(np.prod(shape, dtype=int))
-        for i in range(size):
-            e = off + i
-            r = int(layout.root[e])
-            if layout.kind[e] != FREE or r in selected_roots or r in fixed_roots:
-                continue
-            ref = reg[name] if shape == () else reg[name][np.unravel_index(i, shape)]
-            reg.fix(ref)
-            fixed_roots.add(r)
-    return reg
