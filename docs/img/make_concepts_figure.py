@@ -2,7 +2,7 @@
 
 The picture is computed, not drawn by hand: a small registry is compiled and every edge, edge
 weight and pooled number in the figure comes from the resulting ``Layout`` (``unpack``,
-``pool_grad`` with one-hot gradients for the edges, ``pool_grad`` and ``pool_stats`` for the
+``jacobian`` for the edges, ``pool_grad`` and ``pool_stats`` for the
 pooled example numbers).
 
 Run from the repository root::
@@ -41,15 +41,8 @@ def build_layout():
 
 
 def element_jacobian(layout) -> np.ndarray:
-    """d(element)/d(theta) at theta0, shape (n_elements, n_free), from one-hot pool_grad calls."""
-    rows = []
-    for name in layout.names:
-        size = int(np.prod(layout.shapes[name], dtype=int))
-        for i in range(size):
-            grads = {n: np.zeros(layout.shapes[n]) for n in layout.names}
-            grads[name].reshape(-1)[i] = 1.0
-            rows.append(layout.pool_grad(grads, layout.theta0))
-    return np.array(rows)
+    """d(element)/d(theta) at theta0, shape (n_values, n_free): the layout's own map."""
+    return layout.jacobian(layout.theta0).toarray()
 
 
 def box(ax, x, y, text, color, w=0.3, h=0.075, fill="white", size=8.5):
@@ -71,7 +64,8 @@ def arrow(ax, x0, y0, x1, y1, color, label=None, ls="-"):
 def main() -> None:
     layout = build_layout()
     jac = element_jacobian(layout)                      # (n_elements, n_free)
-    labels, status = layout.labels, layout.status
+    rows = layout.element_rows()
+    labels, status = [r["label"] for r in rows], [r["status"] for r in rows]
     flat = np.concatenate([np.ravel(v) for v in layout.unpack(layout.theta0).values()])
     n_el, n_free = jac.shape
     # an example of per-element gradients / statistics flowing back
@@ -106,7 +100,7 @@ def main() -> None:
         ax.text(xe + 0.16, y_el[i], status[i], ha="left", va="center", fontsize=7.5,
                 color=GREY)
         for j in np.nonzero(jac[i])[0]:
-            bounded = bool(layout.bounds_text[i])
+            bounded = bool(rows[i]["bounds"])
             lab = f"exp(theta) = {jac[i, j]:.3g}" if bounded else f"x{jac[i, j]:.4g}"
             arrow(ax, xf + 0.145, y_fr[j], xe - 0.15, y_el[i], BLUE, lab)
         if fixed:

@@ -266,3 +266,16 @@ def test_pool_stats_unit_shape_errors():
         layout.pool_stats({"mu": np.ones((3, 2))}, unit_axes=1)
     with pytest.raises(ShapeMismatchError, match="out of range"):
         layout.pool_stats({"mu": np.ones((4, 2))}, unit_axes=3)
+
+
+def test_element_rows_are_the_describe_table():
+    layout = _staged_registry().compile()
+    rows = layout.element_rows(stderr={"c": 0.25})
+    assert len(rows) == layout.n_values
+    by_label = {r["label"]: r for r in rows}
+    assert by_label["b[0]"]["status"] == "tied to a[0]"
+    assert by_label["c"]["status"].startswith("= 2*a[2]") and by_label["c"]["stderr"] == 0.25
+    assert np.isnan(by_label["a[1]"]["stderr"]) and by_label["b[1]"]["bounds"]
+    text = layout.describe()
+    for r in rows:
+        assert r["label"] in text and r["status"] in text

@@ -784,6 +784,17 @@ class Layout:
 
         return format_table(self, values, stderr, max_elements)
 
+    def element_rows(self, values: Mapping[str, Any] | None = None,
+                     stderr: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """:meth:`describe`'s table as records, one per element in flat order.
+
+        Keys ``param``, ``label``, ``value``, ``stderr`` (floats, NaN when unknown),
+        ``status``, ``bounds``, ``unit``.
+        """
+        from tiedsci.core.table import element_rows
+
+        return element_rows(self, values, stderr)
+
     def __str__(self) -> str:
         return self.describe()
 
