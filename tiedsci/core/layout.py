@@ -539,14 +539,20 @@ class Layout:
     def _unit_groups(self, units: np.ndarray, names: list[str]) -> tuple[np.ndarray, int]:
         """Group id of each unit (rows of element indices) and the number of groups."""
         roots = self._root[units]
-        uniq, gid, counts = np.unique(roots, axis=0, return_inverse=True, return_counts=True)
+        if units.shape[1] == 1:  # per element: the fast 1-D path
+            uniq, gid, counts = np.unique(roots[:, 0], return_inverse=True, return_counts=True)
+            uniq = uniq[:, None]
+        else:
+            uniq, gid, counts = np.unique(roots, axis=0, return_inverse=True, return_counts=True)
         gid = np.asarray(gid).reshape(-1)
         if units.shape[1] > 1 and np.unique(uniq).size != uniq.size:
             raise NotPoolableError(
                 f"the ties of {names} do not map whole units (sub-arrays over the last "
                 "axes) onto whole units, position by position; pool per element "
                 "(unit_axes=0) or tie whole units")
-        group_size = np.bincount(self._root, minlength=self._n_elements)[uniq]
+        if "group_size" not in self._cache:
+            self._cache["group_size"] = np.bincount(self._root, minlength=self._n_elements)
+        group_size = self._cache["group_size"][uniq]
         short = np.any(group_size != counts[:, None], axis=1)
         if short.any():
             i = int(np.argmax(short))
