@@ -279,3 +279,16 @@ def test_element_rows_are_the_describe_table():
     text = layout.describe()
     for r in rows:
         assert r["label"] in text and r["status"] in text
+
+
+@SETTINGS
+@given(structures(), st.integers(0, 10_000))
+def test_freeze_everything_or_nothing(reg, seed):
+    layout = reg.compile()
+    values = layout.unpack(np.random.default_rng(seed).normal(size=layout.n_free))
+    for vary, n_free in ((layout.names, layout.n_free), ((), 0)):
+        st_ = layout.freeze(vary, values)
+        assert st_.n_free == n_free
+        got = st_.unpack(st_.theta0)
+        for n in layout.names:  # the stage starts exactly where it was frozen
+            np.testing.assert_allclose(got[n], values[n], rtol=1e-12, atol=1e-12)
