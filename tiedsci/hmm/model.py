@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,11 +21,18 @@ from tiedsci.core import Layout, Registry, Simplex
 from tiedsci.errors import DataError, DeclarationError, DegenerateDataWarning, NotFittedError
 from tiedsci.hmm import inference
 from tiedsci.hmm.chunked import make_chunking, should_chunk
-from tiedsci.hmm.em import Problem, ResidentShards, baum_welch
+from tiedsci.hmm.em import (
+    ConvergenceMonitor,
+    EMState,
+    ModelBlocks,
+    Problem,
+    ResidentShards,
+    baum_welch,
+)
 from tiedsci.hmm.engines import get_engine
 from tiedsci.hmm.packing import make_packing
 
-__all__ = ["TiedHMM", "check_lengths"]
+__all__ = ["TiedHMM", "check_lengths", "declare_hmms"]
 
 _BASE_LETTERS = {"s": "startprob", "t": "transmat"}
 _ALL_LETTERS = {"s": "startprob", "t": "transmat", "m": "means", "c": "covars",
@@ -281,45 +288,7 @@ class TiedHMM:
 
     def build_registry(self, values: Mapping[str, np.ndarray]) -> Registry:
         """Declare all parameters at ``values`` with this model's ties and fixed parts."""
-        em = self._emission()
-        values = dict(values)
-        self._check_values(values)
-        reg = Registry()
-        reg.declare("startprob", values["startprob"], bounds=Simplex(axis=0))
-        reg.declare("transmat", values["transmat"], bounds=Simplex(axis=-1))
-        em.declare(reg, values)
-        emission_names = list(em.letters.values())
-        if self.tie_states:
-            groups = self._check_groups("tie_states", self.tie_states)
-            for name in emission_names:
-                reg.tie_groups(name, groups, axis=0)
-        for name, groups in (self.ties or {}).items():
-            if name not in emission_names and name != "transmat":
-                raise DeclarationError(f"ties: unknown parameter {name!r}; tie one of "
-                                       f"{['transmat', *emission_names]}")
-            reg.tie_groups(name, self._check_groups(f"ties[{name!r}]", groups), axis=0)
-        for name in ("startprob", "transmat", "emissionprob"):
-            if name in reg:
-                v = reg.value(name)
-                ref = reg[name]
-                for idx in zip(*np.nonzero(v == 0)):
-                    reg.fix(ref[tuple(int(i) for i in idx)])
-        update = _letters_to_names("stmcewl" if self.params is None else self.params,
-                                   _ALL_LETTERS)
-        for name in self._param_names():
-            if name not in update:
-                reg.fix(name)
-        for name, what in (self.fixed or {}).items():
-            if name not in self._param_names():
-                raise DeclarationError(f"fixed: unknown parameter {name!r}; one of "
-                                       f"{self._param_names()}")
-            if what is True:
-                reg.fix(name)
-            else:
-                ref = reg[name]
-                for i in self._check_groups(f"fixed[{name!r}]", [what])[0]:
-                    reg.fix(ref[i])
-        return reg
+        return declare_hmms([self], [values])[0]
 
     def _init_values(self, x: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
         em = self._emission()
@@ -358,8 +327,10 @@ class TiedHMM:
         return self._emission().validate(X)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, lengths: Any = None, *, executor: Any = None, client: Any = None,
-            n_shards: int | None = None) -> TiedHMM:
+    def fit(self, X: Any, lengths: Any = None, *,
+            start: Mapping[str, np.ndarray] | EMState | None = None,
+            on_iteration: Callable[[EMState], Any] | None = None, executor: Any = None,
+            client: Any = None, n_shards: int | None = None) -> TiedHMM:
         """Estimate the parameters with Baum-Welch (pooled statistics for tied parts).
 
         Parameters
@@ -368,6 +339,15 @@ class TiedHMM:
             Concatenated sequences.
         lengths : array of int, shape (n_sequences,), optional
             Lengths of the sequences in ``X``; they must sum to ``n_samples``.
+        start : dict or EMState, optional
+            Where EM starts instead of the initialisation: values (internal names, e.g. from
+            :meth:`em_state`) or a state to continue (its history counts towards ``n_iter``);
+            ``model.fit(X, start=load(checkpoint).em_state())`` resumes an interrupted fit and
+            gives, bit for bit, the uninterrupted result.
+        on_iteration : callable, optional
+            ``on_iteration(state)`` after every EM iteration (:class:`~tiedsci.hmm.em.EMState`),
+            the fitted attributes already set to that iterate (so ``self.save(path)`` writes a
+            checkpoint); a true return value stops EM.
         executor, client : optional
             Run the E-step as a map over shards of sequences (:mod:`tiedsci.parallel`):
             ``client=`` a ``dask.distributed.Client``, or any executor. Default: one process.
@@ -378,49 +358,76 @@ class TiedHMM:
         Returns
         -------
         self
+            Ctrl-C (KeyboardInterrupt) during EM stops it: the attributes hold the last
+            completed iteration and ``monitor_.interrupted`` is True.
         """
         self._check_config()
         x = self._validated(X)
         check_lengths(lengths, x.shape[0])
         if self.algorithm not in ("viterbi", "map"):
             raise ValueError(f"algorithm must be 'viterbi' or 'map', got {self.algorithm!r}")
-        values = self._init_values(x, self._rng())
-        reg = self.build_registry(values)
+        if start is None:
+            values = self._init_values(x, self._rng())
+        else:
+            values = dict(start.values if isinstance(start, EMState) else start)
+        reg, blocks = declare_hmms([self], [values])
         layout = reg.compile()
-        values = layout.values0
+        if start is None:
+            values = layout.values0
         if layout.n_free > x.size:
             warnings.warn(f"fitting {layout.n_free} free parameters to {x.size} observed "
                           f"values: the estimate is degenerate (more free parameters than "
                           f"data); fewer states or more ties would help",
                           DegenerateDataWarning, stacklevel=2)
-        if executor is None and client is None:
-            problem: Any = self._prepare(x, lengths, values)
-            runner = None
-        else:
-            from tiedsci.parallel import StatefulExecutor, as_executor
+        problem, runner = self._problem(x, lengths, values, executor, client, n_shards)
 
-            runner = as_executor(executor, client)
-            pieces = _shard_sequences(x, lengths, n_shards, client)
-            if isinstance(runner, StatefulExecutor):
-                # ship the raw sequences and prepare each shard where it will run: less to send
-                # (the packed frames and indices are larger than the data) and done in parallel
-                problem = ResidentShards(
-                    runner.map_persist(_prepare_shard, runner.put(pieces), self, values),
-                    self._emission())
-            else:
-                problem = [self._prepare(xs, ls, values) for xs, ls in pieces]
-
-        def report(it: int, ll: float) -> None:
+        def step(state: EMState) -> Any:
             if self.verbose:
-                print(f"iteration {it + 1:4d}  log-likelihood {ll:.6f}")
+                print(f"iteration {state.monitor.iter:4d}  log-likelihood "
+                      f"{state.monitor.history[-1]:.6f}")
+            if on_iteration is None:
+                return None
+            self._publish(layout, state)
+            return on_iteration(state)
 
-        values, monitor = baum_welch(values, problem, layout, int(self.n_iter), float(self.tol),
-                                     report, executor=runner)
-        self.layout_ = layout
-        self.monitor_ = monitor
-        self._set_attributes(values)
-        self.n_features = self._n_features(values)
+        state = baum_welch(values if start is None else start, [problem], layout, blocks,
+                           int(self.n_iter), float(self.tol), on_iteration=step,
+                           executor=runner)
+        self._publish(layout, state)
         return self
+
+    def _problem(self, x: np.ndarray, lengths: Any, values: dict[str, np.ndarray],
+                 executor: Any, client: Any, n_shards: int | None) -> tuple[Any, Any]:
+        """The E-step's data: one :class:`Problem`, or shards and the executor running them."""
+        if executor is None and client is None:
+            return self._prepare(x, lengths, values), None
+        from tiedsci.parallel import StatefulExecutor, as_executor
+
+        runner = as_executor(executor, client)
+        pieces = _shard_sequences(x, lengths, n_shards, client)
+        if isinstance(runner, StatefulExecutor):
+            # ship the raw sequences and prepare each shard where it will run: less to send
+            # (the packed frames and indices are larger than the data) and done in parallel
+            return ResidentShards(
+                runner.map_persist(_prepare_shard, runner.put(pieces), self, values),
+                self._emission()), runner
+        return [self._prepare(xs, ls, values) for xs, ls in pieces], runner
+
+    def _publish(self, layout: Layout, state: EMState) -> None:
+        """Set the fitted attributes to an EM iterate."""
+        self.layout_ = layout
+        self.monitor_ = state.monitor
+        self._set_attributes(state.values)
+        self.n_features = self._n_features(state.values)
+
+    def em_state(self) -> EMState:
+        """The fitted parameters and monitor as an EM state (``fit(X, start=...)`` resumes)."""
+        from copy import deepcopy
+
+        monitor = deepcopy(getattr(self, "monitor_", None))
+        if monitor is None:
+            monitor = ConvergenceMonitor(tol=float(self.tol), n_iter=int(self.n_iter))
+        return EMState(self._values(), monitor)
 
     def _n_features(self, values: Mapping[str, np.ndarray]) -> int:
         if "emissionprob" in values:
@@ -572,3 +579,138 @@ class TiedHMM:
                          if v is not None and k != "emission")
         return f"{type(self).__name__}({args})"
 
+
+
+# ----------------------------------------------------------------------------- registry
+def declare_hmms(models: Sequence[TiedHMM], values: Sequence[Mapping[str, np.ndarray]],
+                 shared_states: Sequence[Sequence[tuple[int, int]]] = ()
+                 ) -> tuple[Registry, ModelBlocks]:
+    """Declare one or several HMMs, their ties and fixed parts in one registry.
+
+    The one place where an HMM's parameters and ties are declared: a single fit is a list of
+    one model; a shared fit (:func:`tiedsci.hmm.fit_shared`) stacks the models' states along
+    the emission parameters' state axis (see :class:`~tiedsci.hmm.em.ModelBlocks`).
+
+    Parameters
+    ----------
+    models : sequence of TiedHMM
+        One class and emission configuration; each keeps its own ``tie_states``, ``ties``,
+        ``fixed`` and ``params`` (state indices local to the model).
+    values : sequence of dict
+        Per model, its values under the single-model names (checked and normalised here).
+    shared_states : groups of ``(model, state)`` pairs
+        Each group shares every emission parameter across models.
+
+    Returns
+    -------
+    registry : Registry
+    blocks : ModelBlocks
+        Where each model sits in the registry.
+    """
+    blocks = ModelBlocks(_common_emission(models), tuple(int(m.n_components) for m in models))
+    checked = []
+    for m, v in zip(models, values, strict=True):
+        v = dict(v)
+        m._check_values(v)
+        checked.append(v)
+    reg = Registry()
+    for i, v in enumerate(checked):
+        reg.declare(blocks.name(i, "startprob"), v["startprob"], bounds=Simplex(axis=0))
+        reg.declare(blocks.name(i, "transmat"), v["transmat"], bounds=Simplex(axis=-1))
+    blocks.emission.declare(reg, blocks.stack(checked))
+    for i, m in enumerate(models):
+        _declare_ties(reg, blocks, i, m)
+    _declare_shared_states(reg, blocks, shared_states)
+    _fix_structural_zeros(reg, blocks)
+    for i, m in enumerate(models):
+        _declare_fixed(reg, blocks, i, m)
+    return reg, blocks
+
+
+def _common_emission(models: Sequence[TiedHMM]) -> Any:
+    if not models:
+        raise DeclarationError("at least one model is needed")
+    em = models[0]._emission()
+    for m in models[1:]:
+        if type(m) is not type(models[0]) or m._emission() != em:
+            raise DeclarationError("models fitted together need one class and emission "
+                                   f"configuration; got {type(m).__name__} {m._emission()!r} "
+                                   f"and {type(models[0]).__name__} {em!r}")
+    return em
+
+
+def _declare_ties(reg: Registry, blocks: ModelBlocks, i: int, model: TiedHMM) -> None:
+    """Model ``i``'s ``tie_states`` and ``ties`` (local state indices)."""
+    names = blocks.emission_names
+    if model.tie_states:
+        groups = [blocks.rows(i, g) for g in model._check_groups("tie_states", model.tie_states)]
+        for name in names:
+            reg.tie_groups(name, groups, axis=0)
+    for name, groups in (model.ties or {}).items():
+        if name not in names and name != "transmat":
+            raise DeclarationError(f"ties: unknown parameter {name!r}; tie one of "
+                                   f"{['transmat', *names]}")
+        local = model._check_groups(f"ties[{name!r}]", groups)
+        if name == "transmat":
+            reg.tie_groups(blocks.name(i, name), local, axis=0)
+        else:
+            reg.tie_groups(name, [blocks.rows(i, g) for g in local], axis=0)
+
+
+def _declare_shared_states(reg: Registry, blocks: ModelBlocks,
+                           shared_states: Sequence[Sequence[tuple[int, int]]]) -> None:
+    """Tie every emission parameter of the ``(model, state)`` pairs of each group."""
+    ks = list(blocks.sizes)
+    for group in shared_states:
+        flat = []
+        for mi, s in group:
+            if not 0 <= mi < len(ks) or not 0 <= s < ks[mi]:
+                raise DeclarationError(f"shared_states: ({mi}, {s}) names a state that does "
+                                       f"not exist (models have {ks} states)")
+            flat.extend(blocks.rows(mi, [s]))
+        for name in blocks.emission_names:
+            reg.tie_groups(name, [flat], axis=0)
+
+
+def _fix_structural_zeros(reg: Registry, blocks: ModelBlocks) -> None:
+    """Zero probabilities stay exactly zero: they are fixed, not free."""
+    names = [blocks.name(i, b) for i in range(len(blocks.sizes))
+             for b in ("startprob", "transmat")]
+    for name in names + [n for n in ("emissionprob",) if n in reg]:
+        v = reg.value(name)
+        ref = reg[name]
+        for idx in zip(*np.nonzero(v == 0)):
+            reg.fix(ref[tuple(int(j) for j in idx)])
+
+
+def _declare_fixed(reg: Registry, blocks: ModelBlocks, i: int, model: TiedHMM) -> None:
+    """Model ``i``'s parameters left out of ``params`` and those named in ``fixed``."""
+    update = _letters_to_names("stmcewl" if model.params is None else model.params,
+                               _ALL_LETTERS)
+    names = model._param_names()
+    for name in names:
+        if name not in update:
+            _fix_states(reg, blocks, i, name, None)
+    for name, what in (model.fixed or {}).items():
+        if name not in names:
+            raise DeclarationError(f"fixed: unknown parameter {name!r}; one of {names}")
+        states = None if what is True else model._check_groups(f"fixed[{name!r}]", [what])[0]
+        _fix_states(reg, blocks, i, name, states)
+
+
+def _fix_states(reg: Registry, blocks: ModelBlocks, i: int, name: str,
+                states: Sequence[int] | None) -> None:
+    """Fix model ``i``'s parameter ``name``: whole (``states`` None) or those states' rows."""
+    if name in ("startprob", "transmat"):
+        target, rows = blocks.name(i, name), states
+    elif states is None and len(blocks.sizes) == 1:
+        target, rows = name, None
+    else:
+        target = name
+        rows = blocks.rows(i, range(blocks.sizes[i]) if states is None else states)
+    if rows is None:
+        reg.fix(target)
+        return
+    ref = reg[target]
+    for r in rows:
+        reg.fix(ref[r])
