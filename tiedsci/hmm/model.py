@@ -537,17 +537,47 @@ class TiedHMM:
         n = self._validated(X).shape[0]
         return -2 * self.score(X, lengths) + self.n_free * np.log(n)
 
-    def describe(self) -> str:
+    def report(self) -> str:
+        """Human summary: model size, EM outcome, and the parameter table.
+
+        The table lists every parameter element with its tie / fixed status and fitted value
+        (the registry's view: a tied element names the element it is tied to).
+        """
+        lines = [f"{type(self).__name__}: {self.n_components} states, {self.n_free} free "
+                 "parameters"]
+        mon = getattr(self, "monitor_", None)
+        if mon is not None and mon.history:
+            outcome = ("interrupted (Ctrl-C)" if mon.interrupted
+                       else "converged (gain < tol)" if mon.gain_below_tol()
+                       else "stopped at n_iter" if mon.iter >= mon.n_iter
+                       else "stopped early")
+            lines.append(f"EM: {mon.iter} iterations, {outcome}; log-likelihood entering the "
+                         f"last iteration {mon.history[-1]:.10g}")
+        return "\n".join(lines) + "\n\n" + self._parameter_table()
+
+    def plot(self, X: Any = None, lengths: Any = None, *, feature: int = 0,
+             path: Any = None) -> Any:
+        """Figure of the fit: decoded states and posteriors over ``X``, or, without ``X``, the
+        EM history and the transition matrix (see :func:`tiedsci.hmm.plots.plot_model`).
+
+        Returns a ``matplotlib.figure.Figure`` on an Agg canvas (no global state touched).
+        """
+        from tiedsci.hmm.plots import plot_model
+
+        return plot_model(self, X, lengths, feature=feature, path=path)
+
+    def _parameter_table(self) -> str:
         """Table of every parameter element with its tie / fixed status and fitted value."""
         layout = self._layout()
         values = {k: v for k, v in self._values().items() if k in layout.shapes}
         return layout.describe(values)
 
-    def save(self, path: Any) -> Any:
-        """Write ``<path>.json`` + ``<path>.npz`` (see :mod:`tiedsci.hmm.io`)."""
+    def save(self, path: Any, *, extra: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
+        """Write ``<path>.json`` + ``<path>.npz``; ``tiedsci.hmm.load(path)`` reads them back
+        exactly (see :mod:`tiedsci.hmm.io`). Returns both paths."""
         from tiedsci.hmm.io import save
 
-        return save(self, path)
+        return save(self, path, extra=extra)
 
     def to_hmmlearn(self) -> Any:
         """An equivalent hmmlearn estimator (see :mod:`tiedsci.hmm.interop`)."""
