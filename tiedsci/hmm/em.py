@@ -317,8 +317,9 @@ def baum_welch(start: Mapping[str, np.ndarray] | EMState,
         Total number of iterations, counting those of a continued ``start``.
     tol : float
     on_iteration : callable, optional
-        ``on_iteration(state)`` after every iteration with the new :class:`EMState`; a true
-        return value stops EM there (not converged, not interrupted).
+        ``on_iteration(state)`` after every iteration with the new :class:`EMState`; returning
+        ``True`` (exactly; other return values are ignored) stops EM there (not converged, not
+        interrupted).
     executor : optional
         Executor holding or running the shards.
 
@@ -338,7 +339,7 @@ def baum_welch(start: Mapping[str, np.ndarray] | EMState,
             stats = tuple(r[0] for r in results)
             values = m_step(state.values, stats, blocks, layout, frozen)
             state = _advance(state, values, float(sum(r[1] for r in results)), stats)
-            if on_iteration is not None and on_iteration(state):
+            if on_iteration is not None and on_iteration(state) is True:
                 break
     except KeyboardInterrupt:
         state.monitor.interrupted = True

@@ -347,7 +347,7 @@ class TiedHMM:
         on_iteration : callable, optional
             ``on_iteration(state)`` after every EM iteration (:class:`~tiedsci.hmm.em.EMState`),
             the fitted attributes already set to that iterate (so ``self.save(path)`` writes a
-            checkpoint); a true return value stops EM.
+            checkpoint); returning ``True`` stops EM.
         executor, client : optional
             Run the E-step as a map over shards of sequences (:mod:`tiedsci.parallel`):
             ``client=`` a ``dask.distributed.Client``, or any executor. Default: one process.
