@@ -313,9 +313,9 @@ class TiedHMM:
                  allow_chunks: bool = True) -> Problem:
         em = self._emission()
         x = em.validate(X)
-        if "emissionprob" not in values and x.shape[1] != em.n_features(values):
+        if x.shape[1] != em.n_columns(values):
             raise DataError(f"X has {x.shape[1]} features (columns) but the model has "
-                            f"n_features={em.n_features(values)}")
+                            f"n_features={em.n_features_of(values)}")
         lens = check_lengths(lengths, x.shape[0])
         chunking = make_chunking(lens) if allow_chunks and should_chunk(lens) else None
         pk = chunking.packing if chunking is not None else make_packing(lens)
@@ -430,9 +430,7 @@ class TiedHMM:
         return EMState(self._values(), monitor)
 
     def _n_features(self, values: Mapping[str, np.ndarray]) -> int:
-        if "emissionprob" in values:
-            return int(values["emissionprob"].shape[1])
-        return int(self._emission().n_features(dict(values)))
+        return int(self._emission().n_features_of(dict(values)))
 
     # ------------------------------------------------------------------ inference
     def _log_frames(self, X: Any, lengths: Any, allow_chunks: bool = True
@@ -512,7 +510,7 @@ class TiedHMM:
                 s = int(rng.choice(k, p=values["transmat"][s]))
             states[t] = s
             rows.append(em.sample(values, s, rng))
-        width = 1 if "emissionprob" in values else self._n_features(values)
+        width = em.n_columns(values)
         x = np.asarray(rows) if rows else np.empty((0, width))
         return (x.astype(np.int64) if "emissionprob" in values else x), states
 
