@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["TorchBackend", "resolve_device"]
+__all__ = ["TorchBackend", "TorchEngine", "resolve_device"]
 
 
 def resolve_device(device: Any) -> torch.device:
@@ -88,3 +88,91 @@ class TorchBackend:
 
     def reshape(self, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.reshape(x, shape)
+
+
+# ----------------------------------------------------------------------------- HMM engine
+@dataclass(frozen=True)
+class TorchEngine:
+    """The HMM numerics' operations on torch tensors on ``device`` in ``dtype`` (float64 by
+    default); see :class:`tiedsci.hmm.engines.Engine`. Device checks are
+    :func:`resolve_device`'s."""
+
+    device: Any = "cpu"
+    dtype: Any = torch.float64
+    name: str = "torch"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", resolve_device(self.device))
+        if isinstance(self.dtype, str):
+            object.__setattr__(self, "dtype", getattr(torch, self.dtype))
+        if isinstance(self.dtype, type) and issubclass(self.dtype, np.floating):
+            object.__setattr__(self, "dtype", getattr(torch, np.dtype(self.dtype).name))
+
+    @property
+    def tiny(self) -> float:
+        return float(torch.finfo(self.dtype).tiny)
+
+    @property
+    def backend(self) -> TorchBackend:
+        """The general backend on the same device and dtype."""
+        return TorchBackend(device=self.device, dtype=self.dtype)
+
+    def asarray(self, x: Any) -> torch.Tensor:
+        if isinstance(x, torch.Tensor):
+            return x.to(device=self.device, dtype=self.dtype)
+        return torch.as_tensor(np.asarray(x), device=self.device, dtype=self.dtype)
+
+    def asindex(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x, dtype=np.int64), device=self.device)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        if isinstance(x, torch.Tensor):
+            return x.detach().cpu().numpy()
+        return np.asarray(x)
+
+    def empty(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.empty(shape, device=self.device, dtype=self.dtype)
+
+    def ones(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.ones(shape, device=self.device, dtype=self.dtype)
+
+    def exp(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(x)
+
+    def log(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(x)
+
+    def lgamma(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.lgamma(x)
+
+    def rowsum(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(dim=1)
+
+    def rowmax(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=1)
+
+    def max_argmax(self, x: torch.Tensor, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
+        out = x.max(dim=axis)
+        return out.values, out.indices
+
+    def argmax(self, x: torch.Tensor, axis: int) -> torch.Tensor:
+        return x.argmax(dim=axis)
+
+    def where(self, cond: torch.Tensor, a: torch.Tensor, b: Any) -> torch.Tensor:
+        if not isinstance(b, torch.Tensor):
+            b = torch.as_tensor(b, device=a.device, dtype=a.dtype)
+        return torch.where(cond, a, b)
+
+    def isfinite(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.isfinite(x)
+
+    def maximum(self, x: torch.Tensor, value: float) -> torch.Tensor:
+        return torch.clamp_min(x, value)
+
+    def index_add(self, size: int, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros((size,) + tuple(values.shape[1:]), device=values.device,
+                          dtype=values.dtype)
+        return out.index_add(0, index, values)
+
+    def take(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return x.index_select(0, index)
