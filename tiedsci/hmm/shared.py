@@ -58,6 +58,17 @@ class SharedFit:
         """Joint log-likelihood of the parameters entering the last iteration."""
         return float(self.monitor.history[-1])
 
+    def report(self) -> str:
+        """Human summary: the joint fit, then each model's :meth:`~TiedHMM.report`."""
+        mon = self.monitor
+        head = [f"shared fit of {len(self.models)} models: {self.n_free} free parameters "
+                f"(shared states counted once), {self.n_samples} samples",
+                f"EM: {mon.iter} iterations, converged {mon.converged}, interrupted "
+                f"{mon.interrupted}; joint log-likelihood "
+                f"{mon.history[-1] if mon.history else float('nan'):.10g}"]
+        parts = [f"--- model {i}\n{m.report()}" for i, m in enumerate(self.models)]
+        return "\n".join(head) + "\n\n" + "\n\n".join(parts)
+
     def bic(self, log_likelihood: float | None = None) -> float:
         """BIC of the joint model, charged for ``n_free`` parameters."""
         ll = self.log_likelihood if log_likelihood is None else log_likelihood
