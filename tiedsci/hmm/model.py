@@ -32,7 +32,7 @@ from tiedsci.hmm.em import (
 from tiedsci.hmm.engines import get_engine
 from tiedsci.hmm.packing import make_packing
 
-__all__ = ["TiedHMM", "check_lengths", "declare_hmms"]
+__all__ = ["TiedHMM", "check_lengths", "declare_hmms", "model_blocks"]
 
 _BASE_LETTERS = {"s": "startprob", "t": "transmat"}
 _ALL_LETTERS = {"s": "startprob", "t": "transmat", "m": "means", "c": "covars",
@@ -126,7 +126,8 @@ class TiedHMM:
 
     Parameters
     ----------
-    emission : emission family
+    emission : EmissionFamily
+        Any :class:`~tiedsci.hmm.family.EmissionFamily`:
         :class:`~tiedsci.hmm.emissions.GaussianEmission`, ``CategoricalEmission``,
         ``PoissonEmission`` or ``GMMEmission``.
     n_components : int
@@ -635,7 +636,7 @@ def declare_hmms(models: Sequence[TiedHMM], values: Sequence[Mapping[str, np.nda
     blocks : ModelBlocks
         Where each model sits in the registry.
     """
-    blocks = ModelBlocks(_common_emission(models), tuple(int(m.n_components) for m in models))
+    blocks = model_blocks(models)
     checked = []
     for m, v in zip(models, values, strict=True):
         v = dict(v)
@@ -655,7 +656,8 @@ def declare_hmms(models: Sequence[TiedHMM], values: Sequence[Mapping[str, np.nda
     return reg, blocks
 
 
-def _common_emission(models: Sequence[TiedHMM]) -> Any:
+def model_blocks(models: Sequence[TiedHMM]) -> ModelBlocks:
+    """Where each model's states sit in a joint registry (one class and emission for all)."""
     if not models:
         raise DeclarationError("at least one model is needed")
     em = models[0]._emission()
@@ -664,7 +666,7 @@ def _common_emission(models: Sequence[TiedHMM]) -> Any:
             raise DeclarationError("models fitted together need one class and emission "
                                    f"configuration; got {type(m).__name__} {m._emission()!r} "
                                    f"and {type(models[0]).__name__} {em!r}")
-    return em
+    return ModelBlocks(em, tuple(int(m.n_components) for m in models))
 
 
 def _declare_ties(reg: Registry, blocks: ModelBlocks, i: int, model: TiedHMM) -> None:

@@ -19,8 +19,8 @@ import numpy as np
 
 from tiedsci.core import Layout
 from tiedsci.errors import DeclarationError
-from tiedsci.hmm.em import ConvergenceMonitor, EMState, ModelBlocks, baum_welch
-from tiedsci.hmm.model import declare_hmms
+from tiedsci.hmm.em import ConvergenceMonitor, EMState, baum_welch
+from tiedsci.hmm.model import declare_hmms, model_blocks
 
 __all__ = ["SharedFit", "fit_shared"]
 
@@ -110,8 +110,8 @@ def fit_shared(models: Sequence[Any], X: Sequence[Any], lengths: Sequence[Any] |
     if start is None:
         init = [m._init_values(x, m._rng()) for m, x in zip(models, xs, strict=True)]
     else:
-        init = [ModelBlocks(models[0]._emission(), tuple(int(m.n_components) for m in models))
-                .view(start.values, i) for i in range(len(models))]
+        blocks = model_blocks(models)
+        init = [blocks.view(start.values, i) for i in range(len(models))]
     reg, blocks = declare_hmms(models, init, shared_states)
     layout = reg.compile()
     values = layout.values0 if start is None else start.values
