@@ -27,9 +27,12 @@ def _plot_data(model: Any, x: np.ndarray, lengths: Any, feature: int, fig: Any,
     t = np.arange(x.shape[0])
     k = int(model.n_components)
     axes[0].plot(t, x[:, feature], color="0.6", lw=0.8)
-    sc = axes[0].scatter(t, x[:, feature], c=states, cmap="tab10", s=10, vmin=0, vmax=9)
+    for s in range(k):
+        on = states == s
+        axes[0].scatter(t[on], x[on, feature], s=10, color=f"C{s % 10}", label=f"state {s}")
     axes[0].set_ylabel(f"feature {feature}")
-    fig.colorbar(sc, ax=axes[0], label="state")
+    axes[0].set_title("decoded states (Viterbi)", fontsize=10)
+    axes[0].sharex(axes[1])
     axes[1].stackplot(t, gamma.T, labels=[f"state {s}" for s in range(k)],
                       colors=[f"C{s % 10}" for s in range(k)])
     axes[1].set_ylim(0, 1)
