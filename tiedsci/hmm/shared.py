@@ -19,8 +19,8 @@ import numpy as np
 
 from tiedsci.core import Layout
 from tiedsci.errors import DeclarationError
+from tiedsci.hmm.declare import declare_hmms, model_blocks
 from tiedsci.hmm.em import ConvergenceMonitor, EMState, baum_welch
-from tiedsci.hmm.model import declare_hmms, model_blocks
 
 __all__ = ["SharedFit", "fit_shared"]
 
