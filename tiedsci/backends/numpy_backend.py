@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -69,20 +69,19 @@ class NumpyBackend:
 # ----------------------------------------------------------------------------- HMM engine
 @dataclass(frozen=True)
 class NumpyEngine:
-    """The HMM numerics' operations on numpy arrays (float64 by default); see
-    :class:`tiedsci.hmm.engines.Engine`."""
+    """The HMM numerics' operations on the arrays of a :class:`NumpyBackend` (float64 by
+    default); see :class:`tiedsci.hmm.engines.Engine`."""
 
-    dtype: Any = np.float64
+    backend: NumpyBackend = field(default_factory=NumpyBackend)
     name: str = "numpy"
+
+    @property
+    def dtype(self) -> Any:
+        return self.backend.dtype
 
     @property
     def tiny(self) -> float:
         return float(np.finfo(self.dtype).tiny)
-
-    @property
-    def backend(self) -> NumpyBackend:
-        """The general backend with the same dtype."""
-        return NumpyBackend(dtype=self.dtype)
 
     def asarray(self, x: Any) -> np.ndarray:
         return np.asarray(x, dtype=self.dtype)

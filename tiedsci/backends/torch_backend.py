@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["TorchBackend", "TorchEngine", "resolve_device"]
+__all__ = ["TorchBackend", "TorchEngine", "resolve_device", "torch_dtype"]
 
 
 def resolve_device(device: Any) -> torch.device:
@@ -26,6 +26,15 @@ def resolve_device(device: Any) -> torch.device:
     return dev
 
 
+def torch_dtype(dtype: Any) -> torch.dtype:
+    """A torch dtype from a torch dtype, its name (``"float32"``) or a numpy float type."""
+    if isinstance(dtype, str):
+        return getattr(torch, dtype)
+    if isinstance(dtype, type) and issubclass(dtype, np.floating):
+        return getattr(torch, np.dtype(dtype).name)
+    return dtype
+
+
 @dataclass(frozen=True)
 class TorchBackend:
     """torch tensors on ``device`` with ``dtype`` (float64 by default)."""
@@ -36,8 +45,7 @@ class TorchBackend:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", resolve_device(self.device))
-        if isinstance(self.dtype, str):
-            object.__setattr__(self, "dtype", getattr(torch, self.dtype))
+        object.__setattr__(self, "dtype", torch_dtype(self.dtype))
 
     def asarray(self, x: Any) -> torch.Tensor:
         if isinstance(x, torch.Tensor):
@@ -93,34 +101,26 @@ class TorchBackend:
 # ----------------------------------------------------------------------------- HMM engine
 @dataclass(frozen=True)
 class TorchEngine:
-    """The HMM numerics' operations on torch tensors on ``device`` in ``dtype`` (float64 by
-    default); see :class:`tiedsci.hmm.engines.Engine`. Device checks are
-    :func:`resolve_device`'s."""
+    """The HMM numerics' operations on the tensors of a :class:`TorchBackend` (its device and
+    dtype, float64 by default); see :class:`tiedsci.hmm.engines.Engine`."""
 
-    device: Any = "cpu"
-    dtype: Any = torch.float64
+    backend: TorchBackend = field(default_factory=TorchBackend)
     name: str = "torch"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "device", resolve_device(self.device))
-        if isinstance(self.dtype, str):
-            object.__setattr__(self, "dtype", getattr(torch, self.dtype))
-        if isinstance(self.dtype, type) and issubclass(self.dtype, np.floating):
-            object.__setattr__(self, "dtype", getattr(torch, np.dtype(self.dtype).name))
+    @property
+    def device(self) -> torch.device:
+        return self.backend.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.backend.dtype
 
     @property
     def tiny(self) -> float:
         return float(torch.finfo(self.dtype).tiny)
 
-    @property
-    def backend(self) -> TorchBackend:
-        """The general backend on the same device and dtype."""
-        return TorchBackend(device=self.device, dtype=self.dtype)
-
     def asarray(self, x: Any) -> torch.Tensor:
-        if isinstance(x, torch.Tensor):
-            return x.to(device=self.device, dtype=self.dtype)
-        return torch.as_tensor(np.asarray(x), device=self.device, dtype=self.dtype)
+        return self.backend.asarray(x)
 
     def asindex(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x, dtype=np.int64), device=self.device)

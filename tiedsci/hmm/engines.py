@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tiedsci.backends import get_backend
 from tiedsci.backends.numpy_backend import NumpyEngine
 
 __all__ = ["Engine", "NumpyEngine", "get_engine"]
@@ -77,16 +78,12 @@ def get_engine(engine: Any = "numpy", *, device: Any = None, dtype: Any = None) 
         if device not in (None, "cpu"):
             raise ValueError(f"engine='numpy' runs on the CPU only, got device={device!r}; "
                              "use engine='torch'")
-        return NumpyEngine() if dtype is None else NumpyEngine(dtype=np.dtype(dtype).type)
+        return NumpyEngine(get_backend("numpy", dtype=None if dtype is None
+                                       else np.dtype(dtype).type))
     if engine == "torch":
         from tiedsci.backends.torch_backend import TorchEngine
 
-        kwargs: dict[str, Any] = {}
-        if device is not None:
-            kwargs["device"] = device
-        if dtype is not None:
-            kwargs["dtype"] = dtype
-        return TorchEngine(**kwargs)
+        return TorchEngine(get_backend("torch", device=device, dtype=dtype))
     if hasattr(engine, "asarray") and hasattr(engine, "max_argmax"):
         return engine
     raise ValueError(f"unknown engine {engine!r}; use 'numpy', 'torch' or an engine instance")
