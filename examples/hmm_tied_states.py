@@ -102,7 +102,7 @@ def run(out_dir: str | Path = "hmm_tied_states_out", quick: bool = False) -> dic
     plot_states(years, x, tied, free, out / "states.png")
     tied.save(out / "tied_model")
     free.save(out / "untied_model")
-    (out / "tied_parameters.txt").write_text(tied.describe())
+    (out / "tied_parameters.txt").write_text(tied.report())
     bic_tied, bic_free = tied.bic(x), free.bic(x)
     return {
         "data": f"major earthquakes per year {years[0]}-{years[-1]} ({x.shape[0]} years)",

@@ -170,7 +170,7 @@ def test_tied_groups_are_charged_once_in_n_free(rng):
     assert tied.n_free == 3 + 12 + 4 + 4
     assert tied.bic(x, lengths) == pytest.approx(-2 * tied.score(x, lengths)
                                                  + tied.n_free * np.log(len(x)))
-    assert "tied to means[0,0]" in tied.describe()
+    assert "tied to means[0,0]" in tied.report()
 
 
 def test_fixed_params_and_left_right_zeros(rng):

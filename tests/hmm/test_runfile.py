@@ -9,7 +9,7 @@ import pytest
 
 import tiedsci.hmm as th
 from tiedsci.errors import CheckpointError, RunFileError
-from tiedsci.hmm.runfile import BUNDLED, fit_em, run_from_toml
+from tiedsci.hmm.runfile import BUNDLED, run_from_toml
 
 RUN = """
 [data]
@@ -89,18 +89,24 @@ def test_documented_defaults_are_the_estimators():
                                   else str(sig[key].default)), key
 
 
-def test_em_one_iteration_at_a_time_equals_one_fit():
-    x = np.loadtxt(BUNDLED / "earthquakes.csv", delimiter=",", skiprows=1, ndmin=2)[:, -1:]
-    one = th.PoissonHMM(3, n_iter=25, tol=-1.0, random_state=1).fit(x)
-    stepped = th.PoissonHMM(3, n_iter=25, tol=-1.0, random_state=1)
+def test_run_file_is_one_fit_of_the_estimator(tmp_path):
+    """The run file translates TOML into one ``fit``: the same iterates, bit for bit."""
+    run = RUN.replace("n_iter = 100", "n_iter = 30\nrandom_state = 0")
+    (tmp_path / "run.toml").write_text(run)
     seen = []
-    assert fit_em(stepped, x, None, on_iteration=lambda n, ll: seen.append(n)) is False
-    assert seen == list(range(1, 26))
-    np.testing.assert_allclose(stepped.lambdas_, one.lambdas_, rtol=1e-10)
-    np.testing.assert_allclose(stepped.transmat_, one.transmat_, rtol=1e-10, atol=1e-14)
-    np.testing.assert_allclose(stepped.monitor_.history, one.monitor_.history, rtol=1e-12)
-    assert stepped.monitor_.converged == one.monitor_.converged
-    assert stepped.n_iter == 25 and stepped.n_free == one.n_free
+    summary = run_from_toml(tmp_path / "run.toml", tmp_path / "out",
+                            callback=lambda n, ll: seen.append(n))
+    x = np.loadtxt(BUNDLED / "nile.csv", delimiter=",", skiprows=1)[:, 1:]
+    direct = th.GaussianHMM(2, n_iter=30, tol=1e-8, covars_prior=0.0, random_state=0,
+                            ties={"covars": [[0, 1]]}, init_params="mc")
+    direct.startprob_ = np.array([1.0, 0.0])
+    direct.transmat_ = np.array([[0.95, 0.05], [0.0, 1.0]])
+    direct.fit(x)
+    model = th.load(tmp_path / "out" / "model")
+    assert seen == list(range(1, summary["em_iterations"] + 1))
+    for name in ("startprob_", "transmat_", "means_", "covars_"):
+        np.testing.assert_array_equal(getattr(model, name), getattr(direct, name))
+    assert model.monitor_ == direct.monitor_
 
 
 LONG = RUN.replace("n_iter = 100", "n_iter = 60\nrandom_state = 0").replace("tol = 1e-8",
@@ -120,6 +126,7 @@ def test_ctrl_c_keeps_the_last_iteration_and_resume_finishes_the_same_fit(tmp_pa
     saved = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert saved["interrupted"] is True
     assert th.load(tmp_path / "out" / "model").monitor_.iter == 7
+    assert th.load(tmp_path / "out" / "checkpoint").monitor_.interrupted
     assert (tmp_path / "out" / "checkpoint.npz").exists()
 
     done = run_from_toml(tmp_path / "run.toml", tmp_path / "out", resume=True)
@@ -132,6 +139,7 @@ def test_ctrl_c_keeps_the_last_iteration_and_resume_finishes_the_same_fit(tmp_pa
     # scoring the same arrays may differ in the last bit (memory layout of the attributes)
     assert done["log_likelihood"] == pytest.approx(full["log_likelihood"], rel=1e-13)
     assert not (tmp_path / "out" / "checkpoint.npz").exists()
+    assert not (tmp_path / "out" / "checkpoint.json").exists()
 
 
 def test_truncated_or_foreign_checkpoint_is_a_clear_error(tmp_path):
@@ -145,7 +153,8 @@ def test_truncated_or_foreign_checkpoint_is_a_clear_error(tmp_path):
     ckpt = tmp_path / "out" / "checkpoint.npz"
     data = ckpt.read_bytes()
     ckpt.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=f"checkpoint {ckpt} is unreadable or truncated"):
+    with pytest.raises(CheckpointError, match="checkpoint .*checkpoint.json is unreadable or "
+                                              "truncated .*checkpoint.npz"):
         run_from_toml(tmp_path / "run.toml", tmp_path / "out", resume=True)
     ckpt.write_bytes(data)
     (tmp_path / "run.toml").write_text(LONG.replace("n_iter = 60", "n_iter = 61"))

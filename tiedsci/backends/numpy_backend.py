@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, logsumexp, softmax
+from scipy.special import expit, gammaln, logsumexp, softmax
 
-__all__ = ["NumpyBackend"]
+__all__ = ["NumpyBackend", "NumpyEngine"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +64,79 @@ class NumpyBackend:
 
     def reshape(self, x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return np.reshape(x, shape)
+
+
+# ----------------------------------------------------------------------------- HMM engine
+@dataclass(frozen=True)
+class NumpyEngine:
+    """The HMM numerics' operations on the arrays of a :class:`NumpyBackend` (float64 by
+    default); see :class:`tiedsci.hmm.engines.Engine`."""
+
+    backend: NumpyBackend = field(default_factory=NumpyBackend)
+    name: str = "numpy"
+
+    @property
+    def dtype(self) -> Any:
+        return self.backend.dtype
+
+    @property
+    def tiny(self) -> float:
+        return float(np.finfo(self.dtype).tiny)
+
+    def asarray(self, x: Any) -> np.ndarray:
+        return np.asarray(x, dtype=self.dtype)
+
+    def asindex(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.intp)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return np.asarray(x)
+
+    def empty(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.empty(shape, dtype=self.dtype)
+
+    def ones(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.ones(shape, dtype=self.dtype)
+
+    def exp(self, x: np.ndarray) -> np.ndarray:
+        return np.exp(x)
+
+    def log(self, x: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(x)
+
+    def lgamma(self, x: np.ndarray) -> np.ndarray:
+        return gammaln(x)
+
+    def rowsum(self, x: np.ndarray) -> np.ndarray:
+        return x.sum(axis=1)
+
+    def rowmax(self, x: np.ndarray) -> np.ndarray:
+        return x.max(axis=1)
+
+    def max_argmax(self, x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = x.argmax(axis=axis)
+        return np.take_along_axis(x, np.expand_dims(idx, axis), axis).squeeze(axis), idx
+
+    def argmax(self, x: np.ndarray, axis: int) -> np.ndarray:
+        return x.argmax(axis=axis)
+
+    def where(self, cond: np.ndarray, a: np.ndarray, b: Any) -> np.ndarray:
+        return np.where(cond, a, b)
+
+    def isfinite(self, x: np.ndarray) -> np.ndarray:
+        return np.isfinite(x)
+
+    def maximum(self, x: np.ndarray, value: float) -> np.ndarray:
+        return np.maximum(x, value)
+
+    def index_add(self, size: int, index: np.ndarray, values: np.ndarray) -> np.ndarray:
+        if values.ndim == 1:
+            return np.bincount(index, weights=values, minlength=size).astype(self.dtype)
+        flat = values.reshape(values.shape[0], -1)
+        out = np.stack([np.bincount(index, weights=flat[:, j], minlength=size)
+                        for j in range(flat.shape[1])], axis=1).astype(self.dtype)
+        return out.reshape((size,) + values.shape[1:])
+
+    def take(self, x: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return x[index]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["TorchBackend", "resolve_device"]
+__all__ = ["TorchBackend", "TorchEngine", "resolve_device", "torch_dtype"]
 
 
 def resolve_device(device: Any) -> torch.device:
@@ -26,6 +26,15 @@ def resolve_device(device: Any) -> torch.device:
     return dev
 
 
+def torch_dtype(dtype: Any) -> torch.dtype:
+    """A torch dtype from a torch dtype, its name (``"float32"``) or a numpy float type."""
+    if isinstance(dtype, str):
+        return getattr(torch, dtype)
+    if isinstance(dtype, type) and issubclass(dtype, np.floating):
+        return getattr(torch, np.dtype(dtype).name)
+    return dtype
+
+
 @dataclass(frozen=True)
 class TorchBackend:
     """torch tensors on ``device`` with ``dtype`` (float64 by default)."""
@@ -36,8 +45,7 @@ class TorchBackend:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", resolve_device(self.device))
-        if isinstance(self.dtype, str):
-            object.__setattr__(self, "dtype", getattr(torch, self.dtype))
+        object.__setattr__(self, "dtype", torch_dtype(self.dtype))
 
     def asarray(self, x: Any) -> torch.Tensor:
         if isinstance(x, torch.Tensor):
@@ -88,3 +96,83 @@ class TorchBackend:
 
     def reshape(self, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.reshape(x, shape)
+
+
+# ----------------------------------------------------------------------------- HMM engine
+@dataclass(frozen=True)
+class TorchEngine:
+    """The HMM numerics' operations on the tensors of a :class:`TorchBackend` (its device and
+    dtype, float64 by default); see :class:`tiedsci.hmm.engines.Engine`."""
+
+    backend: TorchBackend = field(default_factory=TorchBackend)
+    name: str = "torch"
+
+    @property
+    def device(self) -> torch.device:
+        return self.backend.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.backend.dtype
+
+    @property
+    def tiny(self) -> float:
+        return float(torch.finfo(self.dtype).tiny)
+
+    def asarray(self, x: Any) -> torch.Tensor:
+        return self.backend.asarray(x)
+
+    def asindex(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x, dtype=np.int64), device=self.device)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        if isinstance(x, torch.Tensor):
+            return x.detach().cpu().numpy()
+        return np.asarray(x)
+
+    def empty(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.empty(shape, device=self.device, dtype=self.dtype)
+
+    def ones(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.ones(shape, device=self.device, dtype=self.dtype)
+
+    def exp(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(x)
+
+    def log(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(x)
+
+    def lgamma(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.lgamma(x)
+
+    def rowsum(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(dim=1)
+
+    def rowmax(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=1)
+
+    def max_argmax(self, x: torch.Tensor, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
+        out = x.max(dim=axis)
+        return out.values, out.indices
+
+    def argmax(self, x: torch.Tensor, axis: int) -> torch.Tensor:
+        return x.argmax(dim=axis)
+
+    def where(self, cond: torch.Tensor, a: torch.Tensor, b: Any) -> torch.Tensor:
+        if not isinstance(b, torch.Tensor):
+            b = torch.as_tensor(b, device=a.device, dtype=a.dtype)
+        return torch.where(cond, a, b)
+
+    def isfinite(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.isfinite(x)
+
+    def maximum(self, x: torch.Tensor, value: float) -> torch.Tensor:
+        return torch.clamp_min(x, value)
+
+    def index_add(self, size: int, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros((size,) + tuple(values.shape[1:]), device=values.device,
+                          dtype=values.dtype)
+        return out.index_add(0, index, values)
+
+    def take(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return x.index_select(0, index)

@@ -4,8 +4,13 @@ hmmlearn-compatible estimators (:class:`GaussianHMM`, :class:`CategoricalHMM`,
 :class:`PoissonHMM`, :class:`GMMHMM`) plus :class:`TiedMixtureHMM`, all accepting
 ``tie_states=``, ``ties=`` and ``fixed=``; every tie goes through the core registry
 (``model.layout_``). numpy engine by default, torch with ``engine="torch"``.
+
+The same verbs as every tiedsci domain: ``est.fit(X, lengths) -> est`` (sklearn; ``start=``
+and ``on_iteration=`` drive the one EM loop, :func:`tiedsci.hmm.em.baum_welch`),
+``est.report()``, ``est.plot(X)``, ``est.save(path)`` and :func:`load`.
 """
 
+from tiedsci.hmm.em import ConvergenceMonitor, EMState
 from tiedsci.hmm.emissions import (
     CategoricalEmission,
     GaussianEmission,
@@ -19,6 +24,7 @@ from tiedsci.hmm.estimators import (
     PoissonHMM,
     TiedMixtureHMM,
 )
+from tiedsci.hmm.family import EmissionFamily
 from tiedsci.hmm.interop import from_hmmlearn, to_hmmlearn
 from tiedsci.hmm.io import load, save
 from tiedsci.hmm.model import TiedHMM
@@ -35,6 +41,9 @@ __all__ = [
     "CategoricalEmission",
     "PoissonEmission",
     "GMMEmission",
+    "EmissionFamily",
+    "EMState",
+    "ConvergenceMonitor",
     "save",
     "load",
     "to_hmmlearn",

@@ -1,17 +1,22 @@
-"""Baum-Welch: E-step, pooled M-step and the EM loop, as pure functions.
+"""Baum-Welch: E-step, pooled M-step and the one EM loop (:func:`baum_welch`).
 
 The M-step pools every sufficient statistic through the registry's compiled layout
 (:meth:`Layout.pool_stats`: a tie sums the statistics of its members) and then solves each
 element's M-step on its pooled statistics, so tied elements receive one shared estimate — exact
 EM, the log-likelihood never decreases. Fixed elements and elements whose pooled posterior mass is
 zero keep their values.
+
+One loop serves every caller: a single fit (``TiedHMM.fit``), a fit of several models sharing
+states (:func:`tiedsci.hmm.fit_shared`: the registry stacks the models' states, see
+:class:`ModelBlocks`), a distributed fit (the E-step a map over shards of sequences) and the run
+files (checkpoints written from ``on_iteration``, resume through ``start=``).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,8 +28,8 @@ from tiedsci.hmm.engines import Engine
 from tiedsci.hmm.gaussian_core import MIN_POST
 from tiedsci.hmm.inference import PackedIndex, forward_backward
 
-__all__ = ["Problem", "ResidentShards", "ConvergenceMonitor", "frozen_masks", "pool_and_keep",
-           "e_step", "m_step", "baum_welch"]
+__all__ = ["Problem", "ResidentShards", "ConvergenceMonitor", "EMState", "ModelBlocks",
+           "frozen_masks", "pool_and_keep", "e_step", "m_step", "baum_welch"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +55,10 @@ class ConvergenceMonitor:
     iter : int
         Number of iterations run.
     converged : bool
+        The gain fell below ``tol`` or ``n_iter`` iterations ran (hmmlearn's meaning).
+    interrupted : bool
+        EM was stopped by Ctrl-C (KeyboardInterrupt); the values are those of the last
+        completed iteration.
     """
 
     tol: float
@@ -57,6 +66,88 @@ class ConvergenceMonitor:
     history: list[float] = field(default_factory=list)
     iter: int = 0
     converged: bool = False
+    interrupted: bool = False
+
+    def gain_below_tol(self) -> bool:
+        """True when the last log-likelihood gain is below ``tol`` (the stopping rule)."""
+        h = self.history
+        return len(h) >= 2 and h[-1] - h[-2] < self.tol
+
+
+@dataclass(frozen=True)
+class EMState:
+    """A complete EM iterate: what :func:`baum_welch` starts from, reports and returns.
+
+    Attributes
+    ----------
+    values : dict of str to ndarray
+        Parameter values keyed by registry names, after the last M-step (or the start).
+    monitor : ConvergenceMonitor
+        History of the log-likelihoods so far; ``monitor.iter`` iterations are done.
+    stats : tuple of dict, optional
+        Per model, the sufficient statistics of the last E-step (None before the first).
+    """
+
+    values: dict[str, np.ndarray]
+    monitor: ConvergenceMonitor
+    stats: tuple[dict[str, Any], ...] | None = None
+
+
+@dataclass(frozen=True)
+class ModelBlocks:
+    """How one registry holds one or several HMMs (the state offsets live here only).
+
+    A single model declares ``startprob``, ``transmat`` and its emission parameters. Several
+    models (a shared fit) declare ``m<i>.startprob`` and ``m<i>.transmat`` each and one emission
+    block whose state axis stacks the states of every model: model ``i``'s states are rows
+    ``offsets[i] : offsets[i] + sizes[i]``.
+
+    Attributes
+    ----------
+    emission : emission family
+        Shared by all models.
+    sizes : tuple of int
+        Number of states of each model.
+    """
+
+    emission: Any
+    sizes: tuple[int, ...]
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        """First stacked state of each model."""
+        return tuple(int(v) for v in np.cumsum((0,) + self.sizes[:-1]))
+
+    @property
+    def emission_names(self) -> tuple[str, ...]:
+        return tuple(self.emission.letters.values())
+
+    def name(self, i: int, base: str) -> str:
+        """Registry name of model ``i``'s ``"startprob"`` or ``"transmat"``."""
+        return base if len(self.sizes) == 1 else f"m{i}.{base}"
+
+    def rows(self, i: int, states: Sequence[int]) -> list[int]:
+        """Stacked emission rows of model ``i``'s local ``states``."""
+        return [self.offsets[i] + int(s) for s in states]
+
+    def view(self, values: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+        """Model ``i``'s values under the single-model names."""
+        if len(self.sizes) == 1:
+            return values
+        lo, k = self.offsets[i], self.sizes[i]
+        out = {b: values[self.name(i, b)] for b in ("startprob", "transmat")}
+        out.update({n: values[n][lo:lo + k] for n in self.emission_names})
+        return out
+
+    def stack(self, per_model: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Registry values from per-model values (the inverse of :meth:`view`)."""
+        if len(per_model) == 1:
+            return dict(per_model[0])
+        out = {n: np.concatenate([v[n] for v in per_model], axis=0)
+               for n in self.emission_names}
+        for i, v in enumerate(per_model):
+            out.update({self.name(i, b): v[b] for b in ("startprob", "transmat")})
+        return out
 
 
 def frozen_masks(layout: Layout) -> dict[str, np.ndarray]:
@@ -103,16 +194,29 @@ def pool_and_keep(layout: Layout, frozen: dict[str, np.ndarray]
     return pool, keep
 
 
-def m_step(values: dict[str, np.ndarray], stats: dict[str, Any], emission: Any,
+def m_step(values: dict[str, np.ndarray], stats: Sequence[dict[str, Any]], blocks: ModelBlocks,
            layout: Layout, frozen: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """New parameter values from pooled statistics (see the module docstring)."""
+    """New parameter values from pooled statistics (see the module docstring).
+
+    Parameters
+    ----------
+    values : dict
+        Current values, registry names.
+    stats : sequence of dict
+        One E-step result per model of ``blocks`` (see :func:`e_step`).
+    """
     pool, keep = pool_and_keep(layout, frozen)
     out = dict(values)
-    out["startprob"] = simplex_mstep("startprob", stats["start"], values["startprob"], pool,
-                                     frozen["startprob"])
-    out["transmat"] = simplex_mstep("transmat", stats["trans"], values["transmat"], pool,
-                                    frozen["transmat"])
-    out.update(emission.m_step(values, stats, pool, keep, frozen))
+    for i, st in enumerate(stats):
+        for base, key in (("startprob", "start"), ("transmat", "trans")):
+            name = blocks.name(i, base)
+            out[name] = simplex_mstep(name, st[key], values[name], pool, frozen[name])
+    names = blocks.emission_names
+    emission_stats = stats[0] if len(stats) == 1 else {
+        key: np.concatenate([st[key] for st in stats], axis=0)
+        for key in stats[0] if key not in ("start", "trans")}
+    out.update(blocks.emission.m_step({n: values[n] for n in names}, emission_stats, pool, keep,
+                                      frozen))
     return out
 
 
@@ -145,62 +249,109 @@ class ResidentShards:
     emission: Any
 
 
-def baum_welch(values: dict[str, np.ndarray],
-               problem: Problem | Sequence[Problem] | ResidentShards,
-               layout: Layout, n_iter: int, tol: float,
-               callback: Callable[[int, float], None] | None = None,
-               executor: Any = None) -> tuple[dict[str, np.ndarray], ConvergenceMonitor]:
-    """Run EM from ``values`` until the log-likelihood gain is below ``tol`` or ``n_iter``.
+EStep = Callable[[dict[str, np.ndarray]], tuple[dict[str, Any], float]]
+OnIteration = Callable[[EMState], Any]
+
+
+def _e_step_of(problem: Problem | Sequence[Problem] | ResidentShards, executor: Any) -> EStep:
+    """The E-step of one model: local, or a map over shards through ``executor``."""
+    if isinstance(problem, Problem) and executor is None:
+        return lambda values: e_step(values, problem)
+    if executor is None:
+        raise ValueError("shards of sequences need an executor (tiedsci.parallel)")
+    if isinstance(problem, ResidentShards):
+        handles = list(problem.handles)
+    else:
+        handles = executor.put([problem] if isinstance(problem, Problem) else list(problem))
+    return lambda values: executor.map_reduce(_shard_e_step, handles, values,
+                                              combine=_add_e_results)
+
+
+def _start_state(start: Mapping[str, np.ndarray] | EMState, n_iter: int, tol: float) -> EMState:
+    if isinstance(start, EMState):
+        mon = replace(start.monitor, tol=tol, n_iter=n_iter, history=list(start.monitor.history),
+                      converged=False, interrupted=False)
+        return replace(start, values=dict(start.values), monitor=mon)
+    return EMState(dict(start), ConvergenceMonitor(tol=tol, n_iter=n_iter))
+
+
+def _advance(state: EMState, values: dict[str, np.ndarray], ll: float,
+             stats: tuple[dict[str, Any], ...]) -> EMState:
+    """The next complete iterate (built whole, so an interrupt never leaves half of one)."""
+    mon = replace(state.monitor, history=[*state.monitor.history, ll],
+                  iter=state.monitor.iter + 1)
+    return EMState(values, mon, stats)
+
+
+def baum_welch(start: Mapping[str, np.ndarray] | EMState,
+               problems: Sequence[Problem | Sequence[Problem] | ResidentShards],
+               layout: Layout, blocks: ModelBlocks, n_iter: int, tol: float, *,
+               on_iteration: OnIteration | None = None, executor: Any = None) -> EMState:
+    """Run EM from ``start`` until the log-likelihood gain is below ``tol`` or ``n_iter``.
 
     As in hmmlearn, the history records the log-likelihood of the parameters entering each
     iteration and every iteration ends with an M-step.
 
-    ``problem`` may be a list of shards (each a :class:`Problem` over some of the sequences) run
-    through ``executor`` (:mod:`tiedsci.parallel`): the E-step is a map over shards whose
-    statistics are summed — a tie sums, so per-state statistics of any number of sequences stay
-    one small message — and the M-step runs here.
+    Parameters
+    ----------
+    start : dict or EMState
+        Starting values (registry names), or a state to continue: its monitor's history counts
+        towards ``n_iter`` and the stopping rule, so a run resumed from the state of iteration
+        ``j`` repeats, bit for bit, iterations ``j+1, ...`` of the uninterrupted run.
+    problems : sequence
+        One entry per model of ``blocks``: a :class:`Problem`, or shards of it (a list of
+        :class:`Problem` over some of the sequences, or :class:`ResidentShards`) run through
+        ``executor`` (:mod:`tiedsci.parallel`): the E-step is a map over shards whose
+        statistics are summed — a tie sums, so per-state statistics of any number of sequences
+        stay one small message — and the M-step runs here.
+    layout : Layout
+        The compiled registry of all models (``blocks`` says how it holds them).
+    blocks : ModelBlocks
+    n_iter : int
+        Total number of iterations, counting those of a continued ``start``.
+    tol : float
+    on_iteration : callable, optional
+        ``on_iteration(state)`` after every iteration with the new :class:`EMState`; returning
+        ``True`` (exactly; other return values are ignored) stops EM there (not converged, not
+        interrupted).
+    executor : optional
+        Executor holding or running the shards.
+
+    Returns
+    -------
+    EMState
+        The last complete iterate. On KeyboardInterrupt (Ctrl-C, also raised from
+        ``on_iteration``) EM stops and returns the last complete iterate with
+        ``monitor.interrupted`` True: EM never lowers the likelihood, so it is the best so far.
     """
+    state = _start_state(start, n_iter, tol)
     frozen = frozen_masks(layout)
-    monitor = ConvergenceMonitor(tol=tol, n_iter=n_iter)
-    handles = None
-    if isinstance(problem, ResidentShards):
-        if executor is None:
-            raise ValueError("resident shards need the executor that holds them")
-        handles, emission = list(problem.handles), problem.emission
-    elif executor is not None:
-        shards = [problem] if isinstance(problem, Problem) else list(problem)
-        handles = executor.put(shards)
-        emission = shards[0].emission
-    else:
-        emission = problem.emission  # type: ignore[union-attr]
-    for it in range(n_iter):
-        if handles is None:
-            stats, ll = e_step(values, problem)  # type: ignore[arg-type]
-        else:
-            stats, ll = executor.map_reduce(_shard_e_step, handles, values,
-                                            combine=_add_e_results)
-        values = m_step(values, stats, emission, layout, frozen)
-        monitor.history.append(ll)
-        monitor.iter = it + 1
-        if callback is not None:
-            callback(it, ll)
-        if len(monitor.history) >= 2 and monitor.history[-1] - monitor.history[-2] < tol:
-            monitor.converged = True
-            break
-    else:
-        monitor.converged = n_iter > 0 and monitor.iter == n_iter
-    if monitor.iter:
-        _warn_empty_states(stats)
-    return values, monitor
+    steps = [_e_step_of(p, executor) for p in problems]
+    try:
+        while state.monitor.iter < n_iter and not state.monitor.gain_below_tol():
+            results = [step(blocks.view(state.values, i)) for i, step in enumerate(steps)]
+            stats = tuple(r[0] for r in results)
+            values = m_step(state.values, stats, blocks, layout, frozen)
+            state = _advance(state, values, float(sum(r[1] for r in results)), stats)
+            if on_iteration is not None and on_iteration(state) is True:
+                break
+    except KeyboardInterrupt:
+        state.monitor.interrupted = True
+    mon = state.monitor
+    mon.converged = not mon.interrupted and (mon.gain_below_tol()
+                                             or (n_iter > 0 and mon.iter >= n_iter))
+    for i, st in enumerate(state.stats or ()):
+        _warn_empty_states(st, f"model {i}: " if len(blocks.sizes) > 1 else "")
+    return state
 
 
-def _warn_empty_states(stats: dict[str, Any]) -> None:
+def _warn_empty_states(stats: dict[str, Any], prefix: str = "") -> None:
     """Warn about states that the last E-step gave no posterior mass (their parameters were
     kept, or came from the states they are tied to)."""
     occupancy = np.asarray(stats["start"]) + np.asarray(stats["trans"]).sum(0)
     empty = [int(k) for k in np.flatnonzero(occupancy <= MIN_POST)]
     if empty:
-        warnings.warn(f"states {empty} received no posterior mass in the last EM iteration: "
-                      "their emission parameters keep their previous values unless tied to "
-                      "states with data (too many states, or unreachable states)",
+        warnings.warn(f"{prefix}states {empty} received no posterior mass in the last EM "
+                      "iteration: their emission parameters keep their previous values unless "
+                      "tied to states with data (too many states, or unreachable states)",
                       DegenerateDataWarning, stacklevel=3)

@@ -2,15 +2,13 @@
 
 Each family is a frozen dataclass holding configuration only. Parameter values travel in a dict
 keyed by registry names (``"means"``, ``"covars"``, ``"emissionprob"``, ``"lambdas"``,
-``"weights"``), every array with the state axis first. The M-steps receive two callables from the
-EM driver: ``pool(name, stats)`` (the registry's :meth:`Layout.pool_stats`: a tie sums the
-statistics of its members) and ``keep(name, new, old, valid)`` (restores fixed elements and
-elements without posterior mass), so no family knows anything about ties.
+``"weights"``), every array with the state axis first. Every family implements
+:class:`~tiedsci.hmm.family.EmissionFamily` (the contract, with shapes); the M-steps receive
+``pool`` and ``keep`` from the EM driver, so no family knows anything about ties.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +18,12 @@ from tiedsci.core import Positive, Registry, Simplex
 from tiedsci.errors import DataError
 from tiedsci.hmm import gaussian_core as gc
 from tiedsci.hmm.engines import Engine
+from tiedsci.hmm.family import Frames, Keep, Pool
 
 __all__ = ["GaussianEmission", "CategoricalEmission", "PoissonEmission", "GMMEmission",
            "simplex_mstep", "COVARIANCE_TYPES"]
 
 COVARIANCE_TYPES = ("spherical", "diag", "full", "tied")
-Pool = Callable[[str, np.ndarray], np.ndarray]
-Keep = Callable[[str, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-Frames = dict[str, Any]
 
 
 def simplex_mstep(name: str, counts: np.ndarray, old: np.ndarray, pool: Pool,
@@ -231,8 +227,11 @@ class GaussianEmission:
                                              (n_states,), d)
         return out
 
-    def n_features(self, values: dict[str, np.ndarray]) -> int:
+    def n_features_of(self, values: dict[str, np.ndarray]) -> int:
         return int(values["means"].shape[1])
+
+    def n_columns(self, values: dict[str, np.ndarray]) -> int:
+        return self.n_features_of(values)
 
     def sample(self, values: dict[str, np.ndarray], state: int,
                rng: np.random.Generator) -> np.ndarray:
@@ -333,6 +332,12 @@ class CategoricalEmission:
     def to_public(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"emissionprob_": values["emissionprob"].copy()}
 
+    def n_features_of(self, values: dict[str, np.ndarray]) -> int:
+        return int(values["emissionprob"].shape[1])
+
+    def n_columns(self, values: dict[str, np.ndarray]) -> int:
+        return 1
+
     def from_public(self, attrs: dict[str, Any], n_states: int) -> dict[str, np.ndarray]:
         e = attrs.get("emissionprob_")
         return {} if e is None else {"emissionprob": np.asarray(e, dtype=float).copy()}
@@ -405,8 +410,11 @@ class PoissonEmission:
         lam = attrs.get("lambdas_")
         return {} if lam is None else {"lambdas": np.asarray(lam, dtype=float).copy()}
 
-    def n_features(self, values: dict[str, np.ndarray]) -> int:
+    def n_features_of(self, values: dict[str, np.ndarray]) -> int:
         return int(values["lambdas"].shape[1])
+
+    def n_columns(self, values: dict[str, np.ndarray]) -> int:
+        return self.n_features_of(values)
 
     def sample(self, values: dict[str, np.ndarray], state: int,
                rng: np.random.Generator) -> np.ndarray:
@@ -548,8 +556,11 @@ class GMMEmission:
                 out["covars"] = _to_internal_cov(c, self.covariance_type, (n_states, m), d)
         return out
 
-    def n_features(self, values: dict[str, np.ndarray]) -> int:
+    def n_features_of(self, values: dict[str, np.ndarray]) -> int:
         return int(values["means"].shape[-1])
+
+    def n_columns(self, values: dict[str, np.ndarray]) -> int:
+        return self.n_features_of(values)
 
     def sample(self, values: dict[str, np.ndarray], state: int,
                rng: np.random.Generator) -> np.ndarray:

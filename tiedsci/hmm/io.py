@@ -1,30 +1,31 @@
-"""Save and load fitted HMMs without pickle: a JSON file (configuration) + an NPZ (arrays).
+"""Save and load fitted HMMs without pickle, in the one convention of :mod:`tiedsci.persist`.
 
-``save(model, "run/model")`` writes ``run/model.json`` and ``run/model.npz``; ``load`` rebuilds the
-estimator with the same constructor arguments and bit-identical parameter arrays.
+``save(model, "run/model")`` writes ``run/model.json`` (class, constructor arguments, EM monitor)
+and ``run/model.npz`` (the fitted arrays); :func:`load` rebuilds the estimator with the same
+constructor arguments, bit-identical arrays and the same monitor. Writes are atomic (a failed save
+leaves the previous model intact) and the JSON records the checksum of the NPZ, so ``load``
+detects files that do not belong together. Unreadable, truncated or foreign files raise
+:class:`~tiedsci.errors.DataError` naming the file.
 
-Both files are written to temporary names and renamed into place only once both are complete,
-so a failed save leaves the previous model intact; the JSON records the SHA-256 of the NPZ, so
-``load`` detects a pair of files that do not belong together. Unreadable, truncated or foreign
-files raise :class:`~tiedsci.errors.DataError` naming the file.
+The same bundle is an EM checkpoint: ``fit(X, start=load(path).em_state())`` continues the fit
+it was saved from (see :meth:`TiedHMM.fit <tiedsci.hmm.model.TiedHMM.fit>`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import zipfile
+from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tiedsci._files import sha256_file, write_temp
 from tiedsci.errors import DataError, NotFittedError
+from tiedsci.persist import bundle_stem, jsonable, read_bundle, write_bundle
 
-__all__ = ["save", "load"]
+__all__ = ["save", "load", "load_with_extra", "FORMAT"]
 
-_FORMAT = "tiedsci.hmm/1"
+FORMAT = "tiedsci.hmm/2"
 _ARRAYS = ("startprob_", "transmat_", "means_", "covars_", "emissionprob_", "lambdas_",
            "weights_")
 
@@ -35,75 +36,59 @@ def _classes() -> dict[str, type]:
     return {name: getattr(estimators, name) for name in estimators.__all__}
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.integer | np.floating):
-        return v.item()
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple | set | frozenset):
-        return [_jsonable(x) for x in v]
-    if v is None or isinstance(v, str | int | float | bool):
-        return v
-    return str(v)
+def _param(v: Any) -> Any:
+    """A constructor argument as JSON (dtypes and devices by name)."""
+    try:
+        return jsonable(v)
+    except TypeError:
+        return str(v)
 
 
-def _stem(path: str | Path) -> Path:
-    p = Path(path)
-    return p.with_suffix("") if p.suffix in (".json", ".npz") else p
+def save(model: Any, path: str | Path, *, extra: Mapping[str, Any] | None = None
+         ) -> tuple[Path, Path]:
+    """Write ``<path>.json`` and ``<path>.npz`` atomically; returns both paths.
 
-
-def save(model: Any, path: str | Path) -> tuple[Path, Path]:
-    """Write ``<path>.json`` and ``<path>.npz``; returns both paths (atomically, see above)."""
+    Parameters
+    ----------
+    model : fitted estimator
+        One of :mod:`tiedsci.hmm.estimators`.
+    path : path-like
+        Stem (a ``.json`` / ``.npz`` suffix is dropped).
+    extra : mapping, optional
+        JSON-able metadata stored alongside (e.g. a run file's fingerprint in a checkpoint);
+        read back by :func:`load_with_extra`.
+    """
     cls = type(model).__name__
     if cls not in _classes():
         raise TypeError(f"save supports {sorted(_classes())}, got {cls}")
-    stem = _stem(path)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    params = model.get_params()
-    params.pop("random_state", None)
+    params = {k: _param(v) for k, v in model.get_params().items() if k != "random_state"}
     arrays = {k: np.asarray(getattr(model, k)) for k in _ARRAYS
               if getattr(model, k, None) is not None}
-    meta = {"format": _FORMAT, "class": cls, "params": _jsonable(params),
-            "arrays": sorted(arrays)}
+    meta: dict[str, Any] = {"class": cls, "params": params, "arrays": sorted(arrays),
+                            "extra": dict(extra or {})}
     monitor = getattr(model, "monitor_", None)
     if monitor is not None:
-        meta["monitor"] = {"history": [float(h) for h in monitor.history], "iter": monitor.iter,
-                           "converged": bool(monitor.converged), "tol": float(monitor.tol),
-                           "n_iter": int(monitor.n_iter)}
-    json_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
-    npz_tmp = write_temp(npz_path, lambda fh: np.savez(fh, **arrays))
-    try:
-        meta["npz_sha256"] = sha256_file(npz_tmp)
-        json_tmp = write_temp(json_path,
-                               lambda fh: fh.write(json.dumps(meta, indent=2).encode("utf-8")))
-    except BaseException:
-        npz_tmp.unlink(missing_ok=True)
-        raise
-    os.replace(npz_tmp, npz_path)
-    os.replace(json_tmp, json_path)
-    return json_path, npz_path
+        meta["monitor"] = asdict(monitor)
+    json_path = write_bundle(path, FORMAT, meta, arrays=arrays)
+    return json_path, json_path.with_suffix(".npz")
 
 
 def load(path: str | Path) -> Any:
-    """Rebuild a model saved by :func:`save` (exact arrays; layout rebuilt from the ties)."""
+    """Rebuild a model saved by :func:`save` (exact arrays and monitor; layout rebuilt)."""
+    return load_with_extra(path)[0]
+
+
+def load_with_extra(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """:func:`load`, also returning the ``extra`` metadata given to :func:`save`."""
     from tiedsci.hmm.em import ConvergenceMonitor
 
-    stem = _stem(path)
+    stem = bundle_stem(path)
     json_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
-    for p in (json_path, npz_path):
-        if not p.exists():
-            raise FileNotFoundError(f"saved model file {str(p)!r} not found (a saved model is "
-                                    f"{json_path.name} + {npz_path.name})")
-    try:
-        meta = json.loads(json_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{str(json_path)!r} is not valid json ({exc}); truncated or not a "
-                        "tiedsci HMM file") from None
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-        fmt = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise DataError(f"{str(json_path)!r} is not a tiedsci HMM file (format {fmt!r})")
+    if json_path.exists() and not npz_path.exists():
+        raise FileNotFoundError(f"saved model file {str(npz_path)!r} not found (a saved model is "
+                                f"{json_path.name} + {npz_path.name})")
+    bundle = read_bundle(stem, FORMAT)
+    meta = bundle.meta
     missing = [k for k in ("class", "params", "arrays") if k not in meta]
     if missing:
         raise DataError(f"{str(json_path)!r} lacks the entries {missing}")
@@ -111,31 +96,18 @@ def load(path: str | Path) -> Any:
     if meta["class"] not in classes:
         raise DataError(f"{str(json_path)!r}: unknown model class {meta['class']!r}; "
                         f"known: {sorted(classes)}")
-    digest = meta.get("npz_sha256")
-    if digest is not None and sha256_file(npz_path) != digest:
-        raise DataError(f"{str(npz_path)!r} does not match {str(json_path)!r} (checksum "
-                        "differs): the file was changed, truncated or comes from another save")
     try:
         model = classes[meta["class"]](**meta["params"])
     except TypeError as exc:
         raise DataError(f"{str(json_path)!r}: bad parameters for {meta['class']}: {exc}") from None
-    try:
-        with np.load(npz_path, allow_pickle=False) as data:
-            for k in meta["arrays"]:
-                if k not in _ARRAYS:
-                    raise DataError(f"{str(json_path)!r} lists an unknown array {k!r}")
-                setattr(model, k, data[k].copy())
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"cannot read the arrays of {str(npz_path)!r} ({type(exc).__name__}: "
-                        f"{exc}); the file is truncated or not from tiedsci.hmm.save") from None
+    for k in meta["arrays"]:
+        if k not in _ARRAYS or k not in bundle.arrays:
+            raise DataError(f"{str(json_path)!r} lists an array {k!r} that "
+                            f"{str(npz_path)!r} does not hold")
+        setattr(model, k, bundle.arrays[k])
     try:
         if "monitor" in meta:
-            m = meta["monitor"]
-            model.monitor_ = ConvergenceMonitor(tol=m["tol"], n_iter=m["n_iter"],
-                                                history=list(m["history"]), iter=m["iter"],
-                                                converged=m["converged"])
+            model.monitor_ = ConvergenceMonitor(**meta["monitor"])
         values = model._values()
         if "n_features" not in meta["params"]:
             model.n_features = model._n_features(values)
@@ -144,4 +116,4 @@ def load(path: str | Path) -> Any:
         raise DataError(f"{str(json_path)!r} does not describe a complete model: {exc}") from None
     except DataError as exc:
         raise DataError(f"{str(json_path)!r}: {exc}") from None
-    return model
+    return model, dict(meta.get("extra", {}))

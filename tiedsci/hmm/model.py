@@ -2,34 +2,35 @@
 
 Configuration lives in ``__init__`` (stored as given); ``fit`` validates, declares every parameter
 in a :class:`~tiedsci.core.Registry` (start probabilities and transition rows as simplices, the
-emission's parameters), applies the ties, fixed parameters and structural zeros, compiles the
-layout (``layout_``) and runs Baum-Welch with pooled statistics (:mod:`tiedsci.hmm.em`).
-Fitted values are exposed under hmmlearn's attribute names (``startprob_``, ``transmat_``,
-``means_``, ``covars_``, ...); setting them and fitting with ``init_params=""`` starts EM there.
+emission's parameters), applies the ties, fixed parameters and structural zeros
+(:mod:`tiedsci.hmm.declare`), compiles the layout (``layout_``) and runs the one Baum-Welch loop
+with pooled statistics (:func:`tiedsci.hmm.em.baum_welch`). Fitted values are exposed under
+hmmlearn's attribute names (``startprob_``, ``transmat_``, ``means_``, ``covars_``, ...); setting
+them and fitting with ``init_params=""`` starts EM there. ``report()``, ``plot()``, ``save()`` and
+:func:`tiedsci.hmm.load` are the verbs every tiedsci domain has.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from tiedsci.core import Layout, Registry, Simplex
+from tiedsci.core import Layout, Registry
 from tiedsci.errors import DataError, DeclarationError, DegenerateDataWarning, NotFittedError
 from tiedsci.hmm import inference
 from tiedsci.hmm.chunked import make_chunking, should_chunk
-from tiedsci.hmm.em import Problem, ResidentShards, baum_welch
+from tiedsci.hmm.declare import ALL_LETTERS, declare_hmms, letters_to_names
+from tiedsci.hmm.em import ConvergenceMonitor, EMState, Problem, ResidentShards, baum_welch
 from tiedsci.hmm.engines import get_engine
 from tiedsci.hmm.packing import make_packing
 
 __all__ = ["TiedHMM", "check_lengths"]
 
 _BASE_LETTERS = {"s": "startprob", "t": "transmat"}
-_ALL_LETTERS = {"s": "startprob", "t": "transmat", "m": "means", "c": "covars",
-                "e": "emissionprob", "l": "lambdas", "w": "weights"}
 
 
 def check_lengths(lengths: Any, n_samples: int) -> np.ndarray:
@@ -76,21 +77,6 @@ def _check_covars(covars: np.ndarray, kind: str) -> None:
                             f"(eigenvalues {np.round(np.linalg.eigvalsh(m), 6)})") from None
 
 
-def _letters_to_names(spec: Any, letters: Mapping[str, str]) -> set[str]:
-    """hmmlearn letter codes (``"stmc"``) or an iterable of parameter names -> set of names."""
-    if isinstance(spec, str):
-        unknown = set(spec) - set(letters)
-        if unknown:
-            raise ValueError(f"unknown parameter letters {sorted(unknown)}; valid: "
-                             f"{ {k: v for k, v in letters.items()} }")
-        return {letters[c] for c in spec}
-    names = set(spec)
-    valid = set(letters.values())
-    if names - valid:
-        raise ValueError(f"unknown parameter names {sorted(names - valid)}; valid: {sorted(valid)}")
-    return names
-
-
 def _shard_sequences(x: np.ndarray, lengths: Any, n_shards: int | None, client: Any
                      ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Split concatenated sequences into contiguous shards of whole sequences."""
@@ -119,7 +105,8 @@ class TiedHMM:
 
     Parameters
     ----------
-    emission : emission family
+    emission : EmissionFamily
+        Any :class:`~tiedsci.hmm.family.EmissionFamily`:
         :class:`~tiedsci.hmm.emissions.GaussianEmission`, ``CategoricalEmission``,
         ``PoissonEmission`` or ``GMMEmission``.
     n_components : int
@@ -281,51 +268,13 @@ class TiedHMM:
 
     def build_registry(self, values: Mapping[str, np.ndarray]) -> Registry:
         """Declare all parameters at ``values`` with this model's ties and fixed parts."""
-        em = self._emission()
-        values = dict(values)
-        self._check_values(values)
-        reg = Registry()
-        reg.declare("startprob", values["startprob"], bounds=Simplex(axis=0))
-        reg.declare("transmat", values["transmat"], bounds=Simplex(axis=-1))
-        em.declare(reg, values)
-        emission_names = list(em.letters.values())
-        if self.tie_states:
-            groups = self._check_groups("tie_states", self.tie_states)
-            for name in emission_names:
-                reg.tie_groups(name, groups, axis=0)
-        for name, groups in (self.ties or {}).items():
-            if name not in emission_names and name != "transmat":
-                raise DeclarationError(f"ties: unknown parameter {name!r}; tie one of "
-                                       f"{['transmat', *emission_names]}")
-            reg.tie_groups(name, self._check_groups(f"ties[{name!r}]", groups), axis=0)
-        for name in ("startprob", "transmat", "emissionprob"):
-            if name in reg:
-                v = reg.value(name)
-                ref = reg[name]
-                for idx in zip(*np.nonzero(v == 0)):
-                    reg.fix(ref[tuple(int(i) for i in idx)])
-        update = _letters_to_names("stmcewl" if self.params is None else self.params,
-                                   _ALL_LETTERS)
-        for name in self._param_names():
-            if name not in update:
-                reg.fix(name)
-        for name, what in (self.fixed or {}).items():
-            if name not in self._param_names():
-                raise DeclarationError(f"fixed: unknown parameter {name!r}; one of "
-                                       f"{self._param_names()}")
-            if what is True:
-                reg.fix(name)
-            else:
-                ref = reg[name]
-                for i in self._check_groups(f"fixed[{name!r}]", [what])[0]:
-                    reg.fix(ref[i])
-        return reg
+        return declare_hmms([self], [values])[0]
 
     def _init_values(self, x: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
         em = self._emission()
         k = int(self.n_components)
-        init = _letters_to_names("stmcewl" if self.init_params is None else self.init_params,
-                                 _ALL_LETTERS)
+        init = letters_to_names("stmcewl" if self.init_params is None else self.init_params,
+                                 ALL_LETTERS)
         current = self._attribute_values()
         values: dict[str, np.ndarray] = {}
         if "startprob" in init or "startprob" not in current:
@@ -344,9 +293,9 @@ class TiedHMM:
                  allow_chunks: bool = True) -> Problem:
         em = self._emission()
         x = em.validate(X)
-        if "emissionprob" not in values and x.shape[1] != em.n_features(values):
+        if x.shape[1] != em.n_columns(values):
             raise DataError(f"X has {x.shape[1]} features (columns) but the model has "
-                            f"n_features={em.n_features(values)}")
+                            f"n_features={em.n_features_of(values)}")
         lens = check_lengths(lengths, x.shape[0])
         chunking = make_chunking(lens) if allow_chunks and should_chunk(lens) else None
         pk = chunking.packing if chunking is not None else make_packing(lens)
@@ -358,8 +307,10 @@ class TiedHMM:
         return self._emission().validate(X)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, lengths: Any = None, *, executor: Any = None, client: Any = None,
-            n_shards: int | None = None) -> TiedHMM:
+    def fit(self, X: Any, lengths: Any = None, *,
+            start: Mapping[str, np.ndarray] | EMState | None = None,
+            on_iteration: Callable[[EMState], Any] | None = None, executor: Any = None,
+            client: Any = None, n_shards: int | None = None) -> TiedHMM:
         """Estimate the parameters with Baum-Welch (pooled statistics for tied parts).
 
         Parameters
@@ -368,6 +319,15 @@ class TiedHMM:
             Concatenated sequences.
         lengths : array of int, shape (n_sequences,), optional
             Lengths of the sequences in ``X``; they must sum to ``n_samples``.
+        start : dict or EMState, optional
+            Where EM starts instead of the initialisation: values (internal names, e.g. from
+            :meth:`em_state`) or a state to continue (its history counts towards ``n_iter``);
+            ``model.fit(X, start=load(checkpoint).em_state())`` resumes an interrupted fit and
+            gives, bit for bit, the uninterrupted result.
+        on_iteration : callable, optional
+            ``on_iteration(state)`` after every EM iteration (:class:`~tiedsci.hmm.em.EMState`),
+            the fitted attributes already set to that iterate (so ``self.save(path)`` writes a
+            checkpoint); returning ``True`` stops EM.
         executor, client : optional
             Run the E-step as a map over shards of sequences (:mod:`tiedsci.parallel`):
             ``client=`` a ``dask.distributed.Client``, or any executor. Default: one process.
@@ -378,54 +338,79 @@ class TiedHMM:
         Returns
         -------
         self
+            Ctrl-C (KeyboardInterrupt) during EM stops it: the attributes hold the last
+            completed iteration and ``monitor_.interrupted`` is True.
         """
         self._check_config()
         x = self._validated(X)
         check_lengths(lengths, x.shape[0])
         if self.algorithm not in ("viterbi", "map"):
             raise ValueError(f"algorithm must be 'viterbi' or 'map', got {self.algorithm!r}")
-        values = self._init_values(x, self._rng())
-        reg = self.build_registry(values)
+        if start is None:
+            values = self._init_values(x, self._rng())
+        else:
+            values = dict(start.values if isinstance(start, EMState) else start)
+        reg, blocks = declare_hmms([self], [values])
         layout = reg.compile()
-        values = layout.values0
+        if start is None:
+            values = layout.values0
         if layout.n_free > x.size:
             warnings.warn(f"fitting {layout.n_free} free parameters to {x.size} observed "
                           f"values: the estimate is degenerate (more free parameters than "
                           f"data); fewer states or more ties would help",
                           DegenerateDataWarning, stacklevel=2)
-        if executor is None and client is None:
-            problem: Any = self._prepare(x, lengths, values)
-            runner = None
-        else:
-            from tiedsci.parallel import StatefulExecutor, as_executor
+        problem, runner = self._problem(x, lengths, values, executor, client, n_shards)
 
-            runner = as_executor(executor, client)
-            pieces = _shard_sequences(x, lengths, n_shards, client)
-            if isinstance(runner, StatefulExecutor):
-                # ship the raw sequences and prepare each shard where it will run: less to send
-                # (the packed frames and indices are larger than the data) and done in parallel
-                problem = ResidentShards(
-                    runner.map_persist(_prepare_shard, runner.put(pieces), self, values),
-                    self._emission())
-            else:
-                problem = [self._prepare(xs, ls, values) for xs, ls in pieces]
-
-        def report(it: int, ll: float) -> None:
+        def step(state: EMState) -> Any:
             if self.verbose:
-                print(f"iteration {it + 1:4d}  log-likelihood {ll:.6f}")
+                print(f"iteration {state.monitor.iter:4d}  log-likelihood "
+                      f"{state.monitor.history[-1]:.6f}")
+            if on_iteration is None:
+                return None
+            self._publish(layout, state)
+            return on_iteration(state)
 
-        values, monitor = baum_welch(values, problem, layout, int(self.n_iter), float(self.tol),
-                                     report, executor=runner)
-        self.layout_ = layout
-        self.monitor_ = monitor
-        self._set_attributes(values)
-        self.n_features = self._n_features(values)
+        state = baum_welch(values if start is None else start, [problem], layout, blocks,
+                           int(self.n_iter), float(self.tol), on_iteration=step,
+                           executor=runner)
+        self._publish(layout, state)
         return self
 
+    def _problem(self, x: np.ndarray, lengths: Any, values: dict[str, np.ndarray],
+                 executor: Any, client: Any, n_shards: int | None) -> tuple[Any, Any]:
+        """The E-step's data: one :class:`Problem`, or shards and the executor running them."""
+        if executor is None and client is None:
+            return self._prepare(x, lengths, values), None
+        from tiedsci.parallel import StatefulExecutor, as_executor
+
+        runner = as_executor(executor, client)
+        pieces = _shard_sequences(x, lengths, n_shards, client)
+        if isinstance(runner, StatefulExecutor):
+            # ship the raw sequences and prepare each shard where it will run: less to send
+            # (the packed frames and indices are larger than the data) and done in parallel
+            return ResidentShards(
+                runner.map_persist(_prepare_shard, runner.put(pieces), self, values),
+                self._emission()), runner
+        return [self._prepare(xs, ls, values) for xs, ls in pieces], runner
+
+    def _publish(self, layout: Layout, state: EMState) -> None:
+        """Set the fitted attributes to an EM iterate."""
+        self.layout_ = layout
+        self.monitor_ = state.monitor
+        self._set_attributes(state.values)
+        self.n_features = self._n_features(state.values)
+
+    def em_state(self) -> EMState:
+        """The fitted parameters and monitor as an EM state (``fit(X, start=...)`` resumes)."""
+        from copy import deepcopy
+
+        monitor = deepcopy(getattr(self, "monitor_", None))
+        if monitor is None:
+            monitor = ConvergenceMonitor(tol=float(self.tol), n_iter=int(self.n_iter))
+        return EMState(self._values(), monitor)
+
     def _n_features(self, values: Mapping[str, np.ndarray]) -> int:
-        if "emissionprob" in values:
-            return int(values["emissionprob"].shape[1])
-        return int(self._emission().n_features(dict(values)))
+        return int(self._emission().n_features_of(dict(values)))
 
     # ------------------------------------------------------------------ inference
     def _log_frames(self, X: Any, lengths: Any, allow_chunks: bool = True
@@ -505,7 +490,7 @@ class TiedHMM:
                 s = int(rng.choice(k, p=values["transmat"][s]))
             states[t] = s
             rows.append(em.sample(values, s, rng))
-        width = 1 if "emissionprob" in values else self._n_features(values)
+        width = em.n_columns(values)
         x = np.asarray(rows) if rows else np.empty((0, width))
         return (x.astype(np.int64) if "emissionprob" in values else x), states
 
@@ -530,17 +515,47 @@ class TiedHMM:
         n = self._validated(X).shape[0]
         return -2 * self.score(X, lengths) + self.n_free * np.log(n)
 
-    def describe(self) -> str:
+    def report(self) -> str:
+        """Human summary: model size, EM outcome, and the parameter table.
+
+        The table lists every parameter element with its tie / fixed status and fitted value
+        (the registry's view: a tied element names the element it is tied to).
+        """
+        lines = [f"{type(self).__name__}: {self.n_components} states, {self.n_free} free "
+                 "parameters"]
+        mon = getattr(self, "monitor_", None)
+        if mon is not None and mon.history:
+            outcome = ("interrupted (Ctrl-C)" if mon.interrupted
+                       else "converged (gain < tol)" if mon.gain_below_tol()
+                       else "stopped at n_iter" if mon.iter >= mon.n_iter
+                       else "stopped early")
+            lines.append(f"EM: {mon.iter} iterations, {outcome}; log-likelihood entering the "
+                         f"last iteration {mon.history[-1]:.10g}")
+        return "\n".join(lines) + "\n\n" + self._parameter_table()
+
+    def plot(self, X: Any = None, lengths: Any = None, *, feature: int = 0,
+             path: Any = None) -> Any:
+        """Figure of the fit: decoded states and posteriors over ``X``, or, without ``X``, the
+        EM history and the transition matrix (see :func:`tiedsci.hmm.plots.plot_model`).
+
+        Returns a ``matplotlib.figure.Figure`` on an Agg canvas (no global state touched).
+        """
+        from tiedsci.hmm.plots import plot_model
+
+        return plot_model(self, X, lengths, feature=feature, path=path)
+
+    def _parameter_table(self) -> str:
         """Table of every parameter element with its tie / fixed status and fitted value."""
         layout = self._layout()
         values = {k: v for k, v in self._values().items() if k in layout.shapes}
         return layout.describe(values)
 
-    def save(self, path: Any) -> Any:
-        """Write ``<path>.json`` + ``<path>.npz`` (see :mod:`tiedsci.hmm.io`)."""
+    def save(self, path: Any, *, extra: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
+        """Write ``<path>.json`` + ``<path>.npz``; ``tiedsci.hmm.load(path)`` reads them back
+        exactly (see :mod:`tiedsci.hmm.io`). Returns both paths."""
         from tiedsci.hmm.io import save
 
-        return save(self, path)
+        return save(self, path, extra=extra)
 
     def to_hmmlearn(self) -> Any:
         """An equivalent hmmlearn estimator (see :mod:`tiedsci.hmm.interop`)."""
@@ -571,4 +586,3 @@ class TiedHMM:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()
                          if v is not None and k != "emission")
         return f"{type(self).__name__}({args})"
-

@@ -22,59 +22,53 @@ Example run file (every key is listed in ``docs/cli.md``)::
     startprob = [1.0, 0.0]
     transmat = [[0.95, 0.05], [0.0, 1.0]]
 
-Writes ``model.json`` + ``model.npz``, ``parameters.txt`` (the registry table), ``states.png``
+Writes ``model.json`` + ``model.npz``, ``parameters.txt`` (``model.report()``), ``states.png``
 and ``summary.json`` into the output folder and returns the summary.
 
-EM runs one iteration at a time (each a ``fit`` with ``n_iter=1`` from the previous
-parameters: the same arithmetic as one ``fit`` with ``n_iter`` iterations, to rounding, at a
-cost of about 15 % for re-preparing the data), so that after every iteration the progress bar
-advances and the state can be checkpointed (``checkpoint.npz``, written atomically, at most
-once per :data:`CHECKPOINT_INTERVAL_S` and always on Ctrl-C). Ctrl-C keeps the parameters of
-the last completed iteration (EM never lowers the objective, so they are the best so far) and
-writes every output for them with ``"interrupted": true``. ``resume=True`` (``--resume``)
-continues from the checkpoint; the continued run is the one that was interrupted.
+The run file only translates TOML into API calls: one ``fit`` of the estimator, whose
+``on_iteration`` callback advances the progress bar and writes the checkpoint
+(``checkpoint.json`` + ``checkpoint.npz``: the estimator's own :meth:`save`, at most once per
+:data:`CHECKPOINT_INTERVAL_S` and always on Ctrl-C). Ctrl-C keeps the parameters of the last
+completed iteration (EM never lowers the objective, so they are the best so far) and writes
+every output for them with ``"interrupted": true``. ``resume=True`` (``--resume``) passes the
+checkpoint's state as ``fit(start=...)``: the continued run is, bit for bit, the one that was
+interrupted.
 """
 
 from __future__ import annotations
 
 import inspect
-import io
 import json
 import math
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tiedsci.errors import CheckpointError, TiedSciError
+from tiedsci.errors import CheckpointError, DataError, TiedSciError
+from tiedsci.hmm.em import EMState
 from tiedsci.runfile import (
     Field,
     MapOf,
     RunFile,
     Table,
-    atomic_write_bytes,
     atomic_write_text,
     load_runfile,
     validate_config,
 )
 
-__all__ = ["run_from_toml", "run_config", "run_runfile", "load", "check_toml", "SCHEMA",
-           "CHECKPOINT_FORMAT"]
+__all__ = ["run_from_toml", "run_config", "run_runfile", "load", "check_toml", "SCHEMA"]
 
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "hmm"
-CHECKPOINT_FORMAT = "tiedsci.hmm.checkpoint/1"
 CHECKPOINT_INTERVAL_S = 1.0
 """Least time between two checkpoint writes during EM (Ctrl-C always writes the last state)."""
 _FAMILIES = {"gaussian": "GaussianHMM", "categorical": "CategoricalHMM", "poisson": "PoissonHMM",
              "gmm": "GMMHMM", "tied_mixture": "TiedMixtureHMM"}
 _INIT = {"startprob": "s", "transmat": "t", "means": "m", "covars": "c", "emissionprob": "e",
          "lambdas": "l", "weights": "w"}
-_ARRAYS = ("startprob_", "transmat_", "means_", "covars_", "emissionprob_", "lambdas_",
-           "weights_")
 _FAMILY_KEYS = {"family", "ties", "fixed"}  # run-file keys that are not constructor arguments
 
 
@@ -265,124 +259,52 @@ def check_toml(path: str | Path) -> dict[str, Any]:
             "n_components": int(model.n_components)}
 
 
-# ----------------------------------------------------------------------------- EM driver
-def _snapshot(model: Any) -> dict[str, np.ndarray]:
-    return {k: np.array(getattr(model, k)) for k in _ARRAYS if getattr(model, k, None)
-            is not None}
+# ----------------------------------------------------------------------------- checkpoints
+def _checkpoint_error(path: Path, message: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {path} {message}")
 
 
-def _write_checkpoint(path: Path, model: Any, history: list[float], fingerprint: str) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, format=np.array(CHECKPOINT_FORMAT), fingerprint=np.array(fingerprint),
-             history=np.asarray(history, dtype=float), **_snapshot(model))
-    atomic_write_bytes(path, buf.getvalue())
+def _resume_state(stem: Path, fingerprint: str) -> EMState | None:
+    """The EM state saved in the checkpoint ``stem`` (None, with a notice, when there is none)."""
+    from tiedsci.hmm.io import load_with_extra
 
-
-def _read_checkpoint(path: Path, fingerprint: str) -> tuple[dict[str, np.ndarray], list[float]]:
+    path = stem.with_suffix(".json")
+    if not path.exists():
+        print(f"nothing to resume ({path} does not exist): starting from the beginning",
+              file=sys.stderr)
+        return None
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k].copy() for k in data.files}
-    except Exception as exc:  # zipfile.BadZipFile, EOFError, ValueError, OSError...
-        raise CheckpointError(f"checkpoint {path} is unreadable or truncated "
-                              f"({type(exc).__name__}: {exc}); delete it to start over") from None
-    if str(arrays.pop("format", "")) != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} checkpoint")
-    if str(arrays.pop("fingerprint", "")) != fingerprint:
-        raise CheckpointError(f"checkpoint {path} was written for a different run file (the "
-                              "run file changed since); delete it or run without --resume")
-    history = [float(v) for v in arrays.pop("history", np.zeros(0))]
-    if not history or not set(arrays) <= set(_ARRAYS):
-        raise CheckpointError(f"checkpoint {path} holds no EM state")
-    return arrays, history
+        saved, extra = load_with_extra(stem)
+    except (DataError, FileNotFoundError) as exc:
+        raise _checkpoint_error(path, f"is unreadable or truncated ({exc}); delete it to start "
+                                      "over") from None
+    if extra.get("fingerprint") != fingerprint:
+        raise _checkpoint_error(path, "was written for a different run file (the run file "
+                                      "changed since); delete it or run without --resume")
+    state = saved.em_state()
+    if not state.monitor.history:
+        raise _checkpoint_error(path, "holds no EM state")
+    return state
 
 
-def _converged(history: list[float], tol: float) -> bool:
-    return len(history) >= 2 and history[-1] - history[-2] < tol
+def _on_iteration(model: Any, stem: Path, fingerprint: str, bar: Any,
+                  callback: Callable[[int, float], None] | None) -> Callable[[EMState], None]:
+    """Per EM iteration: advance the bar, checkpoint (throttled), call ``callback``."""
+    last_write = [-math.inf]
 
-
-def fit_em(model: Any, x: np.ndarray, lengths: np.ndarray | None, *,
-           history: list[float] | None = None,
-           on_iteration: Callable[[int, float], None] | None = None,
-           progress: bool = False) -> bool:
-    """Run EM on ``model`` one iteration at a time; returns True when stopped by Ctrl-C.
-
-    Each iteration is ``model.fit`` with ``n_iter=1`` from the current parameters (the first
-    one initialises what ``init_params`` asks for, unless ``history`` says EM already ran),
-    stopping like :func:`~tiedsci.hmm.em.baum_welch`: after ``model.n_iter`` iterations in
-    all or when the log-likelihood gain is below ``model.tol``. Warnings are those of the first
-    and the last iteration, each once (as one ``fit`` would give). On KeyboardInterrupt the
-    parameters of the last completed iteration are restored. ``model.monitor_`` holds the
-    whole history afterwards.
-
-    Parameters
-    ----------
-    model : TiedHMM
-    x : ndarray, shape (n_samples, n_features)
-    lengths : ndarray of int, optional
-    history : list of float, optional
-        Log-likelihoods of the iterations already run (resume); extended in place.
-    on_iteration : callable, optional
-        ``on_iteration(n_done, log_likelihood)`` after every iteration.
-    progress : bool
-        tqdm bar on stderr.
-    """
-    from tiedsci.hmm.em import ConvergenceMonitor
-
-    history = history if history is not None else []
-    n_iter, tol, init0 = int(model.n_iter), float(model.tol), model.init_params
-    resumed = bool(history)
-    good = (_snapshot(model), len(history))
-    layout0 = None
-    interrupted = False
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_iter, initial=len(history), desc="EM", unit="it", file=sys.stderr)
-    first: list[warnings.WarningMessage] = []
-    last: list[warnings.WarningMessage] = []
-    try:
-        while len(history) < n_iter and not _converged(history, tol):
-            model.n_iter = 1
-            model.init_params = "" if (history or resumed) else init0
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                model.fit(x, lengths)
-            if layout0 is None:
-                layout0, first = model.layout_, caught
-            last = caught
-            history.append(float(model.monitor_.history[0]))
-            good = (_snapshot(model), len(history))
-            if bar is not None:
-                bar.update(1)
-                gain = history[-1] - history[-2] if len(history) > 1 else float("nan")
-                bar.set_postfix(loglik=f"{history[-1]:.6g}", gain=f"{gain:.2g}", refresh=False)
-            if on_iteration is not None:
-                on_iteration(len(history), history[-1])
-    except KeyboardInterrupt:
-        interrupted = True
-        for k, v in good[0].items():
-            setattr(model, k, v)
-        del history[good[1]:]
-    finally:
-        model.n_iter, model.init_params = n_iter, init0
+    def on_iteration(state: EMState) -> None:
+        n, ll = state.monitor.iter, state.monitor.history[-1]
         if bar is not None:
-            bar.close()
-    # what one fit would have warned: about the start and about the last iteration, once
-    seen = set()
-    for w in first + last:
-        key = (w.category, str(w.message))
-        if key not in seen:
-            seen.add(key)
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if layout0 is not None:
-        model.layout_ = layout0
-    elif history:
-        model.layout_ = model.build_registry(model._values()).compile()
-    done = _converged(history, tol) or (len(history) == n_iter and n_iter > 0)
-    model.monitor_ = ConvergenceMonitor(tol=tol, n_iter=n_iter, history=list(history),
-                                        iter=len(history), converged=done and not interrupted)
-    return interrupted
+            bar.update(1)
+            gain = ll - state.monitor.history[-2] if n > 1 else float("nan")
+            bar.set_postfix(loglik=f"{ll:.6g}", gain=f"{gain:.2g}", refresh=False)
+        if time.monotonic() - last_write[0] >= CHECKPOINT_INTERVAL_S:
+            model.save(stem, extra={"fingerprint": fingerprint})
+            last_write[0] = time.monotonic()
+        if callback is not None:
+            callback(n, ll)
+
+    return on_iteration
 
 
 def run_config(config: dict[str, Any], out_dir: str | Path, base: Path | None = None
@@ -402,7 +324,7 @@ def run_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = False
     ----------
     path, out_dir : path
     resume : bool
-        Continue EM from ``out_dir/checkpoint.npz`` if there is one (else start afresh).
+        Continue EM from ``out_dir/checkpoint.json`` + ``.npz`` if there is one (else start afresh).
     progress : bool
         tqdm bar of the EM iterations on stderr.
     callback : callable, optional
@@ -435,41 +357,30 @@ def run_runfile(rf: RunFile, out_dir: str | Path, *, resume: bool = False,
     model, x, lengths, family = _build(rf)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / "checkpoint.npz"
+    ckpt = out / "checkpoint"
     fingerprint = rf.fingerprint(exclude=("output",))
-    history: list[float] = []
-    if resume:
-        if ckpt.exists():
-            arrays, history = _read_checkpoint(ckpt, fingerprint)
-            for k, v in arrays.items():
-                setattr(model, k, v)
-        else:
-            print(f"nothing to resume ({ckpt} does not exist): starting from the beginning",
-                  file=sys.stderr)
-    resumed_at = len(history)
-    last_write = [-math.inf]
+    start = _resume_state(ckpt, fingerprint) if resume else None
+    resumed_at = start.monitor.iter if start is not None else 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
 
-    def on_iteration(n: int, ll: float) -> None:
-        if time.monotonic() - last_write[0] >= CHECKPOINT_INTERVAL_S:
-            _write_checkpoint(ckpt, model, history, fingerprint)
-            last_write[0] = time.monotonic()
-        if callback is not None:
-            callback(n, ll)
-
-    interrupted = fit_em(model, x, lengths, history=history, on_iteration=on_iteration,
-                         progress=progress)
-    if not history:  # stopped before the first iteration ended: nothing fitted to write
+        bar = tqdm(total=int(model.n_iter), initial=resumed_at, desc="EM", unit="it",
+                   file=sys.stderr)
+    try:
+        model.fit(x, lengths, start=start,
+                  on_iteration=_on_iteration(model, ckpt, fingerprint, bar, callback))
+    finally:
+        if bar is not None:
+            bar.close()
+    monitor = model.monitor_
+    interrupted = bool(monitor.interrupted)
+    if not monitor.history:  # stopped before the first iteration ended: nothing fitted to write
         return {"family": family, "interrupted": interrupted, "em_iterations": 0,
                 "converged": False, "files": []}
     if interrupted:  # the last completed iteration, whatever the throttling skipped
-        _write_checkpoint(ckpt, model, history, fingerprint)
-    model.save(out / "model")
-    (out / "parameters.txt").write_text(model.describe())
-    files = ["model.json", "model.npz", "parameters.txt"]
-    if rf.data["output"]["plots"]:
-        _plot(x, model.predict(x, lengths), out / "states.png")
-        files.append("states.png")
-    files.append("summary.json")
+        model.save(ckpt, extra={"fingerprint": fingerprint})
+    files = _write_outputs(model, x, lengths, out, plots=rf.data["output"]["plots"])
     ll = float(model.score(x, lengths))
     n_free = int(model.n_free)
     summary = {
@@ -480,32 +391,27 @@ def run_runfile(rf: RunFile, out_dir: str | Path, *, resume: bool = False,
         "log_likelihood": ll,
         "aic": -2.0 * ll + 2.0 * n_free,
         "bic": -2.0 * ll + n_free * float(np.log(x.shape[0])),
-        "em_iterations": int(model.monitor_.iter),
-        "converged": bool(model.monitor_.converged),
+        "em_iterations": int(monitor.iter),
+        "converged": bool(monitor.converged),
         "interrupted": interrupted,
-        "resumed_at_iteration": resumed_at if resume and resumed_at else None,
-        "checkpoint": str(ckpt) if interrupted else None,
+        "resumed_at_iteration": resumed_at or None,
+        "checkpoint": str(ckpt.with_suffix(".json")) if interrupted else None,
         "files": [str(out / f) for f in files],
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    if not interrupted and ckpt.exists():
-        ckpt.unlink()
+    if not interrupted:
+        for suffix in (".json", ".npz"):
+            ckpt.with_suffix(suffix).unlink(missing_ok=True)
     return summary
 
 
-def _plot(x: np.ndarray, states: np.ndarray, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    t = np.arange(x.shape[0])
-    ax.plot(t, x[:, 0], color="0.6", lw=0.8)
-    sc = ax.scatter(t, x[:, 0], c=states, cmap="tab10", s=10, vmin=0, vmax=9)
-    ax.set_xlabel("sample")
-    ax.set_ylabel("feature 0")
-    fig.colorbar(sc, ax=ax, label="state")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def _write_outputs(model: Any, x: np.ndarray, lengths: np.ndarray | None, out: Path, *,
+                   plots: bool) -> list[str]:
+    """The fitted model, its report and (optionally) the state plot; returns the file names."""
+    model.save(out / "model")
+    (out / "parameters.txt").write_text(model.report())
+    files = ["model.json", "model.npz", "parameters.txt"]
+    if plots:
+        model.plot(x, lengths, path=out / "states.png")
+        files.append("states.png")
+    return files + ["summary.json"]
