@@ -4,8 +4,10 @@ A family is a frozen dataclass holding configuration only; parameter values trav
 keyed by registry names (``"means"``, ``"covars"``, ``"emissionprob"``, ``"lambdas"``,
 ``"weights"``), every array with the state axis first. Shapes below use ``K`` states, ``N``
 frames (samples, packed), ``D`` features, ``M`` mixture components or symbols. The M-step receives
-two callables from the EM driver, so no family knows anything about ties: ``pool(name, stats)``
-(the registry's ``Layout.pool_stats``: a tie sums the statistics of its members) and
+two callables from the EM driver, so no family knows anything about ties:
+``pool(name, stats, unit_axes=0)`` (the registry's ``Layout.pool_stats``: a tie sums the
+statistics of its members; mirror copies of a symmetric matrix count once; ``unit_axes=1`` pools
+one statistic per vector of the last axis) and
 ``keep(name, new, old, valid)`` (restores fixed elements and elements without posterior mass).
 """
 
@@ -20,7 +22,7 @@ from tiedsci.core import Registry
 
 __all__ = ["EmissionFamily", "Pool", "Keep", "Frames", "Values"]
 
-Pool = Callable[[str, np.ndarray], np.ndarray]
+Pool = Callable[..., np.ndarray]  # pool(name, stats, unit_axes=0) -> pooled stats
 Keep = Callable[[str, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 Frames = dict[str, Any]
 Values = dict[str, np.ndarray]
