@@ -227,7 +227,7 @@ class DDPHooks:
                             f"has world_size={self.world_size}; resume with the same number")
         own = ranks[self.rank]
         dev = self._device
-        return {**state, "gen": own["gen"].cpu(),  # torch.load may have mapped it to the GPU
+        return {**state, "gen": own["gen"].cpu(),  # generators take CPU states
                 "batch": map_tensors(own["batch"], lambda t: t.to(dev))}
 
 
