@@ -77,6 +77,21 @@ def test_steady_solution_with_dirichlet_values_round_trips_exactly(tmp_path):
     assert again.theta.tobytes() == sol.theta.tobytes() and again.history == sol.history
 
 
+def test_spectral_solution_has_the_same_verbs(tmp_path):
+    from matplotlib.figure import Figure
+
+    sol = pinn.solve_periodic(pinn.spectral_pde("burgers", 32, nu=0.05), np.sin,
+                              (0.0, 2 * np.pi), 32, np.linspace(0.0, 0.5, 6), 1e-2)
+    assert sol.save(tmp_path / "ref") == tmp_path / "ref.json"
+    assert not (tmp_path / "ref.pt").exists()  # no network: JSON and npz only
+    again = pinn.load(tmp_path / "ref")
+    assert isinstance(again, pinn.SpectralSolution)
+    for k in "xtu":
+        assert np.array_equal(getattr(again, k), getattr(sol, k))
+    assert "32 points" in sol.report() and "6 times" in sol.report()
+    assert isinstance(sol.plot(), Figure)
+
+
 def test_a_user_problem_must_be_passed_back_to_load(tmp_path):
     prob = P.custom("wave", lambda d, c, p: d["u_t"] + d["u_x"], (0.0, 1.0), (0.0, 0.5),
                     lambda v: torch.sin(2 * math.pi * v))

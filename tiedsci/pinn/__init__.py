@@ -53,7 +53,7 @@ from tiedsci.pinn.problem import (
 )
 from tiedsci.pinn.reference import Reference, load_reference, spectral_reference
 from tiedsci.pinn.solvers import solve
-from tiedsci.pinn.spectral import SpectralPDE, solve_periodic, spectral_pde
+from tiedsci.pinn.spectral import SpectralPDE, SpectralSolution, solve_periodic, spectral_pde
 from tiedsci.pinn.steady import DirichletTransform, SteadySolution, solve_steady
 
 __all__ = [
@@ -70,7 +70,7 @@ __all__ = [
     "solve_ddp", "spawn_solve", "DDPHooks", "EmulatedRanks",
     "grad", "partial", "laplacian", "derivatives_1d",
     "Reference", "load_reference", "spectral_reference",
-    "SpectralPDE", "spectral_pde", "solve_periodic",
+    "SpectralPDE", "spectral_pde", "solve_periodic", "SpectralSolution",
     "Metrics", "evaluate", "relative_l2",
 ]
 

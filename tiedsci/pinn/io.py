@@ -29,6 +29,7 @@ from tiedsci.pinn.checkpoint import load_window_states, window_states
 from tiedsci.pinn.config import NetSpec, TrainConfig, from_dict
 from tiedsci.pinn.marching import TimeMarchingSolution, build_windows
 from tiedsci.pinn.problem import PDEProblem, rebuild
+from tiedsci.pinn.spectral import SPECTRAL_FORMAT, SpectralSolution
 from tiedsci.pinn.steady import SteadySolution, build_steady_field
 from tiedsci.pinn.train import resolve_device, resolve_dtype
 
@@ -75,8 +76,9 @@ def save(solution: Solution, path: str | os.PathLike[str]) -> Path:
 
 
 def load(path: str | os.PathLike[str], problem: PDEProblem | None = None, *,
-         device: str | None = None) -> Solution:
-    """Read a solution written by :meth:`TimeMarchingSolution.save` / :meth:`SteadySolution.save`.
+         device: str | None = None) -> Solution | SpectralSolution:
+    """Read a solution written by ``save``: :meth:`TimeMarchingSolution.save`,
+    :meth:`SteadySolution.save` or :meth:`~tiedsci.pinn.spectral.SpectralSolution.save`.
 
     Parameters
     ----------
@@ -90,8 +92,9 @@ def load(path: str | os.PathLike[str], problem: PDEProblem | None = None, *,
 
     Returns
     -------
-    TimeMarchingSolution or SteadySolution
-        Equal to the saved one: same weights, ``theta``, specs, history and status.
+    TimeMarchingSolution, SteadySolution or SpectralSolution
+        Equal to the saved one: same weights, ``theta``, specs, history and status (or the
+        same arrays).
 
     Raises
     ------
@@ -99,7 +102,9 @@ def load(path: str | os.PathLike[str], problem: PDEProblem | None = None, *,
         Missing or damaged files (:func:`tiedsci.persist.read_bundle`), a problem that does not
         match the saved free parameters, or no problem for a solution without a recipe.
     """
-    bundle = read_bundle(path, SOLUTION_FORMAT)
+    bundle = read_bundle(path, (SOLUTION_FORMAT, SPECTRAL_FORMAT))
+    if bundle.format == SPECTRAL_FORMAT:
+        return SpectralSolution(**{k: bundle.arrays[k] for k in ("x", "t", "u")})
     meta = bundle.meta
     where = repr(str(bundle.path.with_suffix(".json")))
     problem = _problem(meta, problem, where)
