@@ -106,6 +106,15 @@ def test_a_user_problem_must_be_passed_back_to_load(tmp_path):
     assert np.array_equal(again.predict(x, T[:3]), sol.predict(x, T[:3]))
 
 
+@pytest.mark.parametrize("suffix", [".json", ".npz", ".pt"])
+def test_a_damaged_file_of_a_saved_solution_is_named(marching, tmp_path, suffix):
+    marching.save(tmp_path / "m")
+    damaged = tmp_path / f"m{suffix}"
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    with pytest.raises(DataError, match=f"m\\{suffix}"):
+        pinn.load(tmp_path / "m")
+
+
 def test_load_refuses_a_problem_with_other_free_parameters(marching, tmp_path):
     marching.save(tmp_path / "m")
     with pytest.raises(DataError, match="free parameters"):

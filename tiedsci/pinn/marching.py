@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from tiedsci.pinn.reference import Reference
 
 __all__ = ["solve_time_marching", "TimeMarchingSolution", "Window", "build_field",
-           "Observations"]
+           "build_windows", "Observations"]
 
 
 @dataclass(frozen=True)
