@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,14 @@ QUICK_BUDGET_S = 75.0
 
 def run(out_dir: str | Path = "allen_cahn_out", quick: bool = False,
         budget_s: float | None = None, seed: int = 0, device: str = "cpu",
-        dtype: str = "float32", plots: bool = True) -> dict[str, Any]:
+        dtype: str = "float32", plots: bool = True, threads: int | None = None
+        ) -> dict[str, Any]:
     """Train, evaluate against AC.mat and write prediction, metrics, model and plots."""
     start = time.perf_counter()
     budget = budget_s if budget_s is not None else (QUICK_BUDGET_S if quick else FULL_BUDGET_S)
     problem, reference, net, train = allen_cahn_recipe(budget, seed, device, dtype)
+    if threads:  # scoped to the solve, restored afterwards
+        train = replace(train, threads=threads)
     solution = solve_time_marching(problem, net, train)
     result = write_outputs(solution, reference, out_dir, plots=plots)
     result["budget_s"] = budget
@@ -55,11 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    result = run(args.out, args.quick, args.budget, args.seed, args.device, args.dtype)
+    result = run(args.out, args.quick, args.budget, args.seed, args.device, args.dtype,
+                 threads=args.threads)
     if args.json:
         print(json.dumps(result))
     else:

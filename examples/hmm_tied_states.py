@@ -65,12 +65,12 @@ def fit_best(x: np.ndarray, tie_states: list[list[int]] | None, n_starts: int,
 def plot_states(years: np.ndarray, x: np.ndarray, tied: th.PoissonHMM, free: th.PoissonHMM,
                 path: Path) -> None:
     """Counts with the decoded regime (sub-states merged) and its rate, both models."""
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
+    fig = Figure(figsize=(10, 5.5))
+    FigureCanvasAgg(fig)  # the demo runs this in-process: no backend switch, no pyplot state
+    axes = fig.subplots(2, 1, sharex=True)
     for ax, model, title in ((axes[0], tied, "tied sub-states (one rate per regime)"),
                              (axes[1], free, "untied (one rate per sub-state)")):
         states = model.predict(x)
@@ -83,7 +83,6 @@ def plot_states(years: np.ndarray, x: np.ndarray, tied: th.PoissonHMM, free: th.
     axes[1].set_xlabel("year (blue: calm regime, red: active regime)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def run(out_dir: str | Path = "hmm_tied_states_out", quick: bool = False) -> dict[str, Any]:

@@ -86,14 +86,14 @@ def run(out_dir: str | Path | None = None, quick: bool = False,
         "centre_truth": truth["line.centre"],
     }
     if out_dir is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharex=True)
+        fig = Figure(figsize=(9, 3.2))
+        FigureCanvasAgg(fig)  # draw off-screen: no pyplot state, no backend switch
+        axes = fig.subplots(1, 2, sharex=True)
         for ax, p in zip(axes, ("a", "b")):
             ax.plot(x, data[p], ".", ms=3, label="observed")
             ax.plot(x, _line(values, p, x), "-", label="joint fit")
@@ -102,7 +102,6 @@ def run(out_dir: str | Path | None = None, quick: bool = False,
         axes[0].legend()
         fig.tight_layout()
         fig.savefig(out / "registry_joint_fit.png", dpi=110)
-        plt.close(fig)
         summary["plot"] = str(out / "registry_joint_fit.png")
         summary["table"] = layout.describe(values)
     return summary

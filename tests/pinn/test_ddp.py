@@ -25,6 +25,7 @@ from numpy.testing import assert_allclose
 
 from tiedsci.errors import DataError
 from tiedsci.pinn import problem as P
+from tiedsci.pinn.checkpoint import read_checkpoint
 from tiedsci.pinn.config import NetSpec, TrainConfig
 from tiedsci.pinn.ddp import (
     EmulatedRanks,
@@ -91,9 +92,10 @@ def test_ranks_draw_their_own_points_and_keep_identical_parameters(two_ranks):
 
 def test_rank0_writes_the_checkpoint_atomically(two_ranks):
     _, ck = two_ranks
-    assert ck.exists() and not ck.with_name(ck.name + ".tmp").exists()
-    data = torch.load(ck, weights_only=False)
-    assert data["window"] == 0 and data["sweep"] == 2 and data["inner"] is None  # finished
+    files = sorted(p.name for p in ck.parent.iterdir())
+    assert files == ["checkpoint.json", "checkpoint.npz", "checkpoint.pt"]  # no temporary file
+    data = read_checkpoint(ck)
+    assert data.window == 0 and data.sweep == 2 and data.inner is None  # finished
 
 
 def test_one_emulated_rank_is_the_plain_solver_bit_for_bit():
@@ -162,7 +164,7 @@ def test_one_rank_ddp_is_the_plain_solver_and_resumes_exactly(one_rank_group, tm
     full = solve_ddp(prob, net, replace(cfg, checkpoint=None))
     part = solve_ddp(prob, net, cfg, max_steps=16)
     assert not part.completed
-    inner = torch.load(tmp_path / "ck.pt", weights_only=False)["inner"]
+    inner = read_checkpoint(tmp_path / "ck.pt").inner
     assert inner["world_size"] == 1 and len(inner["ranks"]) == 1
     resumed = solve_ddp(prob, net, cfg, resume=tmp_path / "ck.pt")
     assert resumed.completed

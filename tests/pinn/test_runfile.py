@@ -90,17 +90,15 @@ def test_ctrl_c_writes_the_checkpointed_state_and_resume_finishes_exactly(tmp_pa
     path = tmp_path / "run.toml"
     path.write_text(RUN)
     full = run_from_toml(path, tmp_path / "full")
-    real = marching.solve_time_marching
-    calls = []
+    real = marching.write_checkpoint
 
-    def ctrl_c_after_45_steps(*args, **kwargs):  # Ctrl-C in window 2 (30 Adam + 6 L-BFGS each)
-        calls.append(kwargs)
-        if len(calls) == 1:
-            real(*args, **kwargs, max_steps=45)  # writes the checkpoint, as every 100 steps
+    def ctrl_c_inside_window_1(path, windows, theta, window, sweep, inner, history):
+        out = real(path, windows, theta, window, sweep, inner, history)
+        if window == 1 and inner is not None:  # the first checkpoint inside window 1
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
+        return out
 
-    monkeypatch.setattr(marching, "solve_time_marching", ctrl_c_after_45_steps)
+    monkeypatch.setattr(marching, "write_checkpoint", ctrl_c_inside_window_1)
     part = run_from_toml(path, tmp_path / "out")
     assert part["interrupted"] and not part["completed"]
     assert part["stopped_at"] == {"window": 1, "sweep": 0, "in_window": True}
@@ -108,25 +106,51 @@ def test_ctrl_c_writes_the_checkpointed_state_and_resume_finishes_exactly(tmp_pa
     assert Path(part["prediction_file"]).exists() and all(Path(p).exists() for p in part["plots"])
     assert part["rel_l2"] != full["rel_l2"]  # the interrupted state is not the final one
 
-    monkeypatch.setattr(marching, "solve_time_marching", real)
+    monkeypatch.setattr(marching, "write_checkpoint", real)
     done = run_from_toml(path, tmp_path / "out", resume=True)
     assert done["completed"] and not done["interrupted"]
     np.testing.assert_array_equal(np.load(done["prediction_file"])["u"],
                                   np.load(full["prediction_file"])["u"])
 
 
+def test_ctrl_c_before_the_first_checkpoint_writes_nothing(tmp_path, monkeypatch):
+    import tiedsci.pinn.marching as marching
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    path = tmp_path / "run.toml"
+    path.write_text(RUN)
+    monkeypatch.setattr(marching, "optimize", ctrl_c)
+    part = run_from_toml(path, tmp_path / "out")
+    assert part == {"problem": "heat", "interrupted": True, "completed": False,
+                    "checkpoint_file": None}
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
 def test_truncated_or_mismatched_checkpoint_is_a_clear_error(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text(RUN)
-    ckpt = tmp_path / "out" / "checkpoint.pt"
+    ckpt = tmp_path / "out" / "checkpoint.json"
     ckpt.parent.mkdir()
-    ckpt.write_bytes(b"PK\x03\x04 truncated")
+    ckpt.write_bytes(b'{"format": "tiedsci.pinn.che')
     with pytest.raises(CheckpointError, match=f"checkpoint {ckpt} is unreadable or truncated"):
         run_from_toml(path, tmp_path / "out", resume=True)
     run_from_toml(path, tmp_path / "out")
     path.write_text(RUN.replace("width = 12", "width = 10"))
-    with pytest.raises(CheckpointError, match="does not match this run file's \\[net\\]"):
+    with pytest.raises(CheckpointError, match="does not match this NetSpec"):
         run_from_toml(path, tmp_path / "out", resume=True)
+
+
+def test_the_saved_model_loads_and_predicts_bit_for_bit(tmp_path):
+    from tiedsci.pinn import load
+
+    path = tmp_path / "run.toml"
+    path.write_text(RUN)
+    result = run_from_toml(path, tmp_path / "out")
+    model = load(result["model_file"])
+    data = np.load(result["prediction_file"])
+    np.testing.assert_array_equal(model.predict(data["x"], data["t"]), data["u"])
 
 
 def _load(name):

@@ -2,14 +2,14 @@
 
 Complements ``tests/pinn`` (bad specs and domains, NaN coefficients, exact resume after an
 interruption): here non-numeric specs, user problems (residuals, initial conditions that are
-NaN or polynomial), non-finite losses, damaged or foreign checkpoints, atomic checkpoint and
-model writes, and bit-exact checkpoint round trips.
+NaN or polynomial), non-finite losses, damaged or foreign checkpoints (each file of the bundle),
+atomic checkpoint and model writes, and bit-exact checkpoint and model round trips.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import os
 from dataclasses import replace
 
 import numpy as np
@@ -18,9 +18,9 @@ import torch
 
 from tests.reliability.conftest import raises_naming
 from tiedsci.errors import CheckpointError, DataError, ModelError, UnknownParameterError
-from tiedsci.pinn import NetSpec, TrainConfig, solve_time_marching
+from tiedsci.pinn import NetSpec, TrainConfig, load, solve_time_marching
 from tiedsci.pinn import problem as P
-from tiedsci.pinn.outputs import save_model
+from tiedsci.pinn.checkpoint import read_checkpoint
 
 NET = NetSpec(width=6, depth=1, rank=2, n_harmonics=2)
 CFG = TrainConfig(adam_steps=6, lbfgs_steps=3, lbfgs_chunk=3, n_x=16, n_t=4, n_x_lbfgs=16,
@@ -123,7 +123,7 @@ def test_predict_rejects_non_finite_coordinates():
 # ---------------------------------------------------------------------- checkpoints
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """A complete run with a checkpoint file, and the same run without one."""
+    """A complete run with a checkpoint bundle (run.json / run.npz / run.pt), and its specs."""
     path = tmp_path_factory.mktemp("ck") / "run.pt"
     cfg = replace(CFG, checkpoint=str(path), checkpoint_every=2)
     return solve_time_marching(P.burgers(0.05), NET, cfg), path, cfg
@@ -131,33 +131,45 @@ def finished(tmp_path_factory):
 
 def test_checkpoint_holds_the_final_state_bit_exactly(finished):
     sol, path, cfg = finished
-    ck = torch.load(path, weights_only=True)
-    for win, saved in zip(sol.windows, ck["windows"]):
+    ck = read_checkpoint(path)
+    for win, saved in zip(sol.windows, ck.windows):
         for k, v in win.field.state_dict().items():
             assert v.dtype == saved["field"][k].dtype and torch.equal(v, saved["field"][k]), k
+    assert ck.theta.numpy().tobytes() == sol.theta.tobytes()
     again = solve_time_marching(P.burgers(0.05), NET, cfg, resume=path)  # nothing left to do
     for a, b in zip(_params(sol), _params(again)):
         assert torch.equal(a, b)
     assert again.history == sol.history
 
 
-def test_saved_model_round_trips_bit_exactly_and_atomically(finished, tmp_path, monkeypatch):
+def test_checkpoint_files_follow_the_one_convention(finished):
+    """JSON values, npz arrays without pickles, torch weights readable with weights_only."""
+    _, path, _ = finished
+    stem = path.with_suffix("")
+    doc = json.loads(stem.with_suffix(".json").read_text())
+    assert doc["format"] == "tiedsci.pinn.checkpoint/1" and doc["window"] == 0
+    with np.load(stem.with_suffix(".npz"), allow_pickle=False) as data:
+        assert "theta" in data.files
+    weights = torch.load(stem.with_suffix(".pt"), weights_only=True)
+    assert set(weights) == {"windows"} and len(weights["windows"]) == CFG.n_windows
+
+
+def test_saved_solution_round_trips_bit_exactly_and_atomically(finished, tmp_path, monkeypatch):
     sol, _, _ = finished
-    path = save_model(sol, tmp_path / "model.pt")
-    data = torch.load(path, weights_only=True)
-    for win, saved in zip(sol.windows, data["windows"]):
-        for k, v in win.field.state_dict().items():
-            assert torch.equal(v, saved["field"][k]), k
-    assert np.asarray(data["theta"]).tobytes() == sol.theta.tobytes()
-    before, inode = path.read_bytes(), os.stat(path).st_ino
+    path = sol.save(tmp_path / "model")
+    again = load(path)
+    for a, b in zip(_params(sol), _params(again)):
+        assert torch.equal(a, b)
+    assert again.theta.tobytes() == sol.theta.tobytes()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["model.json", "model.npz", "model.pt"]
+    before = {n: (tmp_path / n).read_bytes() for n in files}
     monkeypatch.setattr("torch.save", _write_half_then_fail)
     with pytest.raises(OSError, match="simulated"):
-        save_model(sol, path)
+        sol.save(path)
     monkeypatch.undo()
-    assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
-    save_model(sol, path)
-    assert os.stat(path).st_ino != inode
+    assert {n: (tmp_path / n).read_bytes() for n in files} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == files  # no temporary file left
 
 
 def _write_half_then_fail(obj, f, *args, **kwargs):
@@ -186,37 +198,53 @@ def test_a_checkpoint_write_that_fails_keeps_the_previous_one(tmp_path, monkeypa
     with pytest.raises(OSError, match="simulated"):
         solve_time_marching(P.heat(0.2), NET, cfg)
     monkeypatch.undo()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"]  # no half-written file
+    # no half-written file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.npz", "run.pt"]
     resumed = solve_time_marching(P.heat(0.2), NET, cfg, resume=path)  # from the first save
     for a, b in zip(_params(full), _params(resumed)):
         assert torch.equal(a, b)
 
 
 def test_missing_checkpoint_is_named(tmp_path):
-    with raises_naming(FileNotFoundError, "nope.pt"):
+    with raises_naming(FileNotFoundError, "nope.json"):
         solve_time_marching(P.heat(), NET, CFG, resume=tmp_path / "nope.pt")
 
 
-@pytest.mark.parametrize("damage,needles", [
-    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), ("run.pt",)),
-    (lambda p: p.write_bytes(b"\x80\x04garbage"), ("run.pt",)),
-    (lambda p: p.write_bytes(b""), ("run.pt",)),
-    (lambda p: torch.save({"windows": []}, p), ("run.pt", "theta")),
-    (lambda p: torch.save([1, 2, 3], p), ("run.pt", "not a")),
-], ids=["truncated", "garbage", "empty", "missing-keys", "a-list"])
-def test_damaged_checkpoints_are_checkpoint_errors(finished, tmp_path, damage, needles):
+def _truncate(p):
+    p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
+
+
+def _rewrite_json(change):
+    def damage(p):
+        doc = json.loads(p.read_text())
+        change(doc)
+        p.write_text(json.dumps(doc))
+    return damage
+
+
+@pytest.mark.parametrize("suffix,damage,needles", [
+    (".pt", _truncate, ("run.pt",)),
+    (".pt", lambda p: p.write_bytes(b"\x80\x04garbage"), ("run.pt",)),
+    (".npz", lambda p: p.write_bytes(b""), ("run.npz",)),
+    (".json", _truncate, ("run.json",)),
+    (".json", lambda p: p.write_text("[1, 2, 3]"), ("run.json",)),
+    (".json", _rewrite_json(lambda d: d.pop("inner")), ("run.json", "inner")),
+    (".json", _rewrite_json(lambda d: d.update(format="tiedsci.hmm/1")), ("run.json", "format")),
+], ids=["pt-truncated", "pt-garbage", "npz-empty", "json-truncated", "json-a-list",
+        "json-missing-key", "json-other-format"])
+def test_damaged_checkpoints_are_checkpoint_errors(finished, tmp_path, suffix, damage, needles):
     _, path, cfg = finished
-    bad = tmp_path / "run.pt"
-    bad.write_bytes(path.read_bytes())
-    damage(bad)
+    for s in (".json", ".npz", ".pt"):
+        (tmp_path / f"run{s}").write_bytes(path.with_suffix(s).read_bytes())
+    damage(tmp_path / f"run{suffix}")
     with raises_naming(CheckpointError, *needles):
-        solve_time_marching(P.burgers(0.05), NET, cfg, resume=bad)
+        solve_time_marching(P.burgers(0.05), NET, cfg, resume=tmp_path / "run.pt")
 
 
 @pytest.mark.parametrize("other,needles", [
-    (lambda: (P.burgers(0.05), replace(NET, width=7), CFG), ("run.pt", "network")),
-    (lambda: (P.burgers(0.05), NET, replace(CFG, n_windows=3)), ("run.pt", "2 windows", "3")),
-    (lambda: (P.burgers(0.05, trainable=True), NET, CFG), ("run.pt", "free", "1")),
+    (lambda: (P.burgers(0.05), replace(NET, width=7), CFG), ("run.json", "network")),
+    (lambda: (P.burgers(0.05), NET, replace(CFG, n_windows=3)), ("run.json", "2 windows", "3")),
+    (lambda: (P.burgers(0.05, trainable=True), NET, CFG), ("run.json", "free", "1")),
 ], ids=["architecture", "windows", "coefficients"])
 def test_a_checkpoint_of_another_run_is_refused(finished, other, needles):
     _, path, _ = finished

@@ -8,10 +8,18 @@ across equations when shared).
 
 Quick start::
 
-    from tiedsci.pinn import allen_cahn, NetSpec, TrainConfig, solve_time_marching
-    from tiedsci.pinn import load_reference, evaluate
-    sol = solve_time_marching(allen_cahn(), NetSpec(), TrainConfig(n_windows=10, budget_s=300))
-    metrics, u = evaluate(sol, load_reference("allen_cahn"))
+    from tiedsci import pinn
+    sol = pinn.solve(pinn.allen_cahn(), pinn.NetSpec(),
+                     pinn.TrainConfig(n_windows=10, budget_s=300))
+    metrics, u = pinn.evaluate(sol, pinn.load_reference("allen_cahn"))
+    print(sol.report())
+    sol.plot(pinn.load_reference("allen_cahn"), path="ac.png")
+    sol.save("ac")                   # ac.json + ac.npz + ac.pt
+    again = pinn.load("ac")          # predicts bit for bit what sol predicts
+
+Every solver (:func:`solve`, :func:`solve_time_marching`, :func:`solve_steady`,
+:func:`solve_ddp`) returns a solution with ``report()``, ``plot()`` and ``save(path)``;
+:func:`load` reads one back.
 
 This package imports torch; ``import tiedsci`` does not import it.
 """
@@ -29,6 +37,7 @@ from tiedsci.pinn.features import (
     PeriodicFeatures,
     ScaledInput,
 )
+from tiedsci.pinn.io import load
 from tiedsci.pinn.marching import Observations, TimeMarchingSolution, solve_time_marching
 from tiedsci.pinn.net import MLP, FactorizedLinear, FieldNet, MLPField, SeparableField
 from tiedsci.pinn.problem import (
@@ -43,7 +52,8 @@ from tiedsci.pinn.problem import (
     poisson_2d,
 )
 from tiedsci.pinn.reference import Reference, load_reference, spectral_reference
-from tiedsci.pinn.spectral import SpectralPDE, solve_periodic, spectral_pde
+from tiedsci.pinn.solvers import solve
+from tiedsci.pinn.spectral import SpectralPDE, SpectralSolution, solve_periodic, spectral_pde
 from tiedsci.pinn.steady import DirichletTransform, SteadySolution, solve_steady
 
 __all__ = [
@@ -54,12 +64,13 @@ __all__ = [
     "PDEProblem", "advection", "heat", "burgers", "allen_cahn", "kdv", "poisson_2d",
     "helmholtz_2d", "custom",
     "declare_periodic_axis", "periodic_axes", "periodic_features",
+    "solve", "load",
     "solve_time_marching", "TimeMarchingSolution", "Observations",
     "solve_steady", "SteadySolution", "DirichletTransform",
     "solve_ddp", "spawn_solve", "DDPHooks", "EmulatedRanks",
     "grad", "partial", "laplacian", "derivatives_1d",
     "Reference", "load_reference", "spectral_reference",
-    "SpectralPDE", "spectral_pde", "solve_periodic",
+    "SpectralPDE", "spectral_pde", "solve_periodic", "SpectralSolution",
     "Metrics", "evaluate", "relative_l2",
 ]
 

@@ -141,8 +141,9 @@ class TrainConfig:
     progress : bool
         tqdm progress bar.
     checkpoint : str or None
-        Path of the checkpoint file, written every ``checkpoint_every`` steps and at the end of
-        each window; :func:`~tiedsci.pinn.marching.solve_time_marching` resumes from it exactly.
+        Stem of the checkpoint bundle (``<stem>.json`` / ``.npz`` / ``.pt``, a suffix is
+        dropped), written every ``checkpoint_every`` steps and at the end of each window;
+        :func:`~tiedsci.pinn.marching.solve_time_marching` resumes from it exactly.
     checkpoint_every : int
         Also write it every this many Adam steps and after every L-BFGS call (0: window ends).
     threads : int or None

@@ -61,18 +61,21 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from tiedsci._files import atomic_write
 from tiedsci.errors import DataError
+from tiedsci.persist import read_bundle, write_bundle
+from tiedsci.pinn.checkpoint import checkpoint_file, map_tensors
 from tiedsci.pinn.config import NetSpec, TrainConfig
-from tiedsci.pinn.marching import Observations, TimeMarchingSolution, solve_time_marching
+from tiedsci.pinn.marching import Observations, TimeMarchingSolution
 from tiedsci.pinn.problem import PDEProblem
-from tiedsci.pinn.steady import SteadySolution, solve_steady
+from tiedsci.pinn.solvers import solve
+from tiedsci.pinn.steady import SteadySolution
 from tiedsci.pinn.train import LossFn, SampleFn, resolve_device
 
 __all__ = ["DDPHooks", "EmulatedRanks", "DDPResult", "rank_seed", "init_from_env",
            "solve_ddp", "spawn_solve", "distributed_available", "main"]
 
 Solution = TimeMarchingSolution | SteadySolution
+_RUN_FORMAT = "tiedsci.pinn.spawn-run/1"
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -112,16 +115,6 @@ class _LossModule(nn.Module):
         return self._loss_fn(batch)
 
 
-def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return fn(obj)
-    if isinstance(obj, Mapping):
-        return {k: _map_tensors(v, fn) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_map_tensors(v, fn) for v in obj)
-    return obj
-
-
 def _digest(obj: Any) -> str:
     """SHA-256 of the bytes of every tensor in ``obj`` (bitwise identity check)."""
     h = hashlib.sha256()
@@ -130,7 +123,7 @@ def _digest(obj: Any) -> str:
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
         return t
 
-    _map_tensors(obj, add)
+    map_tensors(obj, add)
     return h.hexdigest()[:16]
 
 
@@ -218,7 +211,7 @@ class DDPHooks:
 
     def snapshot(self, state: dict[str, Any]) -> dict[str, Any]:
         """Gather every rank's generator state and current batch into ``state["ranks"]``."""
-        mine = {"gen": state["gen"], "batch": _map_tensors(state["batch"], lambda t: t.cpu())}
+        mine = {"gen": state["gen"], "batch": map_tensors(state["batch"], lambda t: t.cpu())}
         every: list[Any] = [None] * self.world_size
         dist.all_gather_object(every, mine)
         return {**state, "ranks": every, "world_size": self.world_size}
@@ -234,8 +227,8 @@ class DDPHooks:
                             f"has world_size={self.world_size}; resume with the same number")
         own = ranks[self.rank]
         dev = self._device
-        return {**state, "gen": own["gen"].cpu(),  # torch.load may have mapped it to the GPU
-                "batch": _map_tensors(own["batch"], lambda t: t.to(dev))}
+        return {**state, "gen": own["gen"].cpu(),  # generators take CPU states
+                "batch": map_tensors(own["batch"], lambda t: t.to(dev))}
 
 
 class _Shards(list):
@@ -444,18 +437,11 @@ def solve_ddp(problem: PDEProblem, net: NetSpec | None = None, train: TrainConfi
         cfg = replace(cfg, checkpoint=None, progress=False)
     if hooks is None:
         hooks = DDPHooks(device_ids=[dev.index] if dev.type == "cuda" else None)
-    if problem.is_evolution:
-        if dirichlet:
-            raise DataError("dirichlet values apply to steady problems only")
-        sol: Solution = solve_time_marching(problem, net, cfg, observations, resume=resume,
-                                            max_steps=max_steps, parallel=hooks)
+    sol = solve(problem, net, cfg, observations=observations, dirichlet=dirichlet,
+                resume=resume, max_steps=max_steps, parallel=hooks)
+    if isinstance(sol, TimeMarchingSolution):
         params: list[torch.Tensor] = [p for w in sol.windows for p in w.field.parameters()]
     else:
-        for name, val in (("observations", observations), ("resume", resume),
-                          ("max_steps", max_steps)):
-            if val is not None:
-                raise DataError(f"{name} is supported for time-marching problems only")
-        sol = solve_steady(problem, net, cfg, dirichlet, parallel=hooks)
         params = list(sol.field.parameters())
     mine = _digest(params + [torch.as_tensor(sol.theta)])
     every: list[Any] = [None] * dist.get_world_size()
@@ -488,42 +474,6 @@ class DDPResult:
     sync_log: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _pack(sol: Solution) -> dict[str, Any]:
-    if isinstance(sol, TimeMarchingSolution):
-        states = [{"field": w.field.state_dict(),
-                   "boundary": None if w.boundary_net is None else w.boundary_net.state_dict()}
-                  for w in sol.windows]
-    else:
-        states = [{"field": sol.field.state_dict(), "boundary": None}]
-    cpu = _map_tensors(states, lambda t: t.detach().cpu())
-    return {"states": cpu, "theta": sol.theta, "history": sol.history, "wall_s": sol.wall_s,
-            "completed": sol.completed}
-
-
-def _rebuild(problem: PDEProblem, net: NetSpec | None, train: TrainConfig,
-             dirichlet: Mapping[str, tuple[float, float]] | None,
-             packed: dict[str, Any]) -> Solution:
-    """The solver's own structure (zero optimiser steps) with the trained weights loaded."""
-    empty = replace(train, adam_steps=0, lbfgs_steps=0, checkpoint=None, progress=False,
-                    budget_s=None)
-    sol: Solution
-    if problem.is_evolution:
-        sol = solve_time_marching(problem, net, empty)
-        for win, sd in zip(sol.windows, packed["states"]):
-            win.field.load_state_dict(sd["field"])
-            if win.boundary_net is not None:
-                win.boundary_net.load_state_dict(sd["boundary"])
-    else:
-        sol = solve_steady(problem, net, empty, dirichlet)
-        sol.field.load_state_dict(packed["states"][0]["field"])
-    sol.theta = np.asarray(packed["theta"])
-    sol.history = list(packed["history"])
-    sol.wall_s = float(packed["wall_s"])
-    sol.completed = bool(packed["completed"])
-    sol.train = train
-    return sol
-
-
 def _spawn_worker(rank: int, world: int, store: str, backend: str,
                   factory: Callable[[], PDEProblem], net: NetSpec | None, train: TrainConfig,
                   kwargs: dict[str, Any], check_sync: int, out: str, timeout_s: float) -> None:
@@ -539,8 +489,9 @@ def _spawn_worker(rank: int, world: int, store: str, backend: str,
         sol = solve_ddp(factory(), net, train, hooks=hooks, local_rank=rank, **kwargs)
         wall = time.perf_counter() - start
         if rank == 0:
-            data = {**_pack(sol), "run_wall_s": wall, "sync_log": hooks.sync_log}
-            atomic_write(Path(out) / "rank0.pt", lambda fh: torch.save(data, fh))
+            sol.save(Path(out) / "rank0")
+            write_bundle(Path(out) / "run", _RUN_FORMAT,
+                         {"run_wall_s": wall, "sync_log": hooks.sync_log})
     finally:
         dist.destroy_process_group()
 
@@ -601,12 +552,14 @@ def spawn_solve(nprocs: int, problem: Callable[[], PDEProblem], net: NetSpec | N
         mp.spawn(_spawn_worker, nprocs=int(nprocs), join=True,
                  args=(int(nprocs), store, backend, problem, net, cfg, kwargs, int(check_sync),
                        tmp, float(timeout_s)))
-        packed = torch.load(Path(tmp) / "rank0.pt", weights_only=False)
+        from tiedsci.pinn.io import load
+
+        sol = load(Path(tmp) / "rank0", problem(), device=cfg.device)
+        run = read_bundle(Path(tmp) / "run", _RUN_FORMAT).meta
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    sol = _rebuild(problem(), net, cfg, dirichlet, packed)
-    return DDPResult(sol, int(nprocs), backend, float(packed["run_wall_s"]),
-                     list(packed["sync_log"]))
+    sol.train = cfg
+    return DDPResult(sol, int(nprocs), backend, float(run["run_wall_s"]), list(run["sync_log"]))
 
 
 # ------------------------------------------------------------------ torchrun entry point
@@ -616,9 +569,9 @@ def main(argv: list[str] | None = None) -> int:
 
     The run file is the one of ``tiedsci pinn solve`` (read by :mod:`tiedsci.pinn.runfile`);
     ``[train] n_x`` / ``n_t`` are per rank. Rank 0 computes the reference, writes the checkpoint
-    (``DIR/checkpoint.pt`` unless ``[train] checkpoint`` is set) and the outputs, and prints the
-    metrics as JSON. ``--resume`` continues from that checkpoint (same number of ranks; the file
-    must be readable by every rank).
+    (``DIR/checkpoint.json`` with its ``.npz`` / ``.pt`` unless ``[train] checkpoint`` is set)
+    and the outputs, and prints the metrics as JSON. ``--resume`` continues from that checkpoint
+    (same number of ranks; the files must be readable by every rank).
     """
     parser = argparse.ArgumentParser(prog="python -m tiedsci.pinn.ddp",
                                      description=main.__doc__.splitlines()[0])
@@ -639,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rf = runfile.load(args.runfile)
     prob, net, train = runfile._prepare(rf, args.out, None)
-    ckpt = Path(str(train.checkpoint))
+    ckpt = checkpoint_file(str(train.checkpoint))
     resume = ckpt if args.resume and ckpt.exists() else None
     rank, world, local = init_from_env(train.device, args.backend)
     try:

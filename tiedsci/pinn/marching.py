@@ -24,18 +24,24 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from tiedsci._files import atomic_write
 from tiedsci.core import Layout
 from tiedsci.errors import CheckpointError, DataError
 from tiedsci.pinn.autodiff import derivatives_1d
+from tiedsci.pinn.checkpoint import (
+    CheckpointState,
+    load_window_states,
+    map_tensors,
+    read_checkpoint,
+    write_checkpoint,
+)
 from tiedsci.pinn.config import NetSpec, TrainConfig
 from tiedsci.pinn.domain import periodic_axes, periodic_features
 from tiedsci.pinn.features import FourierFeatures, InputEmbedding, ScaledInput
@@ -51,8 +57,13 @@ from tiedsci.pinn.train import (
     torch_threads,
 )
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from tiedsci.pinn.reference import Reference
+
 __all__ = ["solve_time_marching", "TimeMarchingSolution", "Window", "build_field",
-           "Observations"]
+           "build_windows", "Observations"]
 
 
 @dataclass(frozen=True)
@@ -152,7 +163,11 @@ class TimeMarchingSolution:
     wall_s : float
     device : str
     completed : bool
-        False when the run stopped early (``max_steps``) after writing its checkpoint.
+        False when the run stopped early (``max_steps`` or Ctrl-C) after writing its checkpoint.
+    interrupted : bool
+        True when Ctrl-C stopped the run: the solution is the state of the last checkpoint.
+    stopped_at : dict or None
+        Where an incomplete run stopped: ``{"window", "sweep", "in_window"}``.
     """
 
     problem: PDEProblem
@@ -165,11 +180,42 @@ class TimeMarchingSolution:
     wall_s: float = 0.0
     device: str = "cpu"
     completed: bool = True
+    interrupted: bool = False
+    stopped_at: dict[str, Any] | None = None
 
     @property
     def coefficients(self) -> dict[str, np.ndarray]:
         """Registry values at the final ``theta`` (all parameters, by registry name)."""
         return {k: np.asarray(v) for k, v in self.layout.unpack(self.theta).items()}
+
+    def report(self) -> str:
+        """A readable summary: problem, network, training, final loss, coefficients."""
+        from tiedsci.pinn.io import report
+
+        return report(self)
+
+    def plot(self, reference: Reference | None = None, *, what: str = "solution",
+             path: str | os.PathLike[str] | None = None) -> Figure:
+        """Figure of the field (with ``reference`` and the error when given) or of the loss.
+
+        Parameters
+        ----------
+        reference : Reference, optional
+            Grid and reference field; without it the prediction on a 256 x 101 grid.
+        what : {"solution", "loss"}
+        path : path-like, optional
+            Also write the figure there (PNG).
+        """
+        from tiedsci.pinn.io import plot
+
+        return plot(self, reference, what=what, path=path)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save as the bundle ``path`` (``.json``, ``.npz``, ``.pt``); read it with
+        :func:`tiedsci.pinn.load`. Returns the JSON file."""
+        from tiedsci.pinn.io import save
+
+        return save(self, path)
 
     def _dtype(self) -> torch.dtype:
         return resolve_dtype(self.train.dtype)
@@ -290,7 +336,8 @@ def solve_time_marching(
     net : NetSpec, optional
     train : TrainConfig, optional
         ``n_windows``, step counts, grids, ``budget_s``, ``dtype``, ``device``, ``seed``,
-        ``threads``...
+        ``threads``, ``checkpoint`` (the stem of the checkpoint bundle
+        ``<stem>.json/.npz/.pt``, see :mod:`tiedsci.pinn.checkpoint`) ...
     observations : Observations, optional
         Data for inverse problems (free registry coefficients are learned).
     resume : path, optional
@@ -305,11 +352,52 @@ def solve_time_marching(
     Returns
     -------
     TimeMarchingSolution
+        On Ctrl-C (``KeyboardInterrupt``) after a checkpoint was written (or when resuming),
+        the solution at the last checkpoint, with ``interrupted=True``; resuming from that
+        checkpoint finishes the run exactly. Before any checkpoint (and in data-parallel runs)
+        the interrupt propagates.
     """
     cfg = train or TrainConfig()
+    written: list[Path] = []
+    wall0 = time.perf_counter()
     with torch_threads(cfg.threads):
-        return _solve_time_marching(problem, net, cfg, observations, resume, max_steps,
-                                    parallel)
+        try:
+            return _solve_time_marching(problem, net, cfg, observations, resume, max_steps,
+                                        parallel, written)
+        except KeyboardInterrupt:
+            source = written[-1] if written else resume
+            if source is None or parallel is not None:
+                raise
+            return _at_checkpoint(problem, net, cfg, observations, source, wall0)
+
+
+def _at_checkpoint(problem: PDEProblem, net: NetSpec | None, cfg: TrainConfig,
+                   observations: Observations | None, source: str | os.PathLike,
+                   wall0: float) -> TimeMarchingSolution:
+    """The solution in the state of checkpoint ``source`` (a run with no step left)."""
+    replay = replace(cfg, adam_steps=0, lbfgs_steps=0, checkpoint=None, progress=False,
+                     budget_s=None, checkpoint_every=0)
+    sol = _solve_time_marching(problem, net, replay, observations, source, None)
+    ck = read_checkpoint(source)
+    return replace(sol, train=cfg, completed=False, interrupted=True,
+                   wall_s=time.perf_counter() - wall0,
+                   stopped_at={"window": ck.window, "sweep": ck.sweep,
+                               "in_window": ck.inner is not None})
+
+
+def build_windows(problem: PDEProblem, layout: Layout, net: NetSpec, cfg: TrainConfig,
+                  dev: torch.device, dtype: torch.dtype) -> list[Window]:
+    """The untrained windows of a run (``cfg.n_windows`` equal slices of the time interval)."""
+    t_lo, t_hi = problem.bounds["t"]
+    edges = np.linspace(t_lo, t_hi, cfg.n_windows + 1)
+    windows: list[Window] = []
+    for w in range(cfg.n_windows):
+        fld, bnet = build_field(problem, layout, net, float(edges[w]), float(edges[w + 1]),
+                                cfg.seed * 7919 + 3)
+        windows.append(Window(float(edges[w]), float(edges[w + 1]), fld.to(dev, dtype),
+                              subtract=(net.ic == "subtract" or w > 0),
+                              boundary_net=None if bnet is None else bnet.to(dev, dtype)))
+    return windows
 
 
 def _solve_time_marching(
@@ -320,6 +408,7 @@ def _solve_time_marching(
     resume: str | os.PathLike | None,
     max_steps: int | None,
     parallel: Parallel | None = None,
+    written: list[Path] | None = None,
 ) -> TimeMarchingSolution:
     net = net or NetSpec()
     cfg = train or TrainConfig()
@@ -327,10 +416,8 @@ def _solve_time_marching(
     dev = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype)
     layout = problem.registry.compile()
-    t_lo, t_hi = problem.bounds["t"]
     a, b = problem.bounds["x"]
     x_order = int(problem.orders.get("x", 2))
-    edges = np.linspace(t_lo, t_hi, cfg.n_windows + 1)
     theta = nn.Parameter(torch.as_tensor(layout.theta0, dtype=dtype, device=dev))
     trainable = [theta] if layout.n_free else []
 
@@ -341,21 +428,21 @@ def _solve_time_marching(
         if not trainable:
             raise DataError("observations were given but the registry has no free coefficient")
 
-    windows: list[Window] = []
-    for w in range(cfg.n_windows):
-        fld, bnet = build_field(problem, layout, net, float(edges[w]), float(edges[w + 1]),
-                                cfg.seed * 7919 + 3)
-        windows.append(Window(float(edges[w]), float(edges[w + 1]), fld.to(dev, dtype),
-                              subtract=(net.ic == "subtract" or w > 0),
-                              boundary_net=None if bnet is None else bnet.to(dev, dtype)))
-
+    windows = build_windows(problem, layout, net, cfg, dev, dtype)
     history: list[dict[str, Any]] = []
     ckpt_path = Path(cfg.checkpoint) if cfg.checkpoint else None
     start_w, start_sweep, inner = 0, 0, None
+    stopped_at = None
     if resume is not None:
-        start_w, start_sweep, inner, history = _read_checkpoint(Path(resume), windows, theta,
-                                                                dev)
+        ck = _read_checkpoint(resume, windows, theta, dev)
+        start_w, start_sweep, inner, history = ck.window, ck.sweep, ck.inner, ck.history
     allowance = [int(max_steps)] if max_steps is not None else None
+
+    def checkpoint(w: int, sweep: int, state: dict[str, Any] | None) -> None:
+        if ckpt_path is not None:
+            write_checkpoint(ckpt_path, windows, theta, w, sweep, state, history)
+            if written is not None:
+                written.append(ckpt_path)
 
     budget = cfg.budget_s
     first_share = 1.0 if cfg.n_sweeps == 1 else 0.7
@@ -393,19 +480,18 @@ def _solve_time_marching(
                     params += list(win.boundary_net.parameters())
 
                 def save(state: dict[str, Any], w: int = w, sweep: int = sweep) -> None:
-                    if ckpt_path is None:
-                        return
-                    _write_checkpoint(ckpt_path, windows, theta, w, sweep, state, history)
+                    checkpoint(w, sweep, state)
 
+                stopped_at = {"window": w, "sweep": sweep, "in_window": True}
                 state = optimize(params, loss_fn, sample, cfg, gen, limits, history,
                                  tag={"window": w, "sweep": sweep}, resume=inner, save=save,
                                  step_allowance=allowance, progress=progress,
                                  parallel=parallel)
                 inner = None
                 nxt = (w + 1, sweep) if w + 1 < cfg.n_windows else (0, sweep + 1)
-                if ckpt_path is not None:
-                    _write_checkpoint(ckpt_path, windows, theta, nxt[0], nxt[1], None, history)
+                checkpoint(nxt[0], nxt[1], None)
                 del state
+        stopped_at = None
     except Interrupted:
         completed = False
     finally:
@@ -415,67 +501,39 @@ def _solve_time_marching(
         problem=problem, net=net, train=cfg, windows=windows, layout=layout,
         theta=theta.detach().cpu().double().numpy(), history=history,
         wall_s=time.perf_counter() - wall0, device=str(dev), completed=completed,
+        stopped_at=stopped_at,
     )
 
 
-def _write_checkpoint(path: Path, windows: list[Window], theta: torch.Tensor, w: int, sweep: int,
-                      inner: dict[str, Any] | None, history: list[dict[str, Any]]) -> None:
-    data = {
-        "windows": [{"field": win.field.state_dict(),
-                     "boundary": None if win.boundary_net is None else
-                     win.boundary_net.state_dict()} for win in windows],
-        "theta": theta.detach().clone(), "window": w, "sweep": sweep, "inner": inner,
-        "history": list(history),
-    }
-    atomic_write(path, lambda fh: torch.save(data, fh))
-
-
-_CHECKPOINT_KEYS = ("windows", "theta", "window", "sweep", "inner", "history")
-
-
-def _read_checkpoint(path: Path, windows: list[Window], theta: torch.Tensor, dev: torch.device
-                     ) -> tuple[int, int, dict[str, Any] | None, list[dict[str, Any]]]:
+def _read_checkpoint(path: str | os.PathLike, windows: list[Window], theta: torch.Tensor,
+                     dev: torch.device) -> CheckpointState:
     """Load a checkpoint into ``windows`` and ``theta``; check it belongs to this run.
 
-    Returns ``(window, sweep, inner loop state, history)``. Raises ``FileNotFoundError`` for a
-    missing file and :class:`~tiedsci.errors.CheckpointError` (naming the file) for one that is
-    truncated, corrupt, or written by a run with other windows, network or coefficients.
-    Tensors only: nothing in the file is executed (``weights_only=True``).
+    Returns the :class:`~tiedsci.pinn.checkpoint.CheckpointState` (the loop state's batch on
+    ``dev``). Raises ``FileNotFoundError`` for a missing file and
+    :class:`~tiedsci.errors.CheckpointError` (naming the file) for one that is truncated,
+    corrupt, or written by a run with other windows, network or coefficients. Nothing in the
+    files is executed: JSON, npz without pickles, weights read with ``weights_only=True``.
     """
-    where = repr(str(path))
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {where} not found")
-    try:
-        ck = torch.load(path, map_location=dev, weights_only=True)
-    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"checkpoint {where} cannot be read (truncated or corrupt?): "
-                              f"{first}") from None
-    if not isinstance(ck, dict):
-        raise CheckpointError(f"checkpoint {where} is not a tiedsci PINN checkpoint (it holds "
-                              f"a {type(ck).__name__})")
-    missing = [k for k in _CHECKPOINT_KEYS if k not in ck]
-    if missing:
-        raise CheckpointError(f"checkpoint {where} lacks the entries {missing}")
-    if len(ck["windows"]) != len(windows):
-        raise CheckpointError(f"checkpoint {where} holds {len(ck['windows'])} windows, this run "
+    ck = read_checkpoint(path, map_location=dev)
+    where = repr(str(ck.path))
+    if len(ck.windows) != len(windows):
+        raise CheckpointError(f"checkpoint {where} holds {len(ck.windows)} windows, this run "
                               f"has n_windows={len(windows)}")
-    saved_theta = torch.as_tensor(ck["theta"])
-    if tuple(saved_theta.shape) != tuple(theta.shape):
-        raise CheckpointError(f"checkpoint {where} holds {saved_theta.numel()} free registry "
+    if tuple(ck.theta.shape) != tuple(theta.shape):
+        raise CheckpointError(f"checkpoint {where} holds {ck.theta.numel()} free registry "
                               f"values, this problem has {theta.numel()} free coefficients")
     try:
-        for win, sd in zip(windows, ck["windows"]):
-            win.field.load_state_dict(sd["field"])
-            if win.boundary_net is not None:
-                win.boundary_net.load_state_dict(sd["boundary"])
-    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+        load_window_states(windows, ck.windows)
+    except (RuntimeError, KeyError, TypeError, AttributeError, ValueError) as exc:
         raise CheckpointError(f"the network in checkpoint {where} does not match this NetSpec "
                               f"(another architecture or boundary treatment): "
                               f"{str(exc).splitlines()[0][:200]}") from None
     with torch.no_grad():
-        theta.copy_(saved_theta)
-    return int(ck["window"]), int(ck["sweep"]), ck["inner"], list(ck["history"])
+        theta.copy_(ck.theta)
+    if ck.inner is not None:
+        ck.inner["batch"] = map_tensors(ck.inner.get("batch"), lambda t: t.to(dev))
+    return ck
 
 
 def _window_objective(problem: PDEProblem, layout: Layout, spec: NetSpec, cfg: TrainConfig,

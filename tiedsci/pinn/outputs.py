@@ -1,45 +1,26 @@
-"""Write a trained solution's artefacts: prediction .npz, metrics .json, checkpoint, plots."""
+"""Write a trained solution's artefacts: prediction .npz, metrics .json, saved model, plots."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from tiedsci._files import atomic_write
+from tiedsci._files import atomic_write, atomic_write_bytes
 from tiedsci.pinn.evaluate import evaluate
 from tiedsci.pinn.marching import TimeMarchingSolution
 from tiedsci.pinn.reference import Reference
 
-__all__ = ["write_outputs", "save_model"]
-
-
-def save_model(solution: TimeMarchingSolution, path: str | Path) -> Path:
-    """Save the trained windows and registry vector, atomically (temporary file + rename).
-
-    The file holds plain data only: ``torch.load(path, weights_only=True)`` gives a dict with
-    the problem name, the specs as dicts, one state dict per window, ``theta`` and the free
-    parameter names.
-    """
-    path = Path(path)
-    data = {
-        "problem": solution.problem.name,
-        "net": asdict(solution.net), "train": asdict(solution.train),
-        "windows": [{"t_start": w.t_start, "t_end": w.t_end, "subtract": w.subtract,
-                     "field": w.field.state_dict()} for w in solution.windows],
-        "theta": torch.as_tensor(solution.theta), "free_names": list(solution.layout.free_names),
-    }
-    return atomic_write(path, lambda fh: torch.save(data, fh))
+__all__ = ["write_outputs"]
 
 
 def write_outputs(solution: TimeMarchingSolution, reference: Reference, out_dir: str | Path,
                   plots: bool = True, stem: str = "") -> dict[str, Any]:
     """Evaluate against ``reference`` and write ``prediction.npz``, ``metrics.json``, the model
-    and (optionally) ``solution.png`` / ``loss.png`` into ``out_dir``.
+    (``model.json`` / ``.npz`` / ``.pt``, see :func:`tiedsci.pinn.load`) and (optionally)
+    ``solution.png`` / ``loss.png`` into ``out_dir``.
 
     Returns
     -------
@@ -54,7 +35,7 @@ def write_outputs(solution: TimeMarchingSolution, reference: Reference, out_dir:
     metrics, u = evaluate(solution, reference)
     pred = out / f"{prefix}prediction.npz"
     atomic_write(pred, lambda fh: np.savez(fh, x=reference.x, t=reference.t, u=u))
-    model = save_model(solution, out / f"{prefix}model.pt")
+    model = solution.save(out / f"{prefix}model")
     values = solution.coefficients
     free = {name: float(np.asarray(values[name.split("[")[0]]).reshape(-1)[0])
             for name in solution.layout.free_names}
@@ -71,15 +52,12 @@ def write_outputs(solution: TimeMarchingSolution, reference: Reference, out_dir:
     if plots:
         from tiedsci.pinn.plots import plot_loss, plot_solution
 
-        title = f"{solution.problem.name}: rel L2 {metrics.rel_l2:.2e}"
-        result["plots"] = [
-            str(plot_solution(reference.x, reference.t, u, reference.u,
-                              out / f"{prefix}solution.png", title)),
-            str(plot_loss(solution.history, out / f"{prefix}loss.png", solution.problem.name)),
-        ]
+        paths = [out / f"{prefix}solution.png", out / f"{prefix}loss.png"]
+        plot_solution(reference.x, reference.t, u, reference.u, paths[0],
+                      f"{solution.problem.name}: rel L2 {metrics.rel_l2:.2e}")
+        plot_loss(solution.history, paths[1], solution.problem.name)
+        result["plots"] = [str(p) for p in paths]
     metrics_file = out / f"{prefix}metrics.json"
     result["metrics_file"] = str(metrics_file)
-    tmp = metrics_file.with_name(metrics_file.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(metrics_file)
+    atomic_write_bytes(metrics_file, json.dumps(result, indent=2).encode("utf-8"))
     return result

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ from tiedsci.errors import DataError, UnknownParameterError
 from tiedsci.pinn.domain import declare_periodic_axis
 
 __all__ = ["PDEProblem", "advection", "heat", "burgers", "allen_cahn", "kdv", "poisson_2d",
-           "helmholtz_2d", "custom", "ResidualFn"]
+           "helmholtz_2d", "custom", "ResidualFn", "rebuild"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -67,6 +67,9 @@ class PDEProblem:
     gauge : bool
         Steady problems determined only up to a constant (periodic Poisson): a mean-zero term is
         added to the loss.
+    recipe : (factory name, keyword arguments), optional
+        How to build this problem again (:func:`tiedsci.pinn.load` uses it): set by the
+        factories when every argument is plain data (no user function, no shared registry).
     """
 
     name: str
@@ -81,6 +84,7 @@ class PDEProblem:
     forcing: Callable[[Mapping[str, Any]], Any] | None = None
     exact: Callable[[Mapping[str, Any]], Any] | None = None
     gauge: bool = False
+    recipe: tuple[str, Mapping[str, Any]] | None = field(default=None, compare=False)
 
     @property
     def is_evolution(self) -> bool:
@@ -174,6 +178,23 @@ def _evolution(name: str, residual: ResidualFn, x: tuple[float, float], t: tuple
     )
 
 
+def _with_recipe(problem: PDEProblem, factory: str, plain: bool, **kwargs: Any) -> PDEProblem:
+    """``problem`` remembering ``factory(**kwargs)`` when ``plain`` (no user callable/registry)."""
+    if not plain:
+        return problem
+    args = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+    return replace(problem, recipe=(factory, args))
+
+
+def rebuild(recipe: tuple[str, Mapping[str, Any]]) -> PDEProblem:
+    """The problem a :attr:`PDEProblem.recipe` describes (``factory(**kwargs)``)."""
+    factory, kwargs = recipe
+    if factory not in _FACTORIES:
+        raise DataError(f"unknown problem factory {factory!r}; known: {sorted(_FACTORIES)}")
+    args = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    return _FACTORIES[factory](**args)
+
+
 def _lib(v: Any) -> Any:
     return torch if isinstance(v, torch.Tensor) else np
 
@@ -187,8 +208,10 @@ def advection(speed: float = 30.0, x: tuple[float, float] = (0.0, 2 * math.pi),
         return d["u_t"] + p["speed"] * d["u_x"]
 
     u0 = initial or (lambda v: _lib(v).sin(v))
-    return _evolution("advection", residual, x, t, {"speed": speed}, 1, u0, registry, trainable,
+    prob = _evolution("advection", residual, x, t, {"speed": speed}, 1, u0, registry, trainable,
                       "advection")
+    return _with_recipe(prob, "advection", initial is None and registry is None, speed=speed,
+                        x=x, t=t, trainable=trainable)
 
 
 def heat(nu: float = 0.1, x: tuple[float, float] = (0.0, 2 * math.pi),
@@ -200,7 +223,9 @@ def heat(nu: float = 0.1, x: tuple[float, float] = (0.0, 2 * math.pi),
         return d["u_t"] - p["nu"] * d["u_xx"]
 
     u0 = initial or (lambda v: _lib(v).sin(v))
-    return _evolution("heat", residual, x, t, {"nu": nu}, 2, u0, registry, trainable, "heat")
+    prob = _evolution("heat", residual, x, t, {"nu": nu}, 2, u0, registry, trainable, "heat")
+    return _with_recipe(prob, "heat", initial is None and registry is None, nu=nu, x=x, t=t,
+                        trainable=trainable)
 
 
 def burgers(nu: float = 0.01 / math.pi, x: tuple[float, float] = (-1.0, 1.0),
@@ -212,8 +237,10 @@ def burgers(nu: float = 0.01 / math.pi, x: tuple[float, float] = (-1.0, 1.0),
         return d["u_t"] + d["u"] * d["u_x"] - p["nu"] * d["u_xx"]
 
     u0 = initial or (lambda v: -_lib(v).sin(math.pi * v))
-    return _evolution("burgers", residual, x, t, {"nu": nu}, 2, u0, registry, trainable,
+    prob = _evolution("burgers", residual, x, t, {"nu": nu}, 2, u0, registry, trainable,
                       "burgers")
+    return _with_recipe(prob, "burgers", initial is None and registry is None, nu=nu, x=x, t=t,
+                        trainable=trainable)
 
 
 def allen_cahn(eps: float = 1e-4, gamma: float = 5.0, x: tuple[float, float] = (-1.0, 1.0),
@@ -226,8 +253,10 @@ def allen_cahn(eps: float = 1e-4, gamma: float = 5.0, x: tuple[float, float] = (
         return d["u_t"] - p["eps"] * d["u_xx"] - p["gamma"] * (u - u**3)
 
     u0 = initial or (lambda v: v**2 * _lib(v).cos(math.pi * v))
-    return _evolution("allen_cahn", residual, x, t, {"eps": eps, "gamma": gamma}, 2, u0,
+    prob = _evolution("allen_cahn", residual, x, t, {"eps": eps, "gamma": gamma}, 2, u0,
                       registry, trainable, "allen_cahn")
+    return _with_recipe(prob, "allen_cahn", initial is None and registry is None, eps=eps,
+                        gamma=gamma, x=x, t=t, trainable=trainable)
 
 
 def kdv(lambda1: float = 1.0, lambda2: float = 0.0025, x: tuple[float, float] = (-1.0, 1.0),
@@ -239,8 +268,10 @@ def kdv(lambda1: float = 1.0, lambda2: float = 0.0025, x: tuple[float, float] = 
         return d["u_t"] + p["lambda1"] * d["u"] * d["u_x"] + p["lambda2"] * d["u_xxx"]
 
     u0 = initial or (lambda v: _lib(v).cos(math.pi * v))
-    return _evolution("kdv", residual, x, t, {"lambda1": lambda1, "lambda2": lambda2}, 3, u0,
+    prob = _evolution("kdv", residual, x, t, {"lambda1": lambda1, "lambda2": lambda2}, 3, u0,
                       registry, trainable, "kdv")
+    return _with_recipe(prob, "kdv", initial is None and registry is None, lambda1=lambda1,
+                        lambda2=lambda2, x=x, t=t, trainable=trainable)
 
 
 def _steady(name: str, residual: ResidualFn, box: Mapping[str, tuple[float, float]],
@@ -286,14 +317,16 @@ def poisson_2d(forcing: Callable[[Mapping[str, Any]], Any] | None = None,
     solution ``sin(x) cos(2 y)``, and a user forcing must have zero mean over the box. With a
     non-periodic axis give Dirichlet values to :func:`~tiedsci.pinn.steady.solve_steady`.
     """
+    plain = forcing is None and exact is None and registry is None
     if forcing is None:
         forcing, exact = _default_forcing(0.0)
 
     def residual(d: Mapping, c: Mapping, p: Mapping) -> torch.Tensor:
         return -(d["u_xx"] + d["u_yy"]) - forcing(c)
 
-    return _steady("poisson", residual, {"x": x, "y": y}, {}, forcing, exact, registry, False,
+    prob = _steady("poisson", residual, {"x": x, "y": y}, {}, forcing, exact, registry, False,
                    gauge=len(periodic) == 2, periodic=tuple(periodic))
+    return _with_recipe(prob, "poisson_2d", plain, x=x, y=y, periodic=periodic)
 
 
 def helmholtz_2d(kappa: float = 1.0, forcing: Callable[[Mapping[str, Any]], Any] | None = None,
@@ -304,14 +337,17 @@ def helmholtz_2d(kappa: float = 1.0, forcing: Callable[[Mapping[str, Any]], Any]
                  trainable: bool | tuple[str, ...] = False,
                  periodic: tuple[str, ...] = ("x", "y")) -> PDEProblem:
     """``-(u_xx + u_yy) + kappa^2 u = f`` on a periodic box (``kappa`` a registry coefficient)."""
+    plain = forcing is None and exact is None and registry is None
     if forcing is None:
         forcing, exact = _default_forcing(float(kappa) ** 2)
 
     def residual(d: Mapping, c: Mapping, p: Mapping) -> torch.Tensor:
         return -(d["u_xx"] + d["u_yy"]) + p["kappa"] ** 2 * d["u"] - forcing(c)
 
-    return _steady("helmholtz", residual, {"x": x, "y": y}, {"kappa": kappa}, forcing, exact,
+    prob = _steady("helmholtz", residual, {"x": x, "y": y}, {"kappa": kappa}, forcing, exact,
                    registry, trainable, gauge=False, periodic=tuple(periodic))
+    return _with_recipe(prob, "helmholtz_2d", plain, kappa=kappa, x=x, y=y, trainable=trainable,
+                        periodic=periodic)
 
 
 def custom(name: str, residual: ResidualFn, x: tuple[float, float], t: tuple[float, float],
@@ -344,3 +380,9 @@ def custom(name: str, residual: ResidualFn, x: tuple[float, float], t: tuple[flo
             raise DataError(f"{what} of problem {name!r} must be callable, got {fn!r}")
     return _evolution(name, residual, x, t, dict(coefficients or {}), int(x_order), initial,
                       registry, trainable, None)
+
+
+_FACTORIES: dict[str, Callable[..., PDEProblem]] = {
+    "advection": advection, "heat": heat, "burgers": burgers, "allen_cahn": allen_cahn,
+    "kdv": kdv, "poisson_2d": poisson_2d, "helmholtz_2d": helmholtz_2d,
+}

@@ -22,17 +22,20 @@ Example run file (every key is listed in ``docs/cli.md``)::
     [output]
     plots = true
 
-Writes into ``out_dir``: ``checkpoint.pt`` (resumable), ``model.pt``, ``prediction.npz``
-(``x``, ``t``, ``u[i_t, i_x]``), ``metrics.json`` and ``solution.png`` / ``loss.png``.
+Writes into ``out_dir``: the resumable checkpoint ``checkpoint.json`` / ``.npz`` / ``.pt``
+(:mod:`tiedsci.pinn.checkpoint`), the model ``model.json`` / ``.npz`` / ``.pt`` (read it with
+:func:`tiedsci.pinn.load`), ``prediction.npz`` (``x``, ``t``, ``u[i_t, i_x]``), ``metrics.json``
+and ``solution.png`` / ``loss.png``. This module only translates the TOML into calls of the
+PINN API: checkpoints, resume and Ctrl-C are :func:`~tiedsci.pinn.solve_time_marching`'s.
 
 The ``[net]`` and ``[train]`` keys are the fields of :class:`~tiedsci.pinn.config.NetSpec` and
 :class:`~tiedsci.pinn.config.TrainConfig` (their types, defaults and docs are read from the
 dataclasses), except that a run file checkpoints every 100 Adam steps by default.
 
-Ctrl-C: the training stops, the latest checkpoint is evaluated (the state of the windows at the
-last checkpoint; windows not reached yet continue the last trained one) and every output is
-written with ``"interrupted": true``; ``resume=True`` (``--resume``) continues from the
-checkpoint exactly where it stopped.
+Ctrl-C: the training stops and the solver returns the state of the last checkpoint (windows
+not reached yet continue the last trained one); every output is written with
+``"interrupted": true``; ``resume=True`` (``--resume``) continues from the checkpoint exactly
+where it stopped.
 """
 
 from __future__ import annotations
@@ -43,13 +46,12 @@ import json
 import os
 import re
 import sys
-import time
 import typing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tiedsci.errors import CheckpointError, TiedSciError
+from tiedsci.errors import TiedSciError
 from tiedsci.pinn import problem as problems
 from tiedsci.pinn.config import ARCHITECTURES, BOUNDARIES, NetSpec, TrainConfig, from_dict
 from tiedsci.pinn.jets import ACTIVATIONS
@@ -156,8 +158,9 @@ SCHEMA = Table({
         "balance_every": {"doc": "Steps between updates of the loss balancing weights."},
         "boundary_weight": {"doc": "Weight of the soft boundary term (boundary = \"penalty\" "
                                    "or \"shared_subnet\")."},
-        "checkpoint": {"default_doc": "`checkpoint.pt` in the output folder",
-                       "doc": "Path of the resumable checkpoint."},
+        "checkpoint": {"default_doc": "`checkpoint.json` in the output folder",
+                       "doc": "Path of the resumable checkpoint (a `.json` with its `.npz` and "
+                              "`.pt` siblings)."},
         "checkpoint_every": {"default": CHECKPOINT_EVERY,
                              "doc": "Write the checkpoint every this many Adam steps and "
                                     "after every L-BFGS call (0: only at window ends); Ctrl-C "
@@ -224,7 +227,7 @@ def _prepare(rf: RunFile, out: Path, progress: bool | None
     net = _spec(rf, "net", NetSpec)
     train = _spec(rf, "train", TrainConfig)
     if train.checkpoint is None:
-        train = replace(train, checkpoint=str(out / "checkpoint.pt"))
+        train = replace(train, checkpoint=str(out / "checkpoint.json"))
     else:
         path = Path(train.checkpoint).expanduser()
         train = replace(train, checkpoint=str(path if path.is_absolute() else rf.base / path))
@@ -258,39 +261,6 @@ def check_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
             "n_windows": train.n_windows}
 
 
-def _read_checkpoint(path: Path, prob: problems.PDEProblem, net: NetSpec,
-                     train: TrainConfig) -> dict[str, Any]:
-    """Load ``path`` and check that it belongs to this problem and network."""
-    import torch
-
-    from tiedsci.pinn.marching import build_field
-
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # truncated zip, unpickling errors, EOF...
-        raise CheckpointError(f"checkpoint {path} is unreadable or truncated "
-                              f"({type(exc).__name__}: {exc}); delete it to start over") from None
-    keys = {"windows", "theta", "window", "sweep", "inner", "history"}
-    if not isinstance(ck, dict) or not keys <= set(ck):
-        raise CheckpointError(f"checkpoint {path} is not a PINN checkpoint (expected keys "
-                              f"{sorted(keys)})")
-    if len(ck["windows"]) != train.n_windows:
-        raise CheckpointError(f"checkpoint {path} has {len(ck['windows'])} windows, the run "
-                              f"file asks for n_windows = {train.n_windows}")
-    layout = prob.registry.compile()
-    t0, t1 = prob.bounds["t"]
-    fld, _ = build_field(prob, layout, net, t0, t1, 0)
-    try:
-        fld.load_state_dict(ck["windows"][0]["field"])
-    except (RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"checkpoint {path} does not match this run file's [net] "
-                              f"({str(exc).splitlines()[0]})") from None
-    if tuple(ck["theta"].shape) != (layout.n_free,):
-        raise CheckpointError(f"checkpoint {path} has {tuple(ck['theta'].shape)} trainable "
-                              f"coefficients, this problem {layout.n_free}")
-    return ck
-
-
 def run_config(config: dict[str, Any], out_dir: str | os.PathLike[str],
                base: Path | None = None) -> dict[str, Any]:
     """Run a parsed run-file dictionary (see the module docstring); returns the metrics dict."""
@@ -322,49 +292,34 @@ def run_from_toml(path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
 
 
 def run_runfile(rf: RunFile, out_dir: str | os.PathLike[str], *, resume: bool = False,
-                progress: bool | None = None) -> dict[str, Any]:
+                 progress: bool | None = None) -> dict[str, Any]:
     """:func:`run_from_toml` on an already loaded :class:`~tiedsci.runfile.RunFile`."""
+    from tiedsci.pinn.checkpoint import checkpoint_file
     from tiedsci.pinn.marching import solve_time_marching
     from tiedsci.pinn.outputs import write_outputs
 
     out = Path(out_dir)
     prob, net, train = _prepare(rf, out, progress)
     reference = _reference(rf, prob)
-    ckpt = Path(str(train.checkpoint))
+    ckpt = checkpoint_file(str(train.checkpoint))
     start_from = None
     if resume:
         if ckpt.exists():
-            _read_checkpoint(ckpt, prob, net, train)
             start_from = ckpt
         else:
             print(f"nothing to resume ({ckpt} does not exist): starting from the beginning",
                   file=sys.stderr)
-    stamp = ckpt.stat().st_mtime_ns if ckpt.exists() else None
-    wall0 = time.perf_counter()
-    interrupted = False
     try:
         solution = solve_time_marching(prob, net, train, resume=start_from)
     except KeyboardInterrupt:
-        interrupted = True
-        fresh = ckpt.exists() and (start_from is not None or ckpt.stat().st_mtime_ns != stamp)
-        if not fresh:
-            print("interrupted before the first checkpoint: nothing trained to write",
-                  file=sys.stderr)
-            return {"problem": prob.name, "interrupted": True, "completed": False,
-                    "checkpoint_file": None}
-        ck = _read_checkpoint(ckpt, prob, net, train)
-        # evaluate the checkpointed state: the same call with no optimiser step left
-        replay = replace(train, adam_steps=0, lbfgs_steps=0, checkpoint=None, progress=False,
-                         budget_s=None, checkpoint_every=0)
-        solution = solve_time_marching(prob, net, replay, resume=ckpt)
-        solution = replace(solution, train=train, completed=False,
-                           wall_s=time.perf_counter() - wall0)
+        print("interrupted before the first checkpoint: nothing trained to write",
+              file=sys.stderr)
+        return {"problem": prob.name, "interrupted": True, "completed": False,
+                "checkpoint_file": None}
     result = write_outputs(solution, reference, out, plots=rf.data["output"]["plots"])
-    result["checkpoint_file"] = str(ckpt)
-    result["problem"] = prob.name
-    result["interrupted"] = interrupted
-    if interrupted:
-        result["stopped_at"] = {"window": int(ck["window"]), "sweep": int(ck["sweep"]),
-                                "in_window": ck["inner"] is not None}
+    result.update(checkpoint_file=str(ckpt), problem=prob.name,
+                  interrupted=solution.interrupted)
+    if solution.interrupted:
+        result["stopped_at"] = solution.stopped_at
     atomic_write_text(result["metrics_file"], json.dumps(result, indent=2))
     return result

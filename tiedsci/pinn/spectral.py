@@ -12,8 +12,11 @@ such pair. Pure NumPy; no torch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +25,10 @@ from tiedsci.errors import DataError
 __all__ = ["SpectralPDE", "SpectralSolution", "spectral_pde", "solve_periodic",
            "etdrk4_coefficients", "wavenumbers"]
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+SPECTRAL_FORMAT = "tiedsci.pinn.spectral/1"
 NonlinearFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -63,6 +70,26 @@ class SpectralSolution:
     x: np.ndarray
     t: np.ndarray
     u: np.ndarray
+
+    def report(self) -> str:
+        """One line: the grid and the range of the field."""
+        return (f"spectral solution: {self.x.size} points on [{self.x[0]:g}, "
+                f"{self.x[0] + (self.x[1] - self.x[0]) * self.x.size:g}), {self.t.size} times in "
+                f"[{self.t[0]:g}, {self.t[-1]:g}], u in [{self.u.min():.4g}, {self.u.max():.4g}]")
+
+    def plot(self, *, path: str | os.PathLike[str] | None = None) -> Figure:
+        """Map of ``u[i_t, i_x]`` (a :class:`matplotlib.figure.Figure`, Agg canvas)."""
+        from tiedsci.pinn.plots import plot_solution
+
+        return plot_solution(self.x, self.t, self.u, None, path, "spectral solution")
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save ``x``, ``t``, ``u`` as the bundle ``path`` (``.json`` + ``.npz``); read it with
+        :func:`tiedsci.pinn.load`. Returns the JSON file."""
+        from tiedsci.persist import write_bundle
+
+        return write_bundle(path, SPECTRAL_FORMAT, {"kind": "spectral"},
+                            arrays={"x": self.x, "t": self.t, "u": self.u})
 
 
 def wavenumbers(n_x: int, length: float) -> np.ndarray:

@@ -11,10 +11,12 @@ which meets both boundary values exactly for any weights.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,7 +40,10 @@ from tiedsci.pinn.train import (
     torch_threads,
 )
 
-__all__ = ["solve_steady", "SteadySolution", "DirichletTransform"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["solve_steady", "SteadySolution", "DirichletTransform", "build_steady_field"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,24 @@ class DirichletTransform:
 
 @dataclass
 class SteadySolution:
-    """A trained steady field; ``predict(grid)`` returns ``u[i_1, i_0]`` on a tensor grid."""
+    """A trained steady field; ``predict(x0, x1)`` returns ``u[i_1, i_0]`` on a tensor grid.
+
+    Attributes
+    ----------
+    problem : PDEProblem
+    net : NetSpec
+    train : TrainConfig
+    field : FieldNet
+    layout : Layout
+    theta : ndarray, shape (layout.n_free,)
+        Final free registry vector (trainable coefficients).
+    transforms : tuple of DirichletTransform
+    history : list of dict
+        Loss records (``phase``, ``step``, ``loss``, terms).
+    wall_s : float
+    device : str
+    completed : bool
+    """
 
     problem: PDEProblem
     net: NetSpec
@@ -90,7 +112,38 @@ class SteadySolution:
 
     @property
     def coefficients(self) -> dict[str, np.ndarray]:
+        """Registry values at the final ``theta`` (all parameters, by registry name)."""
         return {k: np.asarray(v) for k, v in self.layout.unpack(self.theta).items()}
+
+    @property
+    def dirichlet(self) -> dict[str, tuple[float, float]]:
+        """The hard Dirichlet values by axis name (the ``dirichlet`` of :func:`solve_steady`)."""
+        return {self.problem.inputs[tr.axis]: (tr.value_lower, tr.value_upper)
+                for tr in self.transforms}
+
+    def report(self) -> str:
+        """A readable summary: problem, network, training, final loss, coefficients."""
+        from tiedsci.pinn.io import report
+
+        return report(self)
+
+    def plot(self, reference: Any = None, *, what: str = "solution",
+             path: str | os.PathLike[str] | None = None) -> Figure:
+        """Figure of the field on a 128 x 128 grid (``what="solution"``) or of the loss.
+
+        ``reference`` is not used by steady solutions (the exact solution, when the problem
+        has one, is drawn with the error).
+        """
+        from tiedsci.pinn.io import plot
+
+        return plot(self, reference, what=what, path=path)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save as the bundle ``path`` (``.json``, ``.npz``, ``.pt``); read it with
+        :func:`tiedsci.pinn.load`. Returns the JSON file."""
+        from tiedsci.pinn.io import save
+
+        return save(self, path)
 
     def predict(self, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
         """Field on the grid of the two inputs: shape (len(x1), len(x0)), ``u[i_1, i_0]``."""
@@ -115,6 +168,38 @@ def _field_jets(net: FieldNet, transforms: tuple[DirichletTransform, ...], pts: 
     for tr in transforms:
         jet = tr.apply(pts, jet, axis)
     return jet
+
+
+def build_steady_field(problem: PDEProblem, layout: Layout, net: NetSpec, cfg: TrainConfig,
+                       dirichlet: Mapping[str, tuple[float, float]] | None,
+                       dev: torch.device, dtype: torch.dtype
+                       ) -> tuple[FieldNet, tuple[DirichletTransform, ...]]:
+    """The untrained network of :func:`solve_steady` and its hard Dirichlet transforms."""
+    inputs = problem.inputs
+    dirichlet = dict(dirichlet or {})
+    others: dict[int, nn.Module] = {}
+    transforms = []
+    for i, ax in enumerate(inputs):
+        if ax in problem.periodic:
+            if ax in dirichlet:
+                raise DataError(f"axis {ax!r} is periodic; it cannot also carry Dirichlet values")
+            continue
+        lo, hi = problem.bounds[ax]
+        others[i] = ScaledInput(lo, hi)
+        if ax in dirichlet:
+            vlo, vhi = dirichlet[ax]
+            transforms.append(DirichletTransform(i, lo, hi, float(vlo), float(vhi)))
+    unknown = set(dirichlet) - set(inputs)
+    if unknown:
+        raise DataError(f"Dirichlet values given for unknown axes {sorted(unknown)}")
+    emb = periodic_features(layout, inputs, net.n_harmonics, others=others,
+                            trainable_amplitudes=net.trainable_amplitudes, ck=net.ck,
+                            n_basis=net.n_basis)
+    fnet = FieldNet(emb, MLP(emb.n_out, 1, width=net.width, depth=net.depth,
+                             activation=net.activation,
+                             weight_factorization=net.weight_factorization,
+                             seed=cfg.seed * 7919 + 3)).to(dev, dtype)
+    return fnet, tuple(transforms)
 
 
 def solve_steady(problem: PDEProblem, net: NetSpec | None = None,
@@ -146,32 +231,9 @@ def solve_steady(problem: PDEProblem, net: NetSpec | None = None,
     dev, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
     layout = problem.registry.compile()
     inputs = problem.inputs
-    dirichlet = dict(dirichlet or {})
-    others: dict[int, nn.Module] = {}
-    transforms = []
-    for i, ax in enumerate(inputs):
-        if ax in problem.periodic:
-            if ax in dirichlet:
-                raise DataError(f"axis {ax!r} is periodic; it cannot also carry Dirichlet values")
-            continue
-        lo, hi = problem.bounds[ax]
-        others[i] = ScaledInput(lo, hi)
-        if ax in dirichlet:
-            vlo, vhi = dirichlet[ax]
-            transforms.append(DirichletTransform(i, lo, hi, float(vlo), float(vhi)))
-    unknown = set(dirichlet) - set(inputs)
-    if unknown:
-        raise DataError(f"Dirichlet values given for unknown axes {sorted(unknown)}")
-    emb = periodic_features(layout, inputs, net.n_harmonics, others=others,
-                            trainable_amplitudes=net.trainable_amplitudes, ck=net.ck,
-                            n_basis=net.n_basis)
-    fnet = FieldNet(emb, MLP(emb.n_out, 1, width=net.width, depth=net.depth,
-                             activation=net.activation,
-                             weight_factorization=net.weight_factorization,
-                             seed=cfg.seed * 7919 + 3)).to(dev, dtype)
+    fnet, trs = build_steady_field(problem, layout, net, cfg, dirichlet, dev, dtype)
     theta = nn.Parameter(torch.as_tensor(layout.theta0, dtype=dtype, device=dev))
     params = list(fnet.parameters()) + ([theta] if layout.n_free else [])
-    trs = tuple(transforms)
     (lo0, hi0), (lo1, hi1) = problem.bounds[inputs[0]], problem.bounds[inputs[1]]
     o0, o1 = int(problem.orders.get(inputs[0], 2)), int(problem.orders.get(inputs[1], 2))
 
