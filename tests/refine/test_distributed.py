@@ -138,8 +138,8 @@ def test_messages_per_iteration_do_not_grow_with_the_number_of_datasets():
 
 def test_bad_arguments():
     jr = _tied(gauss_data(seed=0))
-    with pytest.raises(ValueError, match="engine='tiedsci'"):
-        jr.fit(engine="lmfit", executor=SerialExecutor())
+    with pytest.raises(ValueError, match="optimizer='tiedsci'"):
+        jr.fit(optimizer="lmfit", executor=SerialExecutor())
     with pytest.raises(ValueError, match="n_batches"):
         jr.fit(executor=SerialExecutor(), n_batches=4)  # only 3 datasets
     with pytest.raises(ValueError, match="n_batches"):

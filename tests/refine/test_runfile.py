@@ -9,9 +9,10 @@ import pytest
 
 from tiedsci.errors import CheckpointError, DataError, RunFileError
 from tiedsci.refine import Dataset, JointRefinement
+from tiedsci.refine.lm import INTERRUPTED, levenberg_marquardt
 from tiedsci.refine.models import gaussian_peaks
 from tiedsci.refine.runfile import load_columns, run_from_toml
-from tiedsci.refine.solver import INTERRUPTED, levenberg_marquardt, partition_blocks
+from tiedsci.refine.solver import SerialBlocks, partition_blocks
 
 RUN = """
 [model]
@@ -136,17 +137,18 @@ def test_lm_continues_exactly_from_an_accepted_state():
         return [np.stack([theta[k + 1] * t * e, e], axis=1) for k in range(3)]
 
     x0 = np.array([-1.0, 0.2, 0.2, 0.2])
-    full = levenberg_marquardt(fun, jac, x0, part)
+    full = levenberg_marquardt(SerialBlocks(fun, jac, part), x0)
     states = []
 
-    def stop(n_iter, theta, cost):
+    def stop(n_iter, cost):
         if n_iter == 3:
             raise KeyboardInterrupt
 
-    cut = levenberg_marquardt(fun, jac, x0, part, on_accept=states.append, callback=stop)
+    cut = levenberg_marquardt(SerialBlocks(fun, jac, part), x0, on_accept=states.append,
+                              callback=stop)
     assert cut.message == INTERRUPTED and not cut.converged and cut.n_iter == 3
     np.testing.assert_array_equal(cut.theta, states[-1].theta)
-    rest = levenberg_marquardt(fun, jac, x0 * 0, part, start=states[-1])
+    rest = levenberg_marquardt(SerialBlocks(fun, jac, part), x0 * 0, start=states[-1])
     np.testing.assert_array_equal(rest.theta, full.theta)
     assert (rest.nfev, rest.njev, rest.n_iter, rest.message) == (full.nfev, full.njev,
                                                                  full.n_iter, full.message)

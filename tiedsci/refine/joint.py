@@ -28,22 +28,16 @@ from tiedsci.errors import ConvergenceError, DeclarationError, SingularMatrixErr
 from tiedsci.refine.contribution import Contribution
 from tiedsci.refine.covariance import bound_hits, invert_blocks, invert_normal, propagate
 from tiedsci.refine.data import Dataset
+from tiedsci.refine.lm import INTERRUPTED, LMOutcome, LMState, levenberg_marquardt
 from tiedsci.refine.problem import Problem, compile_problem
 from tiedsci.refine.result import DatasetFit, RefinementResult, StageSummary
-from tiedsci.refine.solver import (
-    INTERRUPTED,
-    LMOutcome,
-    LMState,
-    assemble,
-    dense_normal,
-    levenberg_marquardt,
-)
+from tiedsci.refine.solver import SerialBlocks, assemble, dense_normal
 from tiedsci.refine.stages import Stage, select_names, stage_registry
 from tiedsci.refine.stats import agreement
 
 __all__ = ["JointRefinement", "fit_problem"]
 
-ENGINES = ("tiedsci", "lmfit")
+OPTIMIZERS = ("tiedsci", "lmfit")
 
 
 class JointRefinement:
@@ -145,13 +139,13 @@ class JointRefinement:
 
     # ------------------------------------------------------------------ fitting
     def fit(self, *, stages: Sequence[Stage | Mapping[str, Any]] | None = None,
-            engine: str = "tiedsci", method: str = "leastsq", scale_covar: bool = True,
+            optimizer: str = "tiedsci", method: str = "leastsq", scale_covar: bool = True,
             ftol: float = 1e-10, xtol: float = 1e-10, gtol: float = 1e-10,
             max_nfev: int | None = None, on_singular: str = "raise",
             raise_on_failure: bool = False, executor: Any = None, client: Any = None,
             n_batches: int | None = None, callback: Callable[[int, float], None] | None = None,
             checkpoint: Callable[[dict[str, Any]], None] | None = None,
-            resume: Mapping[str, Any] | None = None, **engine_kws: Any) -> RefinementResult:
+            resume: Mapping[str, Any] | None = None, **optimizer_kws: Any) -> RefinementResult:
         """Refine; with ``stages``, one stage after the other.
 
         Parameters
@@ -204,13 +198,14 @@ class JointRefinement:
         accepted point, with ``message == "interrupted"`` and a RuntimeWarning; later stages
         are not run.
         """
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if on_singular not in ("raise", "warn"):
             raise ValueError(f"on_singular must be 'raise' or 'warn', got {on_singular!r}")
         _check_tolerances(ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
-        opts = dict(engine=engine, method=method, scale_covar=scale_covar, ftol=ftol, xtol=xtol,
-                    gtol=gtol, max_nfev=max_nfev, engine_kws=engine_kws, executor=executor,
+        opts = dict(optimizer=optimizer, method=method, scale_covar=scale_covar, ftol=ftol,
+                    xtol=xtol, gtol=gtol, max_nfev=max_nfev, optimizer_kws=optimizer_kws,
+                    executor=executor,
                     client=client, n_batches=n_batches, callback=callback)
         if not stages:
             hook = None
@@ -355,7 +350,7 @@ def _finish(res: RefinementResult, on_singular: str, raise_on_failure: bool,
 
 
 def _run_lmfit(problem: Problem, method: str, max_nfev: int, ftol: float, xtol: float,
-               engine_kws: Mapping[str, Any]) -> tuple[np.ndarray, int, bool, str]:
+               optimizer_kws: Mapping[str, Any]) -> tuple[np.ndarray, int, bool, str]:
     import lmfit
 
     from tiedsci.core.lmfit_interop import lmfit_name
@@ -370,7 +365,7 @@ def _run_lmfit(problem: Problem, method: str, max_nfev: int, ftol: float, xtol: 
         theta = np.array([p[nm].value for nm in names])
         return np.concatenate(problem.residuals(theta))
 
-    kws = dict(engine_kws)
+    kws = dict(optimizer_kws)
     if method == "leastsq":
         kws.setdefault("ftol", ftol)
         kws.setdefault("xtol", xtol)
@@ -380,10 +375,10 @@ def _run_lmfit(problem: Problem, method: str, max_nfev: int, ftol: float, xtol: 
     return theta, int(out.nfev), ok, f"lmfit {method}: {out.message}"
 
 
-def fit_problem(problem: Problem, *, engine: str = "tiedsci", method: str = "leastsq",
+def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "leastsq",
                 scale_covar: bool = True, ftol: float = 1e-10, xtol: float = 1e-10,
                 gtol: float = 1e-10, max_nfev: int | None = None,
-                engine_kws: Mapping[str, Any] | None = None,
+                optimizer_kws: Mapping[str, Any] | None = None,
                 stage_name: str | None = None, executor: Any = None, client: Any = None,
                 n_batches: int | None = None,
                 callback: Callable[[int, float], None] | None = None,
@@ -391,51 +386,54 @@ def fit_problem(problem: Problem, *, engine: str = "tiedsci", method: str = "lea
                 on_accept: Callable[[LMState], None] | None = None) -> RefinementResult:
     """Fit one compiled problem and build its :class:`RefinementResult` (no raising).
 
-    With ``executor`` or ``client`` the tiedsci engine runs through
-    :func:`tiedsci.refine.distributed.levenberg_marquardt_batched`; otherwise in this process.
-    ``start`` / ``on_accept`` (continue from / report an LM state) need the serial engine.
+    The tiedsci optimizer is :func:`tiedsci.refine.lm.levenberg_marquardt` over
+    :class:`~tiedsci.refine.solver.SerialBlocks`, or, with ``executor`` or ``client``, over
+    :class:`~tiedsci.refine.distributed.ExecutorBatches`. ``start`` / ``on_accept`` (continue
+    from / report an LM state) work with both.
     """
     layout = problem.layout
     max_nfev = max_nfev or 100 * (layout.n_free + 1)
     part = problem.partition
     distributed = executor is not None or client is not None
-    if distributed and engine != "tiedsci":
-        raise ValueError(f"executor=/client= need engine='tiedsci', got engine={engine!r}")
+    if distributed and optimizer != "tiedsci":
+        raise ValueError(f"executor=/client= need optimizer='tiedsci', got "
+                         f"optimizer={optimizer!r}")
     if start is not None:
-        if distributed or engine != "tiedsci":
-            raise ValueError("resuming from an LM state needs the serial engine='tiedsci'")
+        if optimizer != "tiedsci":
+            raise ValueError("resuming from an LM state needs optimizer='tiedsci'")
         if np.shape(start.theta) != (layout.n_free,):
             raise ValueError(f"resume: the LM state has {np.size(start.theta)} free "
                              f"parameters, the problem has {layout.n_free}")
-    y_calcs = None
     if layout.n_free == 0:
         resids = tuple(problem.residuals(layout.theta0))
         outcome = LMOutcome(layout.theta0.copy(), resids, assemble(part, [], []), 0.0, 1, 0, 0,
                             True, "nothing to refine (no free parameter)")
-    elif engine == "lmfit":
+    elif optimizer == "lmfit":
         theta, nfev, ok, msg = _run_lmfit(problem, method, max_nfev, ftol, xtol,
-                                          engine_kws or {})
+                                          optimizer_kws or {})
         resids = tuple(problem.residuals(theta))
         system = assemble(part, problem.jacobians(theta), resids)
         outcome = LMOutcome(theta, resids, system, 0.5 * sum(float(r @ r) for r in resids),
                             nfev, 1, 0, ok, msg)
-    elif distributed:
-        from tiedsci.parallel import as_executor
-        from tiedsci.refine.distributed import levenberg_marquardt_batched
-
-        outcome, y_calcs = levenberg_marquardt_batched(
-            problem, as_executor(executor, client), n_batches, ftol=ftol, xtol=xtol, gtol=gtol,
-            max_nfev=max_nfev, callback=callback)
     else:
         lm_callback = None
         if callback is not None:
-            def lm_callback(n_iter: int, theta: np.ndarray, cost: float) -> None:
+            def lm_callback(n_iter: int, cost: float) -> None:
                 callback(n_iter, 2.0 * cost)
-        outcome = levenberg_marquardt(problem.residuals, problem.jacobians, layout.theta0, part,
-                                      ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev,
-                                      callback=lm_callback, start=start, on_accept=on_accept)
-    return build_result(problem, outcome, engine=engine, scale_covar=scale_covar,
-                        y_calcs=y_calcs)
+        outcome = levenberg_marquardt(
+            _provider(problem, executor, client, n_batches) if distributed else
+            SerialBlocks(problem.residuals, problem.jacobians, part), layout.theta0,
+            ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev, callback=lm_callback,
+            start=start, on_accept=on_accept)
+    return build_result(problem, outcome, optimizer=optimizer, scale_covar=scale_covar,
+                        y_calcs=outcome.y_calcs)
+
+
+def _provider(problem: Problem, executor: Any, client: Any, n_batches: int | None) -> Any:
+    from tiedsci.parallel import as_executor
+    from tiedsci.refine.distributed import ExecutorBatches
+
+    return ExecutorBatches(problem, as_executor(executor, client), n_batches)
 
 
 def _rep_rows(layout: Layout) -> np.ndarray:
@@ -443,7 +441,7 @@ def _rep_rows(layout: Layout) -> np.ndarray:
     return np.array([index[n] for n in layout.free_names], dtype=np.intp)
 
 
-def build_result(problem: Problem, outcome: LMOutcome, *, engine: str,
+def build_result(problem: Problem, outcome: LMOutcome, *, optimizer: str,
                  scale_covar: bool, y_calcs: Sequence[np.ndarray] | None = None
                  ) -> RefinementResult:
     """Statistics, covariance and diagnostics at the optimum.
@@ -511,5 +509,5 @@ def build_result(problem: Problem, outcome: LMOutcome, *, engine: str,
         redchi=float(redchi), penalty=penalty, n_obs=n_obs, n_free=n,
         n_restraint_rows=n_rr, converged=bool(outcome.converged), message=outcome.message,
         nfev=outcome.nfev, njev=outcome.njev, n_iter=outcome.n_iter, at_bounds=hits,
-        singular=info.singular, stages=(), engine=engine, scale_covar=scale_covar,
+        singular=info.singular, stages=(), optimizer=optimizer, scale_covar=scale_covar,
         warnings=tuple(warns), layout=layout)

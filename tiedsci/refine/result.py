@@ -99,7 +99,8 @@ class RefinementResult:
     singular : tuple of tuple of str
         Groups of free parameters found linearly dependent (empty when fine).
     stages : tuple of StageSummary
-    engine : str
+    optimizer : str
+        "tiedsci" (the block Levenberg-Marquardt) or "lmfit".
     scale_covar : bool
     warnings : tuple of str
     layout : Layout or None
@@ -128,7 +129,7 @@ class RefinementResult:
     at_bounds: tuple[tuple[str, str], ...]
     singular: tuple[tuple[str, ...], ...]
     stages: tuple[StageSummary, ...]
-    engine: str
+    optimizer: str
     scale_covar: bool
     warnings: tuple[str, ...]
     layout: Any = field(default=None, repr=False)
@@ -252,7 +253,7 @@ class RefinementResult:
             singular=tuple(tuple(x) for x in data["singular"]),
             stages=tuple(StageSummary(**{**s, "vary": tuple(s["vary"])})
                          for s in data["stages"]),
-            engine=data["engine"],
+            optimizer=data["optimizer"],
             scale_covar=data["scale_covar"],
             warnings=tuple(data["warnings"]),
         )

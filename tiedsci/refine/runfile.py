@@ -38,7 +38,7 @@ Format (paths relative to the TOML file; every key is listed in ``docs/cli.md``)
     vary = ["*"]
 
     [fit]
-    engine = "tiedsci"                # or "lmfit" (+ method = "leastsq")
+    optimizer = "tiedsci"             # or "lmfit" (+ method = "leastsq")
     scale_covar = true
 
     [output]                          # defaults shown
@@ -72,8 +72,8 @@ from tiedsci.core import Positive
 from tiedsci.errors import CheckpointError, DataError, TiedSciError
 from tiedsci.refine.data import Dataset
 from tiedsci.refine.joint import JointRefinement
+from tiedsci.refine.lm import INTERRUPTED
 from tiedsci.refine.models import BUILTIN_MODELS
-from tiedsci.refine.solver import INTERRUPTED
 from tiedsci.refine.stages import Stage
 from tiedsci.runfile import (
     Field,
@@ -192,9 +192,9 @@ SCHEMA = Table({
     }), "Staged refinement: each stage varies some parameters and starts where the previous "
         "one ended. Without stages everything free is refined at once."),
     "fit": Table({
-        "engine": Field("str", "Solver: block-sparse Levenberg-Marquardt or lmfit.",
+        "optimizer": Field("str", "Solver: block-sparse Levenberg-Marquardt or lmfit.",
                         choices=("tiedsci", "lmfit"), default="tiedsci"),
-        "method": Field("str", "lmfit method (engine = \"lmfit\").", default="leastsq"),
+        "method": Field("str", "lmfit method (optimizer = \"lmfit\").", default="leastsq"),
         "scale_covar": Field("bool", "Scale the covariance by the reduced chi^2.", default=True),
         "ftol": Field("float", "Stop when the relative chi^2 reduction is below this.", gt=0,
                       default=1e-10),
