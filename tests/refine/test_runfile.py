@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tiedsci.errors import CheckpointError, DataError, RunFileError
-from tiedsci.refine import Dataset, JointRefinement
+from tiedsci.refine import Dataset, JointRefinement, load
 from tiedsci.refine.lm import INTERRUPTED, levenberg_marquardt
 from tiedsci.refine.models import gaussian_peaks
 from tiedsci.refine.runfile import load_columns, run_from_toml
@@ -171,10 +171,13 @@ def test_ctrl_c_keeps_the_last_accepted_point_and_resume_ends_at_the_same_optimu
     assert part["chi2"] == pytest.approx(chi2[-1], rel=1e-9)  # the point of the last step
     saved = json.loads((tmp_path / "out" / "result.json").read_text())
     assert saved["interrupted"] is True
+    assert load(tmp_path / "out" / "result.json").message == "interrupted"
     assert all(Path(f).exists() for f in part["files"])
     ckpt = json.loads((tmp_path / "out" / "checkpoint.json").read_text())
     assert ckpt["state"]["stage"] == 1 and ckpt["state"]["lm"]["n_iter"] == 1
-    assert {"theta", "mu", "scale"} <= set(ckpt["state"]["lm"])
+    assert {"mu", "cost"} <= set(ckpt["state"]["lm"])
+    with np.load(tmp_path / "out" / "checkpoint.npz") as arrays:
+        assert {"lm/theta", "lm/scale"} <= set(arrays.files)
     assert not list((tmp_path / "out").glob("*.tmp"))
 
     done = run_from_toml(tmp_path / "run.toml", tmp_path / "out", resume=True)
@@ -182,6 +185,7 @@ def test_ctrl_c_keeps_the_last_accepted_point_and_resume_ends_at_the_same_optimu
     assert done["values"] == full["values"] and done["esd"] == full["esd"]
     assert done["chi2"] == full["chi2"]
     assert not (tmp_path / "out" / "checkpoint.json").exists()
+    assert not (tmp_path / "out" / "checkpoint.npz").exists()
 
 
 def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):
@@ -199,7 +203,7 @@ def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):
         run_from_toml(tmp_path / "run.toml", tmp_path / "out", resume=True)
     ckpt.write_text(text)
     (tmp_path / "run.toml").write_text(RUN.replace("center = 0.1", "center = 0.2"))
-    with pytest.raises(CheckpointError, match="written for a different run file"):
+    with pytest.raises(CheckpointError, match="written for a different refinement"):
         run_from_toml(tmp_path / "run.toml", tmp_path / "out", resume=True)
 
 

@@ -8,11 +8,12 @@ eliminates each dataset's local parameters by a Schur complement (linear cost in
 of datasets). torch is imported only when a fit needs it.
 """
 
+from tiedsci.refine.checkpoint import load_checkpoint, save_checkpoint
 from tiedsci.refine.contribution import Contribution, ScopedValues
 from tiedsci.refine.data import Dataset
 from tiedsci.refine.joint import JointRefinement, fit_problem
 from tiedsci.refine.problem import Problem, compile_problem
-from tiedsci.refine.result import DatasetFit, RefinementResult, StageSummary
+from tiedsci.refine.result import DatasetFit, RefinementResult, StageSummary, load
 from tiedsci.refine.stages import Stage
 from tiedsci.refine.stats import Agreement
 
@@ -29,4 +30,7 @@ __all__ = [
     "Problem",
     "compile_problem",
     "fit_problem",
+    "load",
+    "save_checkpoint",
+    "load_checkpoint",
 ]
