@@ -202,3 +202,46 @@ def test_a_worker_killed_mid_step_is_survived(fragile_client):
     assert len(killed) == 1 and killed[0], "no task was running on the killed worker"
     assert victim not in client.scheduler_info()["workers"]  # that worker process is gone
     _assert_same(serial, survived, rtol=1e-8)
+
+
+def _stop_at(n):
+    def callback(n_iter, chi2):
+        if n_iter == n:
+            raise KeyboardInterrupt  # as if Ctrl-C came right after this accepted step
+    return callback
+
+
+def _interrupt_then_resume(jr, tmp_path, stages=None, **where):
+    ckpt = tmp_path / "ckpt"
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        cut = jr.fit(stages=stages, checkpoint=ckpt, callback=_stop_at(2), **where)
+    assert cut.message == "interrupted" and not cut.converged
+    assert (tmp_path / "ckpt.json").exists() and (tmp_path / "ckpt.npz").exists()
+    return cut, jr.fit(stages=stages, resume=tmp_path / "ckpt.json", **where)
+
+
+def test_a_distributed_fit_is_interrupted_and_resumed_like_a_serial_one(tmp_path):
+    jr = _tied(gauss_data(seed=4))
+    where = dict(executor=SerialExecutor(), n_batches=2)
+    full = jr.fit(**where)
+    assert full.n_iter > 3
+    cut, resumed = _interrupt_then_resume(jr, tmp_path, **where)
+    assert cut.n_iter == 2
+    _assert_same(full, resumed, rtol=0)  # the same iterates: bit for bit
+    assert resumed.theta.tobytes() == full.theta.tobytes()
+    # a checkpoint of the serial fit resumes on the executor (and reaches the same optimum)
+    _, serial_resumed = _interrupt_then_resume(jr, tmp_path / "s")
+    _assert_same(full, jr.fit(resume=tmp_path / "s" / "ckpt.json", **where), rtol=1e-8)
+    _assert_same(jr.fit(), serial_resumed, rtol=0)
+
+
+def test_a_staged_fit_on_a_client_is_interrupted_and_resumed(dask_client, tmp_path):
+    jr = _tied(gauss_data(seed=5))
+    stages = [{"name": "bkg", "vary": ["bkg"]}, {"name": "all", "vary": ["*"]}]
+    where = dict(client=dask_client, n_batches=2)
+    full = jr.fit(stages=stages, **where)
+    cut, resumed = _interrupt_then_resume(jr, tmp_path, stages=stages, **where)
+    assert [s.name for s in cut.stages] == ["bkg"] and cut.message == "interrupted"
+    _assert_same(full, resumed, rtol=0)
+    assert [s.name for s in resumed.stages] == ["bkg", "all"]
+    _assert_same(jr.fit(stages=stages), resumed, rtol=1e-8)

@@ -221,7 +221,8 @@ class JointRefinement:
         run = _Checkpoints(checkpoint, resume, self._fingerprint(stages, opts)
                            if checkpoint is not None or resume is not None else "")
         if not stages:
-            res = fit_problem(self.compile(), **opts, on_accept=run.hook(0, None, {}, (), None),
+            res = fit_problem(self.compile(), **opts,
+                              on_accept=run.hook(0, None, {}, (), (0, 0, 0)),
                               start=_lm_state(run.state.get("lm")) if run.state else None)
             if res.message == INTERRUPTED:
                 return _interrupted(res, None)
