@@ -193,21 +193,32 @@ def _add_start(a: tuple[float, np.ndarray, float], b: tuple[float, np.ndarray, f
     return a[0] + b[0], a[1] + b[1], max(a[2], b[2])
 
 
-def _reduce(state: BatchState, mu: float, floor: float, cost: float) -> Reduced:
-    """Eliminate the batch's damped local blocks: its share of the shared system."""
-    part = state.shard.problem.partition
+def _eliminate(state: BatchState, mu: float, floor: float
+               ) -> tuple[np.ndarray, np.ndarray, list[Any], np.ndarray]:
+    """``(S_b, s_b, eliminated blocks, floored scaling)`` of the batch at damping ``mu``."""
     system = state.system
     scale = np.maximum(state.scale, floor)
-    idx = _local_idx(part)
-    g_loc = np.concatenate(system.gl) if system.gl else np.zeros(0)
-    gmax = scaled_gradient_max(g_loc, scale[idx], cost)
-    s = system.hss.copy()
-    rhs = -system.gs.copy()
-    failed = False
+    s, rhs = system.hss.copy(), -system.gs.copy()
+    eliminated = eliminate_locals(state.shard.problem.partition, system, mu, scale, s, rhs)
+    return s, rhs, eliminated, scale
+
+
+def _local_gradient(system: NormalSystem) -> np.ndarray:
+    return np.concatenate(system.gl) if system.gl else np.zeros(0)
+
+
+def _reduce(state: BatchState, mu: float, floor: float, cost: float) -> Reduced:
+    """Eliminate the batch's damped local blocks: its share of the shared system."""
+    system = state.system
+    idx = _local_idx(state.shard.problem.partition)
+    gmax = scaled_gradient_max(_local_gradient(system), np.maximum(state.scale, floor)[idx],
+                               cost)
+    ns = system.gs.size
     try:
-        eliminate_locals(part, system, mu, scale, s, rhs)
+        s, rhs, _, _ = _eliminate(state, mu, floor)
+        failed = False
     except np.linalg.LinAlgError:
-        failed = True
+        s, rhs, failed = np.zeros((ns, ns)), np.zeros(ns), True
     return Reduced(s, rhs, state.chi2, np.diag(system.hss).copy(), system.gs.copy(), gmax,
                    failed)
 
@@ -216,21 +227,15 @@ def _trial(state: BatchState, ds: np.ndarray, mu: float, floor: float) -> TrialS
     """Back-substitute the local steps for the shared step ``ds``; residuals there."""
     prob = state.shard.problem
     part = prob.partition
-    system = state.system
-    scale = np.maximum(state.scale, floor)
-    s = system.hss.copy()
-    rhs = -system.gs.copy()
-    eliminated = eliminate_locals(part, system, mu, scale, s, rhs)
+    _, _, eliminated, scale = _eliminate(state, mu, floor)
     delta = np.zeros(part.n_free)
     delta[part.shared] = ds
-    back_substitute(part, system, eliminated, ds, delta)
+    back_substitute(part, state.system, eliminated, ds, delta)
     trial = state.theta + delta
     resids = tuple(prob.residuals(trial))
     idx = _local_idx(part)
-    dl = delta[idx]
-    th = state.theta[idx]
-    g_loc = np.concatenate(system.gl) if system.gl else np.zeros(0)
-    pred = float(dl @ (mu * scale[idx] * dl - g_loc))
+    dl, th = delta[idx], state.theta[idx]
+    pred = float(dl @ (mu * scale[idx] * dl - _local_gradient(state.system)))
     sums = TrialSums(sum_squares(resids), float(dl @ dl), float(th @ th), pred)
     return TrialState(state.shard, trial, resids, state.scale, sums)
 
