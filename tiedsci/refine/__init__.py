@@ -6,6 +6,10 @@ affine/derived relations, bounds, restraints) is made on the registry. The solve
 block-sparse Levenberg-Marquardt whose Jacobian comes from torch autodiff and whose step
 eliminates each dataset's local parameters by a Schur complement (linear cost in the number
 of datasets). torch is imported only when a fit needs it.
+
+The face shared with the other domains: ``JointRefinement.fit(...) -> RefinementResult``, whose
+``report()``, ``plot()`` and ``save(path)`` are read back by :func:`load`; checkpoints and resume
+through ``fit(checkpoint=..., resume=...)`` (:func:`save_checkpoint`, :func:`load_checkpoint`).
 """
 
 from tiedsci.refine.checkpoint import load_checkpoint, save_checkpoint
