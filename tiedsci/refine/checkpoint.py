@@ -57,7 +57,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     meta = {
         "fingerprint": state.get("fingerprint"),
         "state": {"stage": state["stage"], "stage_name": state.get("stage_name"),
-                  "values": sorted(state["values"]), "lm": lm_meta,
+                  "values": list(state["values"]), "lm": lm_meta,
                   "stages": [dataclasses.asdict(s) for s in state["stages"]],
                   **{k: state[k] for k in _COUNTS}},
     }

@@ -254,7 +254,7 @@ def _iterate(provider: NormalProvider, run: _Run, ftol: float, xtol: float, gtol
         run.cost = new_cost
         run.mu = damping_after_acceptance(run.mu, rho)
         run.nu = 2.0
-        if on_accept is not None:
+        if on_accept is not None and not small:  # a final state is not one to continue from
             theta, scale = provider.state()
             on_accept(LMState(theta, run.cost, run.mu, scale, run.nfev, run.njev, run.n_iter))
         if callback is not None:
@@ -300,7 +300,8 @@ def levenberg_marquardt(
         not used); the iteration goes on exactly as it would have without the stop. The
         re-evaluation at ``start.theta`` is not counted in ``nfev`` / ``njev``.
     on_accept : callable, optional
-        ``on_accept(state)`` with an :class:`LMState` after each accepted step (checkpoints).
+        ``on_accept(state)`` with an :class:`LMState` after each accepted step that does not
+        end the iteration (checkpoints: resuming from any of them repeats the same iterates).
 
     Returns
     -------
