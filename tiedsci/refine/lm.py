@@ -20,9 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tiedsci.refine.solver import NormalSystem
 
 __all__ = [
     "INTERRUPTED",
@@ -63,7 +66,7 @@ class LMOutcome:
 
     theta: np.ndarray
     resids: tuple[np.ndarray, ...]
-    system: Any
+    system: NormalSystem
     cost: float
     nfev: int
     njev: int
@@ -143,7 +146,7 @@ class NormalProvider(Protocol):
         """``(theta, scale)`` of the current point, shape (n_free,) each (for checkpoints)."""
         ...
 
-    def outcome(self) -> tuple[np.ndarray, tuple[np.ndarray, ...], Any, float,
+    def outcome(self) -> tuple[np.ndarray, tuple[np.ndarray, ...], NormalSystem, float,
                                tuple[np.ndarray, ...] | None]:
         """``(theta, resids, system, cost, y_calcs or None)`` at the current point."""
         ...
