@@ -16,6 +16,7 @@ bounds, fixed values, restraints) are made on :attr:`JointRefinement.registry` d
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -295,8 +296,7 @@ class _Checkpoints:
         if callable(checkpoint):
             self.write = checkpoint
         elif checkpoint is not None:
-            path = checkpoint
-            self.write = lambda state: save_checkpoint(path, state)  # noqa: E731
+            self.write = functools.partial(save_checkpoint, checkpoint)
         self.fingerprint = print_
         self.state: Mapping[str, Any] | None = None
         if resume is not None:
