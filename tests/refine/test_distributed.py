@@ -79,7 +79,7 @@ def _assert_same(a, b, rtol):
 
 
 @pytest.mark.parametrize("n_batches", [1, 2, 3])
-def test_serial_executor_equals_the_serial_engine_with_relations(n_batches):
+def test_serial_executor_equals_the_serial_fit_with_relations(n_batches):
     jr = _tied(gauss_data(seed=0))
     serial = jr.fit()
     batched = jr.fit(executor=SerialExecutor(), n_batches=n_batches)
@@ -101,7 +101,7 @@ def test_progress_reports_the_same_iterations_serial_and_batched():
     np.testing.assert_allclose(seen_serial[-1][1], serial.chi2 + serial.penalty, rtol=1e-12)
 
 
-def test_dask_equals_the_serial_engine_and_the_serial_executor(dask_client):
+def test_dask_equals_the_serial_fit_and_the_serial_executor(dask_client):
     jr = _powder(6)
     serial = jr.fit()
     executor = DaskExecutor(dask_client)
