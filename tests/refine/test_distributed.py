@@ -245,3 +245,30 @@ def test_a_staged_fit_on_a_client_is_interrupted_and_resumed(dask_client, tmp_pa
     _assert_same(full, resumed, rtol=0)
     assert [s.name for s in resumed.stages] == ["bkg", "all"]
     _assert_same(jr.fit(stages=stages), resumed, rtol=1e-8)
+
+
+class _CtrlCExecutor(SerialExecutor):
+    """A SerialExecutor whose n-th ``map_persist`` (a trial or accept round) is interrupted."""
+
+    def __init__(self, n):
+        self.calls, self.n = 0, n
+
+    def map_persist(self, fn, handles, *args):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return super().map_persist(fn, handles, *args)
+
+
+@pytest.mark.parametrize("n", [4, 5, 6])  # 1: start; then trial, accept, trial, ...
+def test_ctrl_c_inside_a_distributed_round_keeps_the_last_accepted_point(tmp_path, n):
+    jr = _tied(gauss_data(seed=6))
+    full = jr.fit(executor=SerialExecutor(), n_batches=2)
+    states = []
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        cut = jr.fit(executor=_CtrlCExecutor(n), n_batches=2, checkpoint=states.append)
+    assert cut.message == "interrupted" and states
+    assert cut.n_iter == states[-1]["lm"].n_iter >= 1
+    np.testing.assert_array_equal(cut.theta, states[-1]["lm"].theta)
+    resumed = jr.fit(executor=SerialExecutor(), n_batches=2, resume=states[-1])
+    _assert_same(full, resumed, rtol=0)
