@@ -8,13 +8,13 @@ difference between the two fits, and the bytes sent per iteration.
 
 Joint refinement (synthetic powder-like datasets, :mod:`tiedsci.refine.synthetic`: 3 shared
 cell parameters and 20 shared intensities, 8 local parameters per dataset, ``--points`` points
-each): for each N the serial engine (``fit()``) and the same fit on the 2-worker cluster
+each): for each N the serial fit (``fit()``) and the same fit on the 2-worker cluster
 (``fit(client=...)``, one batch of datasets per worker) are timed end to end (compile, fit,
 covariance, statistics), and per accepted LM iteration (median time between progress callbacks:
 residuals, Jacobians, elimination, solve, back substitution). ``bytes_per_iter`` is what
 ``DaskExecutor.bytes_sent`` grows by per iteration (broadcast arguments and results; the data
 travel once, at ``put``). ``max_rel_diff`` is over all values and esds. The Dask fit reports an
-accepted step before its workers have finished the Jacobian at the new point (the serial engine
+accepted step before its workers have finished the Jacobian at the new point (the serial fit
 after), so the last Jacobian falls into ``dask_after_last_step_s``.
 
 Both use a ``LocalCluster(n_workers=2, threads_per_worker=1, processes=True)`` whose workers get

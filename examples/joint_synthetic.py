@@ -7,8 +7,8 @@ Caglioti U, V, W and a quadratic background. The cell a is also softly restraine
 crystallographer would: scale + background, then the cell, then the profile, then everything.
 
 Run: ``python examples/joint_synthetic.py [--json] [--quick] [--out DIR]``; or call
-``run(out_dir, quick=False)``, which writes report.txt, result.json and fit.png and returns a
-summary dict.
+``run(out_dir, quick=False)``, which writes report.txt, result.json (+ result.npz) and fit.png
+and returns a summary dict.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ STAGES = (
 
 
 def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
-    """Fit, write report.txt / result.json / fit.png into ``out_dir``, return a summary."""
+    """Fit, write report.txt / result.json (+ .npz) / fit.png into ``out_dir``, return a summary."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -74,7 +74,7 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
     res = jr.fit(stages=STAGES)
     wall = time.perf_counter() - t0
     (out / "report.txt").write_text(res.report())
-    res.to_json(out / "result.json")
+    res.save(out / "result")
     res.plot(out / "fit.png")
     cell = np.array([float(res.values[f"cell.{n}"]) for n in "abc"])
     cell_esd = np.array([float(res.esd[f"cell.{n}"]) for n in "abc"])
@@ -94,7 +94,7 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
         "strongest_correlations": [(a, b, round(r, 3))
                                    for a, b, r in res.strongest_correlations(3)],
         "wall_s": round(wall, 2),
-        "files": ["report.txt", "result.json", "fit.png"],
+        "files": ["report.txt", "result.json", "result.npz", "fit.png"],
     }
 
 

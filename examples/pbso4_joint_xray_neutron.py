@@ -207,7 +207,7 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
         wall = time.perf_counter() - t0
     summary = summarize(res, cp, wall)
     (out / "report.txt").write_text(res.report())
-    res.to_json(out / "result.json")
+    res.save(out / "result")
     crystal = models["xray"].crystal.with_values(res.values)
     write_cif(crystal, out / "pbso4.cif",
               esd={k: float(np.asarray(v)) for k, v in res.esd.items() if np.ndim(v) == 0})

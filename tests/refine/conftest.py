@@ -45,3 +45,29 @@ def gauss_data(seed, n_points=120, noise=0.2):
         s = np.full(n_points, noise)
         out.append(Dataset(x, y + s * rng.standard_normal(n_points), sigma=s, name=f"d{k}"))
     return out
+
+
+def assert_identical_results(res, back):
+    """Every array of two RefinementResults bit-identical, every other field equal."""
+    from dataclasses import fields
+
+    for f in fields(res):
+        a, b = getattr(res, f.name), getattr(back, f.name)
+        if f.name == "layout":
+            continue
+        if isinstance(a, np.ndarray):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), \
+                f.name
+        elif isinstance(a, dict):
+            assert list(a) == list(b), f.name
+            for k in a:
+                assert a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes(), (f.name, k)
+        elif f.name == "datasets":
+            for da, db in zip(a, b, strict=True):
+                assert da.name == db.name and da.agreement == db.agreement
+                for k in ("x", "y_obs", "y_calc", "weights"):
+                    assert getattr(da, k).tobytes() == getattr(db, k).tobytes(), k
+        elif isinstance(a, float) and np.isnan(a):
+            assert np.isnan(b), f.name
+        else:
+            assert a == b, f.name

@@ -79,7 +79,7 @@ def _assert_same(a, b, rtol):
 
 
 @pytest.mark.parametrize("n_batches", [1, 2, 3])
-def test_serial_executor_equals_the_serial_engine_with_relations(n_batches):
+def test_serial_executor_equals_the_serial_fit_with_relations(n_batches):
     jr = _tied(gauss_data(seed=0))
     serial = jr.fit()
     batched = jr.fit(executor=SerialExecutor(), n_batches=n_batches)
@@ -101,7 +101,7 @@ def test_progress_reports_the_same_iterations_serial_and_batched():
     np.testing.assert_allclose(seen_serial[-1][1], serial.chi2 + serial.penalty, rtol=1e-12)
 
 
-def test_dask_equals_the_serial_engine_and_the_serial_executor(dask_client):
+def test_dask_equals_the_serial_fit_and_the_serial_executor(dask_client):
     jr = _powder(6)
     serial = jr.fit()
     executor = DaskExecutor(dask_client)
@@ -138,8 +138,8 @@ def test_messages_per_iteration_do_not_grow_with_the_number_of_datasets():
 
 def test_bad_arguments():
     jr = _tied(gauss_data(seed=0))
-    with pytest.raises(ValueError, match="engine='tiedsci'"):
-        jr.fit(engine="lmfit", executor=SerialExecutor())
+    with pytest.raises(ValueError, match="optimizer='tiedsci'"):
+        jr.fit(optimizer="lmfit", executor=SerialExecutor())
     with pytest.raises(ValueError, match="n_batches"):
         jr.fit(executor=SerialExecutor(), n_batches=4)  # only 3 datasets
     with pytest.raises(ValueError, match="n_batches"):
@@ -202,3 +202,73 @@ def test_a_worker_killed_mid_step_is_survived(fragile_client):
     assert len(killed) == 1 and killed[0], "no task was running on the killed worker"
     assert victim not in client.scheduler_info()["workers"]  # that worker process is gone
     _assert_same(serial, survived, rtol=1e-8)
+
+
+def _stop_at(n):
+    def callback(n_iter, chi2):
+        if n_iter == n:
+            raise KeyboardInterrupt  # as if Ctrl-C came right after this accepted step
+    return callback
+
+
+def _interrupt_then_resume(jr, tmp_path, stages=None, **where):
+    ckpt = tmp_path / "ckpt"
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        cut = jr.fit(stages=stages, checkpoint=ckpt, callback=_stop_at(2), **where)
+    assert cut.message == "interrupted" and not cut.converged
+    assert (tmp_path / "ckpt.json").exists() and (tmp_path / "ckpt.npz").exists()
+    return cut, jr.fit(stages=stages, resume=tmp_path / "ckpt.json", **where)
+
+
+def test_a_distributed_fit_is_interrupted_and_resumed_like_a_serial_one(tmp_path):
+    jr = _tied(gauss_data(seed=4))
+    where = dict(executor=SerialExecutor(), n_batches=2)
+    full = jr.fit(**where)
+    assert full.n_iter > 3
+    cut, resumed = _interrupt_then_resume(jr, tmp_path, **where)
+    assert cut.n_iter == 2
+    _assert_same(full, resumed, rtol=0)  # the same iterates: bit for bit
+    assert resumed.theta.tobytes() == full.theta.tobytes()
+    # a checkpoint of the serial fit resumes on the executor (and reaches the same optimum)
+    _, serial_resumed = _interrupt_then_resume(jr, tmp_path / "s")
+    _assert_same(full, jr.fit(resume=tmp_path / "s" / "ckpt.json", **where), rtol=1e-8)
+    _assert_same(jr.fit(), serial_resumed, rtol=0)
+
+
+def test_a_staged_fit_on_a_client_is_interrupted_and_resumed(dask_client, tmp_path):
+    jr = _tied(gauss_data(seed=5))
+    stages = [{"name": "bkg", "vary": ["bkg"]}, {"name": "all", "vary": ["*"]}]
+    where = dict(client=dask_client, n_batches=2)
+    full = jr.fit(stages=stages, **where)
+    cut, resumed = _interrupt_then_resume(jr, tmp_path, stages=stages, **where)
+    assert [s.name for s in cut.stages] == ["bkg"] and cut.message == "interrupted"
+    _assert_same(full, resumed, rtol=0)
+    assert [s.name for s in resumed.stages] == ["bkg", "all"]
+    _assert_same(jr.fit(stages=stages), resumed, rtol=1e-8)
+
+
+class _CtrlCExecutor(SerialExecutor):
+    """A SerialExecutor whose n-th ``map_persist`` (a trial or accept round) is interrupted."""
+
+    def __init__(self, n):
+        self.calls, self.n = 0, n
+
+    def map_persist(self, fn, handles, *args):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return super().map_persist(fn, handles, *args)
+
+
+@pytest.mark.parametrize("n", [4, 5, 6])  # 1: start; then trial, accept, trial, ...
+def test_ctrl_c_inside_a_distributed_round_keeps_the_last_accepted_point(tmp_path, n):
+    jr = _tied(gauss_data(seed=6))
+    full = jr.fit(executor=SerialExecutor(), n_batches=2)
+    states = []
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        cut = jr.fit(executor=_CtrlCExecutor(n), n_batches=2, checkpoint=states.append)
+    assert cut.message == "interrupted" and states
+    assert cut.n_iter == states[-1]["lm"].n_iter >= 1
+    np.testing.assert_array_equal(cut.theta, states[-1]["lm"].theta)
+    resumed = jr.fit(executor=SerialExecutor(), n_batches=2, resume=states[-1])
+    _assert_same(full, resumed, rtol=0)

@@ -83,12 +83,12 @@ def test_same_optimum_and_esd_as_lmfit_with_ties_derived_and_restraint():
     assert res.penalty > 0
 
 
-def test_lmfit_engine_reaches_the_same_optimum():
+def test_lmfit_optimizer_reaches_the_same_optimum():
     datasets = gauss_data(seed=1)
     jr = _basic(datasets)
     a = jr.fit()
-    b = jr.fit(engine="lmfit", method="leastsq")
-    assert b.engine == "lmfit"
+    b = jr.fit(optimizer="lmfit", method="leastsq")
+    assert b.optimizer == "lmfit"
     for name in a.values:
         np.testing.assert_allclose(b.values[name], a.values[name], rtol=1e-6)
         np.testing.assert_allclose(b.esd[name], a.esd[name], rtol=1e-4)

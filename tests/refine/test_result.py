@@ -1,12 +1,12 @@
-"""Result exports: json round trip, lmfit Parameters, report, plot; staged refinement."""
+"""Result exports: exact save/load round trip, lmfit Parameters, report, plot; staged refinement."""
 
 import numpy as np
 import pytest
 
-from tests.refine.conftest import gauss_data, gauss_model
+from tests.refine.conftest import assert_identical_results, gauss_data, gauss_model
 from tiedsci.core import Positive
 from tiedsci.errors import UnknownParameterError
-from tiedsci.refine import JointRefinement, RefinementResult, Stage
+from tiedsci.refine import JointRefinement, Stage, load
 
 
 def _jr(seed=0):
@@ -20,11 +20,13 @@ def _jr(seed=0):
     return jr
 
 
-def test_json_round_trip_is_exact(tmp_path):
+def test_save_load_round_trip_is_exact(tmp_path):
     res = _jr().fit()
-    text = res.to_json(tmp_path / "r.json")
-    back = RefinementResult.from_json(tmp_path / "r.json")
-    assert back.to_json() == text
+    path = res.save(tmp_path / "r")
+    assert path == tmp_path / "r.json" and (tmp_path / "r.npz").exists()
+    back = load(tmp_path / "r.json")
+    assert_identical_results(res, back)
+    assert back.layout is None and "center" in back.report()
     for name in res.values:
         np.testing.assert_array_equal(back.values[name], res.values[name])
         np.testing.assert_array_equal(back.esd[name], res.esd[name])

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from tiedsci.errors import CheckpointError, DataError, RunFileError
-from tiedsci.refine import Dataset, JointRefinement
+from tiedsci.refine import Dataset, JointRefinement, load
+from tiedsci.refine.lm import INTERRUPTED, levenberg_marquardt
 from tiedsci.refine.models import gaussian_peaks
 from tiedsci.refine.runfile import load_columns, run_from_toml
-from tiedsci.refine.solver import INTERRUPTED, levenberg_marquardt, partition_blocks
+from tiedsci.refine.solver import SerialBlocks, partition_blocks
 
 RUN = """
 [model]
@@ -136,17 +137,18 @@ def test_lm_continues_exactly_from_an_accepted_state():
         return [np.stack([theta[k + 1] * t * e, e], axis=1) for k in range(3)]
 
     x0 = np.array([-1.0, 0.2, 0.2, 0.2])
-    full = levenberg_marquardt(fun, jac, x0, part)
+    full = levenberg_marquardt(SerialBlocks(fun, jac, part), x0)
     states = []
 
-    def stop(n_iter, theta, cost):
+    def stop(n_iter, cost):
         if n_iter == 3:
             raise KeyboardInterrupt
 
-    cut = levenberg_marquardt(fun, jac, x0, part, on_accept=states.append, callback=stop)
+    cut = levenberg_marquardt(SerialBlocks(fun, jac, part), x0, on_accept=states.append,
+                              callback=stop)
     assert cut.message == INTERRUPTED and not cut.converged and cut.n_iter == 3
     np.testing.assert_array_equal(cut.theta, states[-1].theta)
-    rest = levenberg_marquardt(fun, jac, x0 * 0, part, start=states[-1])
+    rest = levenberg_marquardt(SerialBlocks(fun, jac, part), x0 * 0, start=states[-1])
     np.testing.assert_array_equal(rest.theta, full.theta)
     assert (rest.nfev, rest.njev, rest.n_iter, rest.message) == (full.nfev, full.njev,
                                                                  full.n_iter, full.message)
@@ -169,10 +171,13 @@ def test_ctrl_c_keeps_the_last_accepted_point_and_resume_ends_at_the_same_optimu
     assert part["chi2"] == pytest.approx(chi2[-1], rel=1e-9)  # the point of the last step
     saved = json.loads((tmp_path / "out" / "result.json").read_text())
     assert saved["interrupted"] is True
+    assert load(tmp_path / "out" / "result.json").message == "interrupted"
     assert all(Path(f).exists() for f in part["files"])
     ckpt = json.loads((tmp_path / "out" / "checkpoint.json").read_text())
     assert ckpt["state"]["stage"] == 1 and ckpt["state"]["lm"]["n_iter"] == 1
-    assert {"theta", "mu", "scale"} <= set(ckpt["state"]["lm"])
+    assert {"mu", "cost"} <= set(ckpt["state"]["lm"])
+    with np.load(tmp_path / "out" / "checkpoint.npz") as arrays:
+        assert {"lm/theta", "lm/scale"} <= set(arrays.files)
     assert not list((tmp_path / "out").glob("*.tmp"))
 
     done = run_from_toml(tmp_path / "run.toml", tmp_path / "out", resume=True)
@@ -180,6 +185,7 @@ def test_ctrl_c_keeps_the_last_accepted_point_and_resume_ends_at_the_same_optimu
     assert done["values"] == full["values"] and done["esd"] == full["esd"]
     assert done["chi2"] == full["chi2"]
     assert not (tmp_path / "out" / "checkpoint.json").exists()
+    assert not (tmp_path / "out" / "checkpoint.npz").exists()
 
 
 def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):
@@ -197,7 +203,7 @@ def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):
         run_from_toml(tmp_path / "run.toml", tmp_path / "out", resume=True)
     ckpt.write_text(text)
     (tmp_path / "run.toml").write_text(RUN.replace("center = 0.1", "center = 0.2"))
-    with pytest.raises(CheckpointError, match="written for a different run file"):
+    with pytest.raises(CheckpointError, match="written for a different refinement"):
         run_from_toml(tmp_path / "run.toml", tmp_path / "out", resume=True)
 
 

@@ -2,10 +2,11 @@
 
 import numpy as np
 
+from tiedsci.refine.lm import levenberg_marquardt
 from tiedsci.refine.solver import (
+    SerialBlocks,
     assemble,
     dense_normal,
-    levenberg_marquardt,
     partition_blocks,
     solve_damped,
 )
@@ -73,6 +74,6 @@ def test_lm_solves_a_nonlinear_problem_exactly():
             out.append(np.stack([theta[k + 1] * t * e, e], axis=1))
         return out
 
-    out = levenberg_marquardt(fun, jac, np.array([0.0, 1.5, 1.5, 1.5]), part)
+    out = levenberg_marquardt(SerialBlocks(fun, jac, part), np.array([0.0, 1.5, 1.5, 1.5]))
     assert out.converged
     np.testing.assert_allclose(out.theta, [a_true, *b_true], rtol=1e-8)

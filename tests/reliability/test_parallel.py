@@ -35,8 +35,8 @@ def test_garbage_executors_are_named(xl):
         _jr().fit(executor="dask")
     with raises_naming(ValueError, "n_batches", "0"):
         _jr().fit(executor=SerialExecutor(), n_batches=0)
-    with raises_naming(ValueError, "engine='tiedsci'"):
-        _jr().fit(executor=SerialExecutor(), engine="lmfit")
+    with raises_naming(ValueError, "optimizer='tiedsci'"):
+        _jr().fit(executor=SerialExecutor(), optimizer="lmfit")
     with raises_naming(ValueError, "at least one shard"):
         SerialExecutor().map_reduce(sum, [])
 

@@ -1,7 +1,7 @@
 """Joint refinement under bad input, singular models and failed writes.
 
 Complements ``tests/refine`` (NaN/sigma/shape errors of ``Dataset``, NaN model output, the
-singular-matrix diagnosis, the exact json round trip of a regular fit): here the remaining
+singular-matrix diagnosis, the exact save/load round trip of a regular fit): here the remaining
 entry points (fit options, models that return garbage or become singular during the fit, a
 registry without parameters), exact round trips of irregular results (NaN esds, stages, bound
 hits) and the reader of saved results.
@@ -16,10 +16,11 @@ import os
 import numpy as np
 import pytest
 
+from tests.refine.conftest import assert_identical_results
 from tests.reliability.conftest import raises_naming
 from tiedsci.core import Positive
 from tiedsci.errors import DataError, DeclarationError, ModelError
-from tiedsci.refine import Dataset, JointRefinement, RefinementResult
+from tiedsci.refine import Dataset, JointRefinement, load
 
 
 def _gauss(v, x):
@@ -131,64 +132,60 @@ def _irregular_result():
 def test_irregular_results_round_trip_bit_exactly(tmp_path):
     res = _irregular_result()
     assert res.singular and res.stages and res.at_bounds and np.isnan(res.esd["dead"]).all()
-    res.to_json(tmp_path / "r.json")
-    back = RefinementResult.from_json(tmp_path / "r.json")
-    for name in res.values:
-        for a, b in ((res.values[name], back.values[name]), (res.esd[name], back.esd[name]),
-                     (res.esd_unscaled[name], back.esd_unscaled[name])):
-            assert a.shape == b.shape and a.tobytes() == b.tobytes(), name
-    for attr in ("theta", "covariance", "correlation"):
-        assert getattr(res, attr).tobytes() == getattr(back, attr).tobytes(), attr
-    for da, db in zip(res.datasets, back.datasets):
-        for k in ("x", "y_obs", "y_calc", "weights"):
-            assert getattr(da, k).tobytes() == getattr(db, k).tobytes()
-    assert back.stages == res.stages and back.singular == res.singular
-    assert back.at_bounds == res.at_bounds and back.warnings == res.warnings
-    assert back.to_json() == res.to_json()
+    res.save(tmp_path / "r.json")
+    back = load(tmp_path / "r.json")
+    assert_identical_results(res, back)
+    again = load(back.save(tmp_path / "again"))
+    assert_identical_results(res, again)
+    meta = [json.loads(p.read_text()) for p in (tmp_path / "r.json", tmp_path / "again.json")]
+    for m in meta:
+        m.pop("files")
+    assert meta[0] == meta[1]
 
 
 @pytest.fixture
 def saved_result(tmp_path):
     res = _jr().fit()
     path = tmp_path / "r.json"
-    res.to_json(path)
+    res.save(path)
     return res, path
 
 
 @pytest.mark.parametrize("corrupt,needle", [
     (lambda p: p.write_text(p.read_text()[: len(p.read_text()) // 2]), "not valid json"),
-    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff"), "not a text"),
-    (lambda p: p.write_text("{}"), "not a complete"),
-    (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "theta": "x"})),
+    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff"), "not valid json"),
+    (lambda p: p.write_text("{}"), "has format None"),
+    (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "free_names": 5})),
      "not a complete"),
-    (lambda p: p.write_text("[1, 2]"), "refinement result"),
-], ids=["truncated", "binary", "empty", "bad-field", "list"])
+    (lambda p: p.write_text("[1, 2]"), "has format 'list'"),
+    (lambda p: p.with_suffix(".npz").write_bytes(b"PK\x03\x04"), "checksum differs"),
+], ids=["truncated", "binary", "empty", "bad-field", "list", "npz"])
 def test_corrupt_result_files_are_data_errors_naming_the_file(saved_result, corrupt, needle):
     _, path = saved_result
     corrupt(path)
-    with raises_naming(DataError, "r.json", needle):
-        RefinementResult.from_json(path)
+    with raises_naming(DataError, "r.", needle):
+        load(path)
 
 
 def test_missing_result_file(tmp_path):
     with raises_naming(FileNotFoundError, "nope.json"):
-        RefinementResult.from_json(tmp_path / "nope.json")
+        load(tmp_path / "nope.json")
 
 
 def test_result_writes_are_atomic(saved_result, tmp_path, monkeypatch):
     res, path = saved_result
-    before = path.read_bytes()
+    before = path.read_bytes(), path.with_suffix(".npz").read_bytes()
     inode = os.stat(path).st_ino
     other = _jr(width=1.0).fit(max_nfev=3)
     monkeypatch.setattr("os.fsync", _fail)  # the temporary file is written, then "crash"
     with pytest.raises(OSError, match="simulated"):
-        other.to_json(path)
+        other.save(path)
     monkeypatch.undo()
-    assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left
-    other.to_json(path)  # a successful write replaces the file (a new inode: renamed)
+    assert (path.read_bytes(), path.with_suffix(".npz").read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.npz"]  # no temporary
+    other.save(path)  # a successful write replaces the file (a new inode: renamed)
     assert os.stat(path).st_ino != inode
-    assert RefinementResult.from_json(path).nfev == other.nfev
+    assert load(path).nfev == other.nfev
 
 
 def _fail(*args, **kwargs):

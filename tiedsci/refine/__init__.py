@@ -6,13 +6,18 @@ affine/derived relations, bounds, restraints) is made on the registry. The solve
 block-sparse Levenberg-Marquardt whose Jacobian comes from torch autodiff and whose step
 eliminates each dataset's local parameters by a Schur complement (linear cost in the number
 of datasets). torch is imported only when a fit needs it.
+
+The face shared with the other domains: ``JointRefinement.fit(...) -> RefinementResult``, whose
+``report()``, ``plot()`` and ``save(path)`` are read back by :func:`load`; checkpoints and resume
+through ``fit(checkpoint=..., resume=...)`` (:func:`save_checkpoint`, :func:`load_checkpoint`).
 """
 
+from tiedsci.refine.checkpoint import load_checkpoint, save_checkpoint
 from tiedsci.refine.contribution import Contribution, ScopedValues
 from tiedsci.refine.data import Dataset
 from tiedsci.refine.joint import JointRefinement, fit_problem
 from tiedsci.refine.problem import Problem, compile_problem
-from tiedsci.refine.result import DatasetFit, RefinementResult, StageSummary
+from tiedsci.refine.result import DatasetFit, RefinementResult, StageSummary, load
 from tiedsci.refine.stages import Stage
 from tiedsci.refine.stats import Agreement
 
@@ -29,4 +34,7 @@ __all__ = [
     "Problem",
     "compile_problem",
     "fit_problem",
+    "load",
+    "save_checkpoint",
+    "load_checkpoint",
 ]

@@ -1,8 +1,9 @@
 """Block Levenberg-Marquardt over an executor: batches of datasets live on the workers.
 
-The same damped Gauss-Newton iteration as :func:`tiedsci.refine.solver.levenberg_marquardt`
-(same acceptance, damping and stopping rules), with the per-dataset work mapped over batches of
-datasets through the map-reduce seam of :mod:`tiedsci.parallel`. *A tie sums*: after each batch
+:class:`ExecutorBatches` is the provider of normal equations that
+:func:`tiedsci.refine.lm.levenberg_marquardt` (the one LM loop: acceptance, damping, stopping,
+Ctrl-C, resume) drives when the per-dataset work is mapped over batches of datasets through the
+map-reduce seam of :mod:`tiedsci.parallel`. *A tie sums*: after each batch
 eliminates its local parameters, its reduced shared normal matrix is just added to the others'.
 
 Each batch (its compiled model blocks, the data, its local parameters and its normal-matrix
@@ -28,28 +29,25 @@ only; the client evaluates them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from tiedsci.parallel import StatefulExecutor
+from tiedsci.refine.lm import scaled_gradient_max, sum_squares
 from tiedsci.refine.problem import Problem
 from tiedsci.refine.solver import (
-    LMOutcome,
     NormalSystem,
     Partition,
-    after_rejection,
     assemble,
     back_substitute,
     chol_solve,
-    damping_after_acceptance,
     eliminate_locals,
 )
 
 __all__ = ["BatchShard", "BatchState", "TrialState", "Reduced", "TrialSums", "make_batches",
-           "default_n_batches", "levenberg_marquardt_batched"]
+           "default_n_batches", "ExecutorBatches"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,11 +64,14 @@ class BatchShard:
         Positions of the batch's datasets in the full problem.
     theta0 : ndarray, shape (n_free,)
         Starting point (the other batches' local entries are never read here).
+    scale0 : ndarray, shape (n_free,), optional
+        Marquardt scaling of a resumed iteration (None: start it from ``diag(J^T J)``).
     """
 
     problem: Problem
     index: np.ndarray
     theta0: np.ndarray
+    scale0: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,13 +163,6 @@ def _add_trial(a: TrialSums, b: TrialSums) -> TrialSums:
     return TrialSums(a.chi2 + b.chi2, a.step2 + b.step2, a.theta2 + b.theta2, a.pred + b.pred)
 
 
-def _sum_sq(resids: Sequence[np.ndarray]) -> float:
-    total = 0.0
-    for r in resids:
-        total += float(r @ r)
-    return total
-
-
 def _local_idx(part: Partition) -> np.ndarray:
     if not part.blocks:
         return np.zeros(0, dtype=np.intp)
@@ -182,8 +176,9 @@ def _start(shard: BatchShard) -> BatchState:
     theta = shard.theta0.copy()
     resids = prob.residuals(theta)
     system = assemble(prob.partition, prob.jacobians(theta), resids)
-    scale = np.maximum(system.diagonal(prob.partition), 0.0)
-    return BatchState(shard, theta, system, _sum_sq(resids), scale)
+    scale = np.maximum(system.diagonal(prob.partition),
+                       0.0 if shard.scale0 is None else shard.scale0)
+    return BatchState(shard, theta, system, sum_squares(resids), scale)
 
 
 def _start_sums(state: BatchState) -> tuple[float, np.ndarray, float]:
@@ -198,21 +193,32 @@ def _add_start(a: tuple[float, np.ndarray, float], b: tuple[float, np.ndarray, f
     return a[0] + b[0], a[1] + b[1], max(a[2], b[2])
 
 
-def _reduce(state: BatchState, mu: float, floor: float, cost: float) -> Reduced:
-    """Eliminate the batch's damped local blocks: its share of the shared system."""
-    part = state.shard.problem.partition
+def _eliminate(state: BatchState, mu: float, floor: float
+               ) -> tuple[np.ndarray, np.ndarray, list[Any], np.ndarray]:
+    """``(S_b, s_b, eliminated blocks, floored scaling)`` of the batch at damping ``mu``."""
     system = state.system
     scale = np.maximum(state.scale, floor)
-    idx = _local_idx(part)
-    g_loc = np.concatenate(system.gl) if system.gl else np.zeros(0)
-    gmax = float(np.max(np.abs(g_loc) / np.sqrt(scale[idx] * max(cost, 1e-300)), initial=0.0))
-    s = system.hss.copy()
-    rhs = -system.gs.copy()
-    failed = False
+    s, rhs = system.hss.copy(), -system.gs.copy()
+    eliminated = eliminate_locals(state.shard.problem.partition, system, mu, scale, s, rhs)
+    return s, rhs, eliminated, scale
+
+
+def _local_gradient(system: NormalSystem) -> np.ndarray:
+    return np.concatenate(system.gl) if system.gl else np.zeros(0)
+
+
+def _reduce(state: BatchState, mu: float, floor: float, cost: float) -> Reduced:
+    """Eliminate the batch's damped local blocks: its share of the shared system."""
+    system = state.system
+    idx = _local_idx(state.shard.problem.partition)
+    gmax = scaled_gradient_max(_local_gradient(system), np.maximum(state.scale, floor)[idx],
+                               cost)
+    ns = system.gs.size
     try:
-        eliminate_locals(part, system, mu, scale, s, rhs)
+        s, rhs, _, _ = _eliminate(state, mu, floor)
+        failed = False
     except np.linalg.LinAlgError:
-        failed = True
+        s, rhs, failed = np.zeros((ns, ns)), np.zeros(ns), True
     return Reduced(s, rhs, state.chi2, np.diag(system.hss).copy(), system.gs.copy(), gmax,
                    failed)
 
@@ -221,22 +227,16 @@ def _trial(state: BatchState, ds: np.ndarray, mu: float, floor: float) -> TrialS
     """Back-substitute the local steps for the shared step ``ds``; residuals there."""
     prob = state.shard.problem
     part = prob.partition
-    system = state.system
-    scale = np.maximum(state.scale, floor)
-    s = system.hss.copy()
-    rhs = -system.gs.copy()
-    eliminated = eliminate_locals(part, system, mu, scale, s, rhs)
+    _, _, eliminated, scale = _eliminate(state, mu, floor)
     delta = np.zeros(part.n_free)
     delta[part.shared] = ds
-    back_substitute(part, system, eliminated, ds, delta)
+    back_substitute(part, state.system, eliminated, ds, delta)
     trial = state.theta + delta
     resids = tuple(prob.residuals(trial))
     idx = _local_idx(part)
-    dl = delta[idx]
-    th = state.theta[idx]
-    g_loc = np.concatenate(system.gl) if system.gl else np.zeros(0)
-    pred = float(dl @ (mu * scale[idx] * dl - g_loc))
-    sums = TrialSums(_sum_sq(resids), float(dl @ dl), float(th @ th), pred)
+    dl, th = delta[idx], state.theta[idx]
+    pred = float(dl @ (mu * scale[idx] * dl - _local_gradient(state.system)))
+    sums = TrialSums(sum_squares(resids), float(dl @ dl), float(th @ th), pred)
     return TrialState(state.shard, trial, resids, state.scale, sums)
 
 
@@ -250,6 +250,12 @@ def _accept(trial: TrialState) -> BatchState:
     system = assemble(prob.partition, prob.jacobians(trial.theta), trial.resids)
     scale = np.maximum(trial.scale, system.diagonal(prob.partition))
     return BatchState(trial.shard, trial.theta, system, trial.sums.chi2, scale)
+
+
+def _snapshot(state: BatchState, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(theta indices, values, floored scaling)`` of the batch's local parameters."""
+    idx = _local_idx(state.shard.problem.partition)
+    return idx, state.theta[idx], np.maximum(state.scale[idx], floor)
 
 
 def _final(state: BatchState) -> tuple[np.ndarray, np.ndarray, NormalSystem,
@@ -268,12 +274,21 @@ def default_n_batches(executor: Any, n_datasets: int) -> int:
     return max(1, min(n, n_datasets))
 
 
-def make_batches(problem: Problem, n_batches: int) -> list[BatchShard]:
-    """Split the datasets of ``problem`` into ``n_batches`` contiguous, near-equal batches."""
-    n_data = len(problem.blocks)
+def _check_n_batches(n_data: int, n_batches: Any) -> None:
     if not isinstance(n_batches, int | np.integer) or not 1 <= n_batches <= n_data:
         raise ValueError(f"n_batches must be an integer between 1 and the number of datasets "
                          f"({n_data}), got {n_batches!r}")
+
+
+def make_batches(problem: Problem, n_batches: int, theta0: np.ndarray | None = None,
+                 scale0: np.ndarray | None = None) -> list[BatchShard]:
+    """Split the datasets of ``problem`` into ``n_batches`` contiguous, near-equal batches.
+
+    ``theta0`` (default the layout's) and ``scale0`` (a resumed Marquardt scaling) have shape
+    (n_free,).
+    """
+    n_data = len(problem.blocks)
+    _check_n_batches(n_data, n_batches)
     part = problem.partition
     shards = []
     for idx in np.array_split(np.arange(n_data), int(n_batches)):
@@ -282,7 +297,9 @@ def make_batches(problem: Problem, n_batches: int) -> list[BatchShard]:
             problem, blocks=tuple(problem.blocks[i] for i in idx),
             restraint_deps=np.zeros(0, dtype=np.intp), restraint_elem=np.zeros(0, dtype=np.intp),
             restraint_names=(), restraint_jac=np.zeros((0, 0)), partition=sub)
-        shards.append(BatchShard(prob, idx.astype(np.intp), problem.layout.theta0.copy()))
+        theta = problem.layout.theta0 if theta0 is None else theta0
+        shards.append(BatchShard(prob, idx.astype(np.intp), np.array(theta, dtype=float),
+                                 None if scale0 is None else np.array(scale0, dtype=float)))
     return shards
 
 
@@ -313,19 +330,19 @@ def _zero_system(ns: int) -> NormalSystem:
     return NormalSystem(np.zeros((ns, ns)), np.zeros(ns), (), (), ())
 
 
-def levenberg_marquardt_batched(
-    problem: Problem,
-    executor: StatefulExecutor,
-    n_batches: int | None = None,
-    *,
-    ftol: float = 1e-10,
-    xtol: float = 1e-10,
-    gtol: float = 1e-10,
-    max_nfev: int = 1000,
-    mu0: float = 1e-3,
-    callback: Callable[[int, float], None] | None = None,
-) -> tuple[LMOutcome, list[np.ndarray]]:
-    """:func:`~tiedsci.refine.solver.levenberg_marquardt` on ``problem`` through ``executor``.
+@dataclass(frozen=True)
+class _Shared:
+    """The client's side of the current point: shared values, restraints, scaling, cost."""
+
+    theta_s: np.ndarray
+    r_res: np.ndarray
+    r_sys: NormalSystem
+    cost: float
+    states: list[Any]
+
+
+class ExecutorBatches:
+    """:class:`~tiedsci.refine.lm.NormalProvider` over batches of datasets on executor workers.
 
     Parameters
     ----------
@@ -337,125 +354,131 @@ def levenberg_marquardt_batched(
         Number of batches of datasets (default :func:`default_n_batches`). The result does not
         depend on it beyond summation round-off; for a fixed value a serial and a Dask run give
         the same numbers.
-    ftol, xtol, gtol, max_nfev, mu0 :
-        As in :func:`~tiedsci.refine.solver.levenberg_marquardt`.
-    callback : callable, optional
-        ``callback(n_iter, chi2)`` after each accepted step.
 
-    Returns
-    -------
-    outcome : LMOutcome
-        As the serial solver's (full ``theta``, residual blocks, normal system at the optimum).
-    y_calcs : list of ndarray
-        Model curves of every dataset at the optimum (computed on the workers).
+    Notes
+    -----
+    Per iteration: :meth:`gradient_max` is round 1 of the module docstring (the batches'
+    reduced systems at damping ``mu``), :meth:`propose` solves the shared system here and runs
+    round 2 (back substitution and trial residuals on the workers), :meth:`accept` round 3.
+    :meth:`state` (checkpoints only) brings the local parameters back.
     """
-    if not isinstance(executor, StatefulExecutor):
-        raise TypeError("a distributed refinement needs an executor with map_persist (keeps each "
-                        f"batch's local state on its worker), got {executor!r}")
-    part = problem.partition
-    n_batches = default_n_batches(executor, len(problem.blocks)) if n_batches is None \
-        else n_batches
-    handles = executor.put(make_batches(problem, n_batches))
-    states = executor.map_persist(_start, handles)
-    restraints = _Restraints.of(problem)
-    ns = part.shared.size
-    theta_full = problem.layout.theta0.copy()  # locals stay at theta0 here; only shared used
-    theta_s = theta_full[part.shared].copy()
 
-    def restraint_terms(th_s: np.ndarray, jacobian: bool
-                        ) -> tuple[np.ndarray, NormalSystem | None]:
-        if restraints is None:
+    def __init__(self, problem: Problem, executor: StatefulExecutor,
+                 n_batches: int | None = None) -> None:
+        if not isinstance(executor, StatefulExecutor):
+            raise TypeError("a distributed refinement needs an executor with map_persist (keeps "
+                            f"each batch's local state on its worker), got {executor!r}")
+        self.problem, self.executor = problem, executor
+        self.part = problem.partition
+        self.n_batches = default_n_batches(executor, len(problem.blocks)) \
+            if n_batches is None else n_batches
+        _check_n_batches(len(problem.blocks), self.n_batches)
+        self._restraints = _Restraints.of(problem)
+        self._theta_full = problem.layout.theta0.copy()  # only its shared entries are used
+        self._cur: _Shared | None = None
+        self.floor = 0.0
+        self.scale_s = np.zeros(self.part.shared.size)
+        self._red: Reduced | None = None
+        self._gs = np.zeros(self.part.shared.size)
+        self._proposal: tuple[np.ndarray, float, list[Any], TrialSums] | None = None
+
+    def _restraint_terms(self, theta_s: np.ndarray, jacobian: bool
+                         ) -> tuple[np.ndarray, NormalSystem | None]:
+        if self._restraints is None:
+            ns = self.part.shared.size
             return np.zeros(0), (_zero_system(ns) if jacobian else None)
-        theta_full[part.shared] = th_s
-        return restraints.at(theta_full, jacobian)
+        self._theta_full[self.part.shared] = theta_s
+        return self._restraints.at(self._theta_full, jacobian)
 
-    r_res, r_sys = restraint_terms(theta_s, True)
-    assert r_sys is not None
-    chi2, hss_diag, local_max = executor.map_reduce(_start_sums, states, combine=_add_start)
-    nfev, njev = 1, 1
-    cost = 0.5 * (chi2 + float(r_res @ r_res))
-    if not np.isfinite(cost):
-        raise FloatingPointError("the residuals are not finite at the starting point")
-    scale_s = np.maximum(hss_diag + np.diag(r_sys.hss), 0.0)
-    floor = max(float(max(scale_s.max(initial=0.0), local_max)), 1.0) * 1e-12
-    scale_s = np.maximum(scale_s, floor)
-    mu, nu = mu0, 2.0
-    n_iter = 0
-    converged = False
-    message = f"stopped: max_nfev={max_nfev} residual evaluations used without convergence"
-    while nfev < max_nfev:
-        red = executor.map_reduce(_reduce, states, mu, floor, cost, combine=_add_reduced)
-        scale_s = np.maximum(scale_s, red.hss_diag + np.diag(r_sys.hss))
-        gs = red.gs + r_sys.gs
-        gmax = max(red.gmax, float(np.max(np.abs(gs) / np.sqrt(scale_s * max(cost, 1e-300)),
-                                          initial=0.0)))
-        if cost == 0.0 or gmax <= gtol:
-            converged, message = True, "converged: gradient below gtol"
-            break
-        try:
-            if red.failed:
-                raise np.linalg.LinAlgError("a damped local block is not positive definite")
-            ds = chol_solve(red.s + r_sys.hss + np.diag(mu * scale_s), red.rhs - r_sys.gs)
-        except np.linalg.LinAlgError:
-            mu *= nu
-            nu *= 2.0
-            if mu > 1e30:
-                message = "stopped: damped normal matrix not positive definite"
-                break
-            continue
-        trials = executor.map_persist(_trial, states, ds, mu, floor)
-        sums = executor.map_reduce(_trial_sums, trials, combine=_add_trial)
-        step_norm = float(np.sqrt(ds @ ds + sums.step2))
-        if step_norm <= xtol * (float(np.sqrt(theta_s @ theta_s + sums.theta2)) + xtol):
-            converged, message = True, "converged: step below xtol"
-            break
-        trial_s = theta_s + ds
-        new_r, _ = restraint_terms(trial_s, False)
-        nfev += 1
-        new_cost = 0.5 * (sums.chi2 + float(new_r @ new_r))
-        pred = 0.5 * (float(ds @ (mu * scale_s * ds - gs)) + sums.pred)
-        actual = cost - new_cost if np.isfinite(new_cost) else -np.inf
-        rho = actual / pred if pred > 0 else -1.0
-        if rho > 0:
-            n_iter += 1
-            old_cost, cost = cost, new_cost
-            theta_s = trial_s
-            small = (actual <= ftol * old_cost) and (pred <= ftol * old_cost) and rho <= 2.0
-            states = executor.map_persist(_accept, trials)
-            r_res, r_sys = restraint_terms(theta_s, True)
-            assert r_sys is not None
-            njev += 1
-            mu = damping_after_acceptance(mu, rho)
-            nu = 2.0
-            if callback is not None:
-                callback(n_iter, 2.0 * cost)
-            if small:
-                converged, message = True, "converged: relative reduction of chi^2 below ftol"
-                break
-        else:
-            mu, nu, stop, converged = after_rejection(mu, nu, pred, actual, new_cost, cost, ftol)
-            if stop is not None:
-                message = stop
-                break
-    return _gather(problem, executor, states, theta_s, r_res, r_sys, cost, nfev, njev, n_iter,
-                   converged, message)
+    def _shared_point(self, theta_s: np.ndarray, states: list[Any], chi2: float) -> _Shared:
+        r_res, r_sys = self._restraint_terms(theta_s, True)
+        assert r_sys is not None
+        return _Shared(theta_s, r_res, r_sys, 0.5 * (chi2 + float(r_res @ r_res)), states)
+
+    def start(self, theta: np.ndarray, scale: np.ndarray | None) -> float:
+        ex = self.executor
+        handles = ex.put(make_batches(self.problem, self.n_batches, theta, scale))
+        states = ex.map_persist(_start, handles)
+        chi2, hss_diag, local_max = ex.map_reduce(_start_sums, states, combine=_add_start)
+        cur = self._shared_point(theta[self.part.shared].copy(), states, chi2)
+        diag_s = hss_diag + np.diag(cur.r_sys.hss)
+        if scale is None:
+            scale_s = np.maximum(diag_s, 0.0)
+            self.floor = max(float(max(scale_s.max(initial=0.0), local_max)), 1.0) * 1e-12
+            self.scale_s = np.maximum(scale_s, self.floor)
+        else:  # the resumed scaling holds the floor already
+            self.floor, self.scale_s = 0.0, np.maximum(scale[self.part.shared], diag_s)
+        self._cur = cur
+        return cur.cost
+
+    def gradient_max(self, mu: float, cost: float) -> float:
+        cur = self._current()
+        red = self.executor.map_reduce(_reduce, cur.states, mu, self.floor, cost,
+                                       combine=_add_reduced)
+        self.scale_s = np.maximum(self.scale_s, red.hss_diag + np.diag(cur.r_sys.hss))
+        self._red, self._gs = red, red.gs + cur.r_sys.gs
+        return max(red.gmax, scaled_gradient_max(self._gs, self.scale_s, cost))
+
+    def propose(self, mu: float) -> tuple[float, float]:
+        cur, red = self._current(), self._red
+        assert red is not None
+        if red.failed:
+            raise np.linalg.LinAlgError("a damped local block is not positive definite")
+        ds = chol_solve(red.s + cur.r_sys.hss + np.diag(mu * self.scale_s),
+                        red.rhs - cur.r_sys.gs)
+        trials = self.executor.map_persist(_trial, cur.states, ds, mu, self.floor)
+        sums = self.executor.map_reduce(_trial_sums, trials, combine=_add_trial)
+        self._proposal = (ds, mu, trials, sums)
+        th = cur.theta_s
+        return float(np.sqrt(ds @ ds + sums.step2)), float(np.sqrt(th @ th + sums.theta2))
+
+    def evaluate(self) -> tuple[float, float]:
+        assert self._proposal is not None
+        ds, mu, _, sums = self._proposal
+        new_r, _ = self._restraint_terms(self._current().theta_s + ds, False)
+        pred = 0.5 * (float(ds @ (mu * self.scale_s * ds - self._gs)) + sums.pred)
+        return 0.5 * (sums.chi2 + float(new_r @ new_r)), pred
+
+    def accept(self, cost: float) -> None:
+        assert self._proposal is not None
+        ds, _, trials, sums = self._proposal
+        states = self.executor.map_persist(_accept, trials)
+        self._cur = self._shared_point(self._current().theta_s + ds, states, sums.chi2)
+
+    def state(self) -> tuple[np.ndarray, np.ndarray]:
+        cur = self._current()
+        theta = self.problem.layout.theta0.copy()
+        scale = np.zeros(self.part.n_free)
+        theta[self.part.shared], scale[self.part.shared] = cur.theta_s, self.scale_s
+        for idx, theta_l, scale_l in self.executor.map(_snapshot, cur.states, self.floor):
+            theta[idx], scale[idx] = theta_l, scale_l
+        return theta, scale
+
+    def outcome(self) -> tuple[np.ndarray, tuple[np.ndarray, ...], NormalSystem, float,
+                               tuple[np.ndarray, ...]]:
+        cur = self._current()
+        return _gather(self.problem, self.executor, cur)
+
+    def _current(self) -> _Shared:
+        if self._cur is None:
+            raise RuntimeError("ExecutorBatches.start() has not been called")
+        return self._cur
 
 
-def _gather(problem: Problem, executor: StatefulExecutor, states: list[Any],
-            theta_s: np.ndarray, r_res: np.ndarray, r_sys: NormalSystem, cost: float,
-            nfev: int, njev: int, n_iter: int, converged: bool, message: str
-            ) -> tuple[LMOutcome, list[np.ndarray]]:
-    """Bring every batch's final pieces back once and rebuild the serial solver's outcome."""
+def _gather(problem: Problem, executor: StatefulExecutor, cur: _Shared
+            ) -> tuple[np.ndarray, tuple[np.ndarray, ...], NormalSystem, float,
+                       tuple[np.ndarray, ...]]:
+    """Bring every batch's final pieces back once and rebuild the serial provider's outcome."""
     part = problem.partition
     n_data = len(problem.blocks)
     theta = problem.layout.theta0.copy()
-    theta[part.shared] = theta_s
-    hss, gs = r_sys.hss.copy(), r_sys.gs.copy()
+    theta[part.shared] = cur.theta_s
+    hss, gs = cur.r_sys.hss.copy(), cur.r_sys.gs.copy()
     c: list[Any] = [None] * n_data
     b: list[Any] = [None] * n_data
     gl: list[Any] = [None] * n_data
     y_calcs: list[Any] = [None] * n_data
-    for index, theta_l, system, ycs in executor.map(_final, states):
+    for index, theta_l, system, ycs in executor.map(_final, cur.states):
         sub = Partition(part.n_free, part.shared, tuple(part.blocks[i] for i in index))
         theta[_local_idx(sub)] = theta_l
         hss += system.hss
@@ -464,11 +487,9 @@ def _gather(problem: Problem, executor: StatefulExecutor, states: list[Any],
             c[i], b[i], gl[i], y_calcs[i] = system.c[j], system.b[j], system.gl[j], ycs[j]
     resids = [blk.sqrt_w * (yc - blk.y) for blk, yc in zip(problem.blocks, y_calcs)]
     if problem.n_restraint_rows:
-        resids.append(r_res)
-        c += list(r_sys.c)
-        b += list(r_sys.b)
-        gl += list(r_sys.gl)
+        resids.append(cur.r_res)
+        c += list(cur.r_sys.c)
+        b += list(cur.r_sys.b)
+        gl += list(cur.r_sys.gl)
     system_all = NormalSystem(hss, gs, tuple(c), tuple(b), tuple(gl))
-    outcome = LMOutcome(theta, tuple(resids), system_all, cost, nfev, njev, n_iter, converged,
-                        message)
-    return outcome, y_calcs
+    return theta, tuple(resids), system_all, cur.cost, tuple(y_calcs)

@@ -16,6 +16,8 @@ bounds, fixed values, restraints) are made on :attr:`JointRefinement.registry` d
 
 from __future__ import annotations
 
+import functools
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -24,25 +26,25 @@ import numpy as np
 
 from tiedsci.core import Layout, ParamRef, Registry
 from tiedsci.errors import ConvergenceError, DeclarationError, SingularMatrixError
+from tiedsci.refine.checkpoint import (
+    check_fingerprint,
+    fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from tiedsci.refine.contribution import Contribution
 from tiedsci.refine.covariance import bound_hits, invert_blocks, invert_normal
 from tiedsci.refine.data import Dataset
+from tiedsci.refine.lm import INTERRUPTED, LMOutcome, LMState, levenberg_marquardt
 from tiedsci.refine.problem import Problem, compile_problem
 from tiedsci.refine.result import DatasetFit, RefinementResult, StageSummary
-from tiedsci.refine.solver import (
-    INTERRUPTED,
-    LMOutcome,
-    LMState,
-    assemble,
-    dense_normal,
-    levenberg_marquardt,
-)
+from tiedsci.refine.solver import SerialBlocks, assemble, dense_normal
 from tiedsci.refine.stages import Stage, select_names
 from tiedsci.refine.stats import agreement
 
 __all__ = ["JointRefinement", "fit_problem"]
 
-ENGINES = ("tiedsci", "lmfit")
+OPTIMIZERS = ("tiedsci", "lmfit")
 
 
 class JointRefinement:
@@ -144,13 +146,14 @@ class JointRefinement:
 
     # ------------------------------------------------------------------ fitting
     def fit(self, *, stages: Sequence[Stage | Mapping[str, Any]] | None = None,
-            engine: str = "tiedsci", method: str = "leastsq", scale_covar: bool = True,
+            optimizer: str = "tiedsci", method: str = "leastsq", scale_covar: bool = True,
             ftol: float = 1e-10, xtol: float = 1e-10, gtol: float = 1e-10,
             max_nfev: int | None = None, on_singular: str = "raise",
             raise_on_failure: bool = False, executor: Any = None, client: Any = None,
             n_batches: int | None = None, callback: Callable[[int, float], None] | None = None,
-            checkpoint: Callable[[dict[str, Any]], None] | None = None,
-            resume: Mapping[str, Any] | None = None, **engine_kws: Any) -> RefinementResult:
+            checkpoint: str | os.PathLike[str] | Callable[[dict[str, Any]], None] | None = None,
+            resume: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+            **optimizer_kws: Any) -> RefinementResult:
         """Refine; with ``stages``, one stage after the other.
 
         Parameters
@@ -159,13 +162,14 @@ class JointRefinement:
             optional
             Each stage varies the parameters it names, all other free ones held at their
             current values, and starts where the previous one ended.
-        engine : "tiedsci" or "lmfit"
+        optimizer : "tiedsci" or "lmfit"
             The block-sparse Levenberg-Marquardt (default), or ``lmfit.minimize`` with
-            ``method`` (``"leastsq"``, ``"least_squares"``, ...) on the same residuals.
+            ``method`` (``"leastsq"``, ``"least_squares"``, ...) on the same residuals; further
+            keyword arguments (``optimizer_kws``) go to ``lmfit.minimize``.
         scale_covar : bool
             Scale the covariance by the reduced chi-square (lmfit's default).
         ftol, xtol, gtol, max_nfev :
-            Stopping rules (see :func:`tiedsci.refine.solver.levenberg_marquardt`);
+            Stopping rules (see :func:`tiedsci.refine.lm.levenberg_marquardt`);
             ``max_nfev`` defaults to ``100 * (n_free + 1)``.
         on_singular : "raise" or "warn"
             A singular normal matrix at the optimum raises :class:`SingularMatrixError`
@@ -178,101 +182,153 @@ class JointRefinement:
             ``dask.distributed.Client`` (shorthand for ``executor=DaskExecutor(client)``):
             batches of datasets with their local parameters stay on the workers, which
             eliminate their locals and send back only the reduced shared system (see
-            :mod:`tiedsci.refine.distributed`). Same optimum and esds as the default serial
-            engine, to summation round-off.
+            :mod:`tiedsci.refine.distributed`). Same optimum and esds as the serial fit, to
+            summation round-off; checkpoints, resume and Ctrl-C work the same way.
         n_batches : int, optional
             Number of batches for ``executor``/``client`` (default: one per Dask worker).
         callback : callable, optional
             Progress: ``callback(n_iter, chi2)`` after each accepted step (chi2 includes the
             restraint penalty), serial or distributed.
-        checkpoint : callable, optional
-            ``checkpoint(state)`` after every accepted step (serial ``tiedsci`` engine) and
-            before every stage after the first. ``state`` is a dict: ``stage`` (index of the
-            stage in progress), ``stage_name``, ``values`` (every parameter at the start of
-            that stage), ``lm`` (the :class:`~tiedsci.refine.solver.LMState` within the stage,
-            or None at a stage boundary), ``stages`` (summaries of the finished stages) and the
-            counters ``nfev``, ``njev``, ``n_iter`` of the finished stages.
-        resume : mapping, optional
-            A ``state`` given earlier to ``checkpoint`` (its arrays may be lists and its
-            ``lm`` / ``stages`` plain dicts, e.g. read back from JSON): the fit continues from
-            there and ends where the uninterrupted fit ends.
+        checkpoint : path or callable, optional
+            After every accepted LM step and before every stage after the first, the fit's
+            resumable state is written to this bundle path with
+            :func:`tiedsci.refine.checkpoint.save_checkpoint` (``<path>.json`` + ``.npz``), or
+            handed to ``checkpoint(state)`` (a dict described in
+            :mod:`tiedsci.refine.checkpoint`; serial or distributed).
+        resume : path or mapping, optional
+            A checkpoint written earlier (a path, read with
+            :func:`~tiedsci.refine.checkpoint.load_checkpoint`, or a ``state`` given to a
+            callable ``checkpoint``; arrays may be lists and ``lm`` / ``stages`` plain dicts):
+            the fit continues from there and ends where the uninterrupted fit ends. A
+            checkpoint of another refinement (other data, declarations, stages or options)
+            raises :class:`~tiedsci.errors.CheckpointError`.
 
         Notes
         -----
-        Ctrl-C (KeyboardInterrupt) during a serial LM iteration returns the result at the last
-        accepted point, with ``message == "interrupted"`` and a RuntimeWarning; later stages
-        are not run.
+        Ctrl-C (KeyboardInterrupt) during an LM iteration (serial or distributed) returns the
+        result at the last accepted point, with ``message == "interrupted"`` and a
+        RuntimeWarning; later stages are not run.
         """
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if on_singular not in ("raise", "warn"):
             raise ValueError(f"on_singular must be 'raise' or 'warn', got {on_singular!r}")
         _check_tolerances(ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
-        opts = dict(engine=engine, method=method, scale_covar=scale_covar, ftol=ftol, xtol=xtol,
-                    gtol=gtol, max_nfev=max_nfev, engine_kws=engine_kws, executor=executor,
-                    client=client, n_batches=n_batches, callback=callback)
+        opts = dict(optimizer=optimizer, method=method, scale_covar=scale_covar, ftol=ftol,
+                    xtol=xtol, gtol=gtol, max_nfev=max_nfev, optimizer_kws=optimizer_kws,
+                    executor=executor, client=client, n_batches=n_batches, callback=callback)
+        stages = [st if isinstance(st, Stage) else Stage(**st) for st in stages or ()]
+        run = _Checkpoints(checkpoint, resume, self._fingerprint(stages, opts)
+                           if checkpoint is not None or resume is not None else "")
         if not stages:
-            hook = None
-            if checkpoint is not None:
-                def hook(lm: LMState) -> None:
-                    checkpoint(_state(0, None, {}, lm, [], (0, 0, 0)))
-            res = fit_problem(self.compile(), **opts, on_accept=hook,
-                              start=_lm_state(resume.get("lm")) if resume else None)
+            res = fit_problem(self.compile(), **opts,
+                              on_accept=run.hook(0, None, {}, (), (0, 0, 0)),
+                              start=_lm_state(run.state.get("lm")) if run.state else None)
             if res.message == INTERRUPTED:
                 return _interrupted(res, None)
             return _finish(res, on_singular, raise_on_failure)
-        stages = [st if isinstance(st, Stage) else Stage(**st) for st in stages]
+        res = self._fit_stages(stages, opts, run, raise_on_failure)
+        if res.message == INTERRUPTED:
+            return _interrupted(res, res.stages[-1].name)
+        return _finish(res, on_singular, raise_on_failure, staged=True)
+
+    def _fit_stages(self, stages: Sequence[Stage], opts: Mapping[str, Any], run: _Checkpoints,
+                    raise_on_failure: bool) -> RefinementResult:
+        """Fit stage after stage (from the resumed one); the last stage's result, with all
+        stages' summaries and counters."""
         base_layout = self.registry.compile()
         values = base_layout.values0
         summaries: list[StageSummary] = []
-        nfev = njev = n_iter = 0
+        counts = (0, 0, 0)
         first, start = 0, None
-        if resume is not None:
-            first, values, summaries, start = _resume_stages(resume, stages, base_layout)
-            nfev, njev, n_iter = (int(resume[k]) for k in ("nfev", "njev", "n_iter"))
+        if run.state is not None:
+            first, values, summaries, start = _resume_stages(run.state, stages, base_layout)
+            counts = tuple(int(run.state[k]) for k in ("nfev", "njev", "n_iter"))
         res = None
-        for si, st in enumerate(stages):
-            if si < first:
-                continue
+        for si in range(first, len(stages)):
+            st = stages[si]
             chosen = select_names(st.vary, base_layout.names, self.groups)
             problem = compile_problem(base_layout.freeze(chosen, values), self.contributions)
-            hook = None
-            if checkpoint is not None:
-                def hook(lm: LMState, si: int = si, name: str = st.name,
-                         values: Mapping[str, Any] = values,
-                         done: tuple[StageSummary, ...] = tuple(summaries),
-                         counts: tuple[int, int, int] = (nfev, njev, n_iter)) -> None:
-                    checkpoint(_state(si, name, values, lm, done, counts))
-            res = fit_problem(problem, **{**opts, "max_nfev": st.max_nfev or max_nfev,
-                                          "ftol": ftol if st.ftol is None else st.ftol},
-                              stage_name=st.name, on_accept=hook,
-                              start=start if si == first else None)
-            if res.message == INTERRUPTED:
-                summaries.append(StageSummary(st.name, st.vary, res.n_free, res.chi2,
-                                              res.redchi, res.rwp, res.nfev, False,
-                                              res.message))
-                res = _replace(res, stages=tuple(summaries), nfev=nfev + res.nfev,
-                               njev=njev + res.njev, n_iter=n_iter + res.n_iter)
-                return _interrupted(res, st.name)
+            res = fit_problem(problem, **{**opts, "max_nfev": st.max_nfev or opts["max_nfev"],
+                                          "ftol": opts["ftol"] if st.ftol is None else st.ftol},
+                              stage_name=st.name, start=start if si == first else None,
+                              on_accept=run.hook(si, st.name, values, summaries, counts))
+            interrupted = res.message == INTERRUPTED
+            summaries.append(StageSummary(st.name, st.vary, res.n_free, res.chi2, res.redchi,
+                                          res.rwp, res.nfev, res.converged and not interrupted,
+                                          res.message))
+            counts = (counts[0] + res.nfev, counts[1] + res.njev, counts[2] + res.n_iter)
+            if interrupted:
+                break
             if not res.converged:
                 msg = f"stage {st.name!r} did not converge: {res.message}"
                 if raise_on_failure:
                     raise ConvergenceError(msg)
-                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+                warnings.warn(msg, RuntimeWarning, stacklevel=3)
             values = res.values
-            nfev, njev, n_iter = nfev + res.nfev, njev + res.njev, n_iter + res.n_iter
-            summaries.append(StageSummary(st.name, st.vary, res.n_free, res.chi2, res.redchi,
-                                          res.rwp, res.nfev, res.converged, res.message))
-            if checkpoint is not None and si + 1 < len(stages):
-                checkpoint(_state(si + 1, stages[si + 1].name, values, None, summaries,
-                                  (nfev, njev, n_iter)))
+            if si + 1 < len(stages):
+                run.boundary(si + 1, stages[si + 1].name, values, summaries, counts)
         assert res is not None
-        res = _replace(res, stages=tuple(summaries), nfev=nfev, njev=njev, n_iter=n_iter)
-        return _finish(res, on_singular, raise_on_failure, staged=True)
+        return _replace(res, stages=tuple(summaries), nfev=counts[0], njev=counts[1],
+                        n_iter=counts[2])
+
+    def _fingerprint(self, stages: Sequence[Stage], opts: Mapping[str, Any]) -> str:
+        """What a checkpoint of this fit belongs to: declarations, data, stages, options."""
+        layout = self.registry.compile()
+        parts: list[Any] = [layout.describe(), *layout.names]
+        parts += [np.asarray(layout.values0[n], dtype=float) for n in layout.names]
+        for c in self.contributions:
+            d = c.dataset
+            parts += [c.name, c.weight, *(np.asarray(a, dtype=float)
+                                          for a in (d.x, d.y, d.weights, d.used))]
+        parts += [repr(list(stages)), *(repr(opts[k]) for k in (
+            "optimizer", "method", "scale_covar", "ftol", "xtol", "gtol", "max_nfev"))]
+        return fingerprint(parts)
+
+
+class _Checkpoints:
+    """Where a fit's checkpoints go (a callable or a bundle path) and where it resumes from."""
+
+    def __init__(self, checkpoint: Any, resume: Any, print_: str) -> None:
+        self.write: Callable[[dict[str, Any]], None] | None = None
+        if callable(checkpoint):
+            self.write = checkpoint
+        elif checkpoint is not None:
+            self.write = functools.partial(save_checkpoint, checkpoint)
+        self.fingerprint = print_
+        self.state: Mapping[str, Any] | None = None
+        if resume is not None:
+            self.state = resume if isinstance(resume, Mapping) else load_checkpoint(resume)
+            check_fingerprint(self.state, print_)
+
+    def hook(self, si: int, name: str | None, values: Mapping[str, Any],
+             done: Sequence[StageSummary], counts: tuple[int, ...]
+             ) -> Callable[[LMState], None] | None:
+        """``on_accept`` for one stage: the state with the LM state inside the stage."""
+        if self.write is None:
+            return None
+        done = tuple(done)
+
+        def on_accept(lm: LMState) -> None:
+            self._emit(si, name, values, lm, done, counts)
+        return on_accept
+
+    def boundary(self, si: int, name: str, values: Mapping[str, Any],
+                 done: Sequence[StageSummary], counts: tuple[int, ...]) -> None:
+        """The state before stage ``si`` starts."""
+        if self.write is not None:
+            self._emit(si, name, values, None, tuple(done), counts)
+
+    def _emit(self, si: int, name: str | None, values: Mapping[str, Any], lm: LMState | None,
+              done: Sequence[StageSummary], counts: tuple[int, ...]) -> None:
+        assert self.write is not None
+        state = _state(si, name, values, lm, done, counts)
+        state["fingerprint"] = self.fingerprint
+        self.write(state)
 
 
 def _state(stage: int, name: str | None, values: Mapping[str, Any], lm: LMState | None,
-           done: Sequence[StageSummary], counts: tuple[int, int, int]) -> dict[str, Any]:
+           done: Sequence[StageSummary], counts: tuple[int, ...]) -> dict[str, Any]:
     """The ``checkpoint`` argument of :meth:`JointRefinement.fit`."""
     return {"stage": stage, "stage_name": name,
             "values": {k: np.array(v, dtype=float) for k, v in values.items()}, "lm": lm,
@@ -353,7 +409,7 @@ def _finish(res: RefinementResult, on_singular: str, raise_on_failure: bool,
 
 
 def _run_lmfit(problem: Problem, method: str, max_nfev: int, ftol: float, xtol: float,
-               engine_kws: Mapping[str, Any]) -> tuple[np.ndarray, int, bool, str]:
+               optimizer_kws: Mapping[str, Any]) -> tuple[np.ndarray, int, bool, str]:
     import lmfit
 
     from tiedsci.core.lmfit_interop import lmfit_name
@@ -368,7 +424,7 @@ def _run_lmfit(problem: Problem, method: str, max_nfev: int, ftol: float, xtol: 
         theta = np.array([p[nm].value for nm in names])
         return np.concatenate(problem.residuals(theta))
 
-    kws = dict(engine_kws)
+    kws = dict(optimizer_kws)
     if method == "leastsq":
         kws.setdefault("ftol", ftol)
         kws.setdefault("xtol", xtol)
@@ -378,10 +434,10 @@ def _run_lmfit(problem: Problem, method: str, max_nfev: int, ftol: float, xtol: 
     return theta, int(out.nfev), ok, f"lmfit {method}: {out.message}"
 
 
-def fit_problem(problem: Problem, *, engine: str = "tiedsci", method: str = "leastsq",
+def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "leastsq",
                 scale_covar: bool = True, ftol: float = 1e-10, xtol: float = 1e-10,
                 gtol: float = 1e-10, max_nfev: int | None = None,
-                engine_kws: Mapping[str, Any] | None = None,
+                optimizer_kws: Mapping[str, Any] | None = None,
                 stage_name: str | None = None, executor: Any = None, client: Any = None,
                 n_batches: int | None = None,
                 callback: Callable[[int, float], None] | None = None,
@@ -389,54 +445,57 @@ def fit_problem(problem: Problem, *, engine: str = "tiedsci", method: str = "lea
                 on_accept: Callable[[LMState], None] | None = None) -> RefinementResult:
     """Fit one compiled problem and build its :class:`RefinementResult` (no raising).
 
-    With ``executor`` or ``client`` the tiedsci engine runs through
-    :func:`tiedsci.refine.distributed.levenberg_marquardt_batched`; otherwise in this process.
-    ``start`` / ``on_accept`` (continue from / report an LM state) need the serial engine.
+    The tiedsci optimizer is :func:`tiedsci.refine.lm.levenberg_marquardt` over
+    :class:`~tiedsci.refine.solver.SerialBlocks`, or, with ``executor`` or ``client``, over
+    :class:`~tiedsci.refine.distributed.ExecutorBatches`. ``start`` / ``on_accept`` (continue
+    from / report an LM state) work with both.
     """
     layout = problem.layout
     max_nfev = max_nfev or 100 * (layout.n_free + 1)
     part = problem.partition
     distributed = executor is not None or client is not None
-    if distributed and engine != "tiedsci":
-        raise ValueError(f"executor=/client= need engine='tiedsci', got engine={engine!r}")
+    if distributed and optimizer != "tiedsci":
+        raise ValueError(f"executor=/client= need optimizer='tiedsci', got "
+                         f"optimizer={optimizer!r}")
     if start is not None:
-        if distributed or engine != "tiedsci":
-            raise ValueError("resuming from an LM state needs the serial engine='tiedsci'")
+        if optimizer != "tiedsci":
+            raise ValueError("resuming from an LM state needs optimizer='tiedsci'")
         if np.shape(start.theta) != (layout.n_free,):
             raise ValueError(f"resume: the LM state has {np.size(start.theta)} free "
                              f"parameters, the problem has {layout.n_free}")
-    y_calcs = None
     if layout.n_free == 0:
         resids = tuple(problem.residuals(layout.theta0))
         outcome = LMOutcome(layout.theta0.copy(), resids, assemble(part, [], []), 0.0, 1, 0, 0,
                             True, "nothing to refine (no free parameter)")
-    elif engine == "lmfit":
+    elif optimizer == "lmfit":
         theta, nfev, ok, msg = _run_lmfit(problem, method, max_nfev, ftol, xtol,
-                                          engine_kws or {})
+                                          optimizer_kws or {})
         resids = tuple(problem.residuals(theta))
         system = assemble(part, problem.jacobians(theta), resids)
         outcome = LMOutcome(theta, resids, system, 0.5 * sum(float(r @ r) for r in resids),
                             nfev, 1, 0, ok, msg)
-    elif distributed:
-        from tiedsci.parallel import as_executor
-        from tiedsci.refine.distributed import levenberg_marquardt_batched
-
-        outcome, y_calcs = levenberg_marquardt_batched(
-            problem, as_executor(executor, client), n_batches, ftol=ftol, xtol=xtol, gtol=gtol,
-            max_nfev=max_nfev, callback=callback)
     else:
         lm_callback = None
         if callback is not None:
-            def lm_callback(n_iter: int, theta: np.ndarray, cost: float) -> None:
+            def lm_callback(n_iter: int, cost: float) -> None:
                 callback(n_iter, 2.0 * cost)
-        outcome = levenberg_marquardt(problem.residuals, problem.jacobians, layout.theta0, part,
-                                      ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev,
-                                      callback=lm_callback, start=start, on_accept=on_accept)
-    return build_result(problem, outcome, engine=engine, scale_covar=scale_covar,
-                        y_calcs=y_calcs)
+        outcome = levenberg_marquardt(
+            _provider(problem, executor, client, n_batches) if distributed else
+            SerialBlocks(problem.residuals, problem.jacobians, part), layout.theta0,
+            ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev, callback=lm_callback,
+            start=start, on_accept=on_accept)
+    return build_result(problem, outcome, optimizer=optimizer, scale_covar=scale_covar,
+                        y_calcs=outcome.y_calcs)
 
 
-def build_result(problem: Problem, outcome: LMOutcome, *, engine: str,
+def _provider(problem: Problem, executor: Any, client: Any, n_batches: int | None) -> Any:
+    from tiedsci.parallel import as_executor
+    from tiedsci.refine.distributed import ExecutorBatches
+
+    return ExecutorBatches(problem, as_executor(executor, client), n_batches)
+
+
+def build_result(problem: Problem, outcome: LMOutcome, *, optimizer: str,
                  scale_covar: bool, y_calcs: Sequence[np.ndarray] | None = None
                  ) -> RefinementResult:
     """Statistics, covariance and diagnostics at the optimum.
@@ -492,5 +551,5 @@ def build_result(problem: Problem, outcome: LMOutcome, *, engine: str,
         redchi=float(redchi), penalty=penalty, n_obs=n_obs, n_free=n,
         n_restraint_rows=n_rr, converged=bool(outcome.converged), message=outcome.message,
         nfev=outcome.nfev, njev=outcome.njev, n_iter=outcome.n_iter, at_bounds=hits,
-        singular=info.singular, stages=(), engine=engine, scale_covar=scale_covar,
+        singular=info.singular, stages=(), optimizer=optimizer, scale_covar=scale_covar,
         warnings=tuple(warns), layout=layout)

@@ -28,7 +28,7 @@ def format_report(res: RefinementResult, n_correlations: int = 10) -> str:
     ov = res.overall
     lines.append("Joint refinement")
     lines.append("=" * 72)
-    lines.append(f"engine: {res.engine}; {res.message}")
+    lines.append(f"optimizer: {res.optimizer}; {res.message}")
     lines.append(f"n_obs = {res.n_obs}, n_restraint_rows = {res.n_restraint_rows}, "
                  f"n_free = {res.n_free}, nfev = {res.nfev}, njev = {res.njev}")
     lines.append(f"chi2 = {ov.chi2:.6g}, restraint penalty = {res.penalty:.6g}, "

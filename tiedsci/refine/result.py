@@ -3,24 +3,24 @@
 Values and standard uncertainties of every declared parameter, the covariance and correlation
 of the free ones, agreement indices per dataset and overall, the stage history, and the
 diagnostics (parameters at bounds, singularity, convergence). Exports: lmfit ``Parameters``
-(:attr:`RefinementResult.params`), a text report, plots, and json that round-trips exactly.
+(:attr:`RefinementResult.params`), a text report, plots, and a saved bundle (JSON + npz) that
+:func:`load` reads back exactly.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tiedsci._files import atomic_write_bytes
 from tiedsci.errors import DataError
+from tiedsci.persist import jsonable, read_bundle, write_bundle
 from tiedsci.refine.covariance import strongest
 from tiedsci.refine.stats import Agreement
 
-__all__ = ["DatasetFit", "StageSummary", "RefinementResult"]
+__all__ = ["DatasetFit", "StageSummary", "RefinementResult", "load", "RESULT_FORMAT"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,11 +99,12 @@ class RefinementResult:
     singular : tuple of tuple of str
         Groups of free parameters found linearly dependent (empty when fine).
     stages : tuple of StageSummary
-    engine : str
+    optimizer : str
+        "tiedsci" (the block Levenberg-Marquardt) or "lmfit".
     scale_covar : bool
     warnings : tuple of str
     layout : Layout or None
-        The layout of the last stage (not serialised; ``None`` after :meth:`from_json`).
+        The layout of the last stage (not saved; ``None`` after :func:`load`).
     """
 
     values: dict[str, np.ndarray]
@@ -128,7 +129,7 @@ class RefinementResult:
     at_bounds: tuple[tuple[str, str], ...]
     singular: tuple[tuple[str, ...], ...]
     stages: tuple[StageSummary, ...]
-    engine: str
+    optimizer: str
     scale_covar: bool
     warnings: tuple[str, ...]
     layout: Any = field(default=None, repr=False)
@@ -205,114 +206,96 @@ class RefinementResult:
 
         return plot_result(self, path, datasets)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-python (json-able) form; see :meth:`from_dict`."""
-        out: dict[str, Any] = {}
+    def save(self, path: str | Path) -> Path:
+        """Write the result as a bundle (:mod:`tiedsci.persist`); :func:`load` reads it back.
+
+        ``<path>.json`` holds the scalars, names, messages, agreement indices and stage
+        summaries (floats exactly), ``<path>.npz`` every array (bit for bit). The files are
+        written atomically: a failed save leaves an earlier one intact. The layout is not
+        saved (``load(path).layout`` is None).
+
+        Returns
+        -------
+        Path
+            The JSON file.
+        """
+        meta: dict[str, Any] = {}
+        arrays: dict[str, np.ndarray] = {}
         for f in fields(self):
             if f.name == "layout":
                 continue
             v = getattr(self, f.name)
-            out[f.name] = _encode(v)
-        out["shapes"] = {k: list(np.shape(v)) for k, v in self.values.items()}
-        return out
+            if f.name in _ARRAY_FIELDS:
+                arrays[f.name] = v
+            elif f.name in _DICT_FIELDS:
+                arrays.update({f"{f.name}/{k}": x for k, x in v.items()})
+                meta[f.name] = list(v)
+            elif f.name == "datasets":
+                meta[f.name] = [{"name": d.name, "agreement": _fields(d.agreement)} for d in v]
+                arrays.update({f"datasets/{i}/{k}": getattr(d, k)
+                               for i, d in enumerate(v) for k in _DATASET_ARRAYS})
+            else:
+                meta[f.name] = _encode(v)
+        meta["interrupted"] = self.message == "interrupted"
+        return write_bundle(path, RESULT_FORMAT, meta, arrays=arrays)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RefinementResult:
-        shapes = {k: tuple(v) for k, v in data["shapes"].items()}
 
-        def arrays(d: dict[str, Any]) -> dict[str, np.ndarray]:
-            return {k: np.asarray(v, dtype=float).reshape(shapes[k]) for k, v in d.items()}
+RESULT_FORMAT = "tiedsci.refine.result/1"
+_ARRAY_FIELDS = ("theta", "covariance", "correlation")
+_DICT_FIELDS = ("values", "esd", "esd_unscaled")
+_DATASET_ARRAYS = ("x", "y_obs", "y_calc", "weights")
 
-        n = len(data["free_names"])
-        return cls(
-            values=arrays(data["values"]),
-            esd=arrays(data["esd"]),
-            esd_unscaled=arrays(data["esd_unscaled"]),
-            free_names=tuple(data["free_names"]),
-            theta=np.asarray(data["theta"], dtype=float).reshape(n),
-            covariance=np.asarray(data["covariance"], dtype=float).reshape(n, n),
-            correlation=np.asarray(data["correlation"], dtype=float).reshape(n, n),
-            datasets=tuple(
-                DatasetFit(d["name"], *(np.asarray(d[k], dtype=float)
-                                        for k in ("x", "y_obs", "y_calc", "weights")),
-                           Agreement(**d["agreement"]))
-                for d in data["datasets"]),
-            overall=Agreement(**data["overall"]),
-            redchi=data["redchi"],
-            penalty=data["penalty"],
-            n_obs=data["n_obs"],
-            n_free=data["n_free"],
-            n_restraint_rows=data["n_restraint_rows"],
-            converged=data["converged"],
-            message=data["message"],
-            nfev=data["nfev"],
-            njev=data["njev"],
-            n_iter=data["n_iter"],
-            at_bounds=tuple(tuple(x) for x in data["at_bounds"]),
-            singular=tuple(tuple(x) for x in data["singular"]),
-            stages=tuple(StageSummary(**{**s, "vary": tuple(s["vary"])})
-                         for s in data["stages"]),
-            engine=data["engine"],
-            scale_covar=data["scale_covar"],
-            warnings=tuple(data["warnings"]),
-        )
 
-    def to_json(self, path: str | Path | None = None, indent: int | None = None) -> str:
-        """json text (floats written with full precision, so it round-trips exactly).
+def load(path: str | Path) -> RefinementResult:
+    """Read a :class:`RefinementResult` written by :meth:`RefinementResult.save`.
 
-        With ``path`` the file is written atomically (temporary file, then renamed): a failed
-        write leaves the previous file intact.
-        """
-        text = json.dumps(self.to_dict(), indent=indent)
-        if path is not None:
-            atomic_write_bytes(path, text.encode("utf-8"))
-        return text
+    Every array comes back bit-identical and every float equal.
 
-    @classmethod
-    def from_json(cls, source: str | Path) -> RefinementResult:
-        """Read :meth:`to_json` output (a json string or a path to a file).
+    Raises
+    ------
+    FileNotFoundError
+        No ``<path>.json``.
+    DataError
+        The files are truncated, altered, of another kind or incomplete; the message names
+        the file.
+    """
+    bundle = read_bundle(path, RESULT_FORMAT)
+    try:
+        return _decode(bundle.meta, bundle.arrays)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise DataError(f"{str(bundle.path.with_suffix('.json'))!r} is not a complete "
+                        f"refinement result ({type(exc).__name__}: {exc})") from None
 
-        Raises
-        ------
-        FileNotFoundError
-            When ``source`` names a file that does not exist.
-        DataError
-            When the text is not json or not a refinement result (truncated, corrupt, other
-            content); the message names the file.
-        """
-        text = str(source)
-        where = "the json text"
-        if not text.lstrip().startswith("{"):
-            where = repr(str(source))
-            try:
-                text = Path(source).read_text(encoding="utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{where} is not a text (json) file: {exc}") from None
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise DataError(f"{where} is not valid json ({exc}); truncated or not written by "
-                            "RefinementResult.to_json") from None
-        if not isinstance(data, dict):
-            raise DataError(f"{where} does not hold a refinement result (a json object)")
-        try:
-            return cls.from_dict(data)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise DataError(f"{where} is not a complete refinement result "
-                            f"({type(exc).__name__}: {exc})") from None
+
+def _decode(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> RefinementResult:
+    kw: dict[str, Any] = {k: arrays[k] for k in _ARRAY_FIELDS}
+    kw.update({f: {k: arrays[f"{f}/{k}"] for k in meta[f]} for f in _DICT_FIELDS})
+    kw["datasets"] = tuple(
+        DatasetFit(d["name"], *(arrays[f"datasets/{i}/{k}"] for k in _DATASET_ARRAYS),
+                   Agreement(**d["agreement"]))
+        for i, d in enumerate(meta["datasets"]))
+    kw["overall"] = Agreement(**meta["overall"])
+    kw["stages"] = tuple(StageSummary(**{**s, "vary": tuple(s["vary"])})
+                         for s in meta["stages"])
+    kw["free_names"] = tuple(meta["free_names"])
+    kw["warnings"] = tuple(meta["warnings"])
+    kw["at_bounds"] = tuple(tuple(x) for x in meta["at_bounds"])
+    kw["singular"] = tuple(tuple(x) for x in meta["singular"])
+    plain = ("redchi", "penalty", "n_obs", "n_free", "n_restraint_rows", "converged",
+             "message", "nfev", "njev", "n_iter", "optimizer", "scale_covar")
+    kw.update({k: meta[k] for k in plain})
+    if not isinstance(kw["message"], str) or np.shape(kw["theta"]) != (len(kw["free_names"]),):
+        raise ValueError("the message or theta does not fit the free parameters")
+    return RefinementResult(**kw)
+
+
+def _fields(v: Any) -> dict[str, Any]:
+    return {f.name: _encode(getattr(v, f.name)) for f in fields(v)}
 
 
 def _encode(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, dict):
-        return {k: _encode(x) for k, x in v.items()}
+    if isinstance(v, Agreement | StageSummary):
+        return _fields(v)
     if isinstance(v, tuple | list):
         return [_encode(x) for x in v]
-    if isinstance(v, Agreement | StageSummary):
-        return {f.name: _encode(getattr(v, f.name)) for f in fields(v)}
-    if isinstance(v, DatasetFit):
-        return {f.name: _encode(getattr(v, f.name)) for f in fields(v)}
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
+    return jsonable(v)

@@ -38,7 +38,7 @@ Format (paths relative to the TOML file; every key is listed in ``docs/cli.md``)
     vary = ["*"]
 
     [fit]
-    engine = "tiedsci"                # or "lmfit" (+ method = "leastsq")
+    optimizer = "tiedsci"             # or "lmfit" (+ method = "leastsq")
     scale_covar = true
 
     [output]                          # defaults shown
@@ -47,15 +47,16 @@ Format (paths relative to the TOML file; every key is listed in ``docs/cli.md``)
     plot = "fit.png"
     checkpoint = "checkpoint.json"
 
-Ctrl-C stops at the last accepted Levenberg-Marquardt point: the report, json (with
+Ctrl-C stops at the last accepted Levenberg-Marquardt point: the report, result (with
 ``"interrupted": true``) and plot are written for it and the checkpoint is kept; ``resume=True``
-(``--resume``) continues from the checkpoint, written atomically after every accepted step and
-every stage, and ends at the optimum of an uninterrupted run.
+(``--resume``) continues from the checkpoint and ends at the optimum of an uninterrupted run.
+This module only translates the file into API calls: the checkpoints are written and read by
+:meth:`tiedsci.refine.JointRefinement.fit` (``checkpoint=``, ``resume=``; see
+:mod:`tiedsci.refine.checkpoint`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import math
@@ -70,10 +71,12 @@ import numpy as np
 
 from tiedsci.core import Positive
 from tiedsci.errors import CheckpointError, DataError, TiedSciError
+from tiedsci.persist import bundle_stem
+from tiedsci.refine.checkpoint import save_checkpoint
 from tiedsci.refine.data import Dataset
 from tiedsci.refine.joint import JointRefinement
+from tiedsci.refine.lm import INTERRUPTED
 from tiedsci.refine.models import BUILTIN_MODELS
-from tiedsci.refine.solver import INTERRUPTED
 from tiedsci.refine.stages import Stage
 from tiedsci.runfile import (
     Field,
@@ -83,14 +86,11 @@ from tiedsci.runfile import (
     Tables,
     atomic_write_text,
     load_runfile,
-    read_json_checkpoint,
     validate_config,
 )
 
 __all__ = ["run_from_toml", "run_runfile", "load_columns", "build_from_config", "load",
-           "check_toml", "SCHEMA", "CHECKPOINT_FORMAT"]
-
-CHECKPOINT_FORMAT = "tiedsci.refine.checkpoint/1"
+           "check_toml", "SCHEMA"]
 
 
 def _check_bounds(v: Any) -> str | None:
@@ -192,9 +192,9 @@ SCHEMA = Table({
     }), "Staged refinement: each stage varies some parameters and starts where the previous "
         "one ended. Without stages everything free is refined at once."),
     "fit": Table({
-        "engine": Field("str", "Solver: block-sparse Levenberg-Marquardt or lmfit.",
+        "optimizer": Field("str", "Solver: block-sparse Levenberg-Marquardt or lmfit.",
                         choices=("tiedsci", "lmfit"), default="tiedsci"),
-        "method": Field("str", "lmfit method (engine = \"lmfit\").", default="leastsq"),
+        "method": Field("str", "lmfit method (optimizer = \"lmfit\").", default="leastsq"),
         "scale_covar": Field("bool", "Scale the covariance by the reduced chi^2.", default=True),
         "ftol": Field("float", "Stop when the relative chi^2 reduction is below this.", gt=0,
                       default=1e-10),
@@ -210,11 +210,12 @@ SCHEMA = Table({
     }, "Solver options."),
     "output": Table({
         "report": Field("str", "Text report (in the output folder).", default="report.txt"),
-        "json": Field("str", "Full result as JSON (`RefinementResult.from_json` reads it).",
-                      default="result.json"),
+        "json": Field("str", "Full result: JSON + a `.npz` sibling (`tiedsci.refine.load` "
+                      "reads it).", default="result.json"),
         "plot": Field("str", "Observed, calculated and difference curves.", default="fit.png"),
-        "checkpoint": Field("str", "Resumable state, written after every accepted step; "
-                            "removed when the run completes.", default="checkpoint.json"),
+        "checkpoint": Field("str", "Resumable state (JSON + a `.npz` sibling), written after "
+                            "every accepted step; removed when the run completes.",
+                            default="checkpoint.json"),
     }, "Output file names, relative to the output folder."),
 })
 
@@ -382,24 +383,12 @@ def check_toml(path: str | Path) -> dict[str, Any]:
             "stages": [s.name for s in stages]}
 
 
-def _to_json(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, np.ndarray | np.generic):
-        return obj.tolist()
-    if isinstance(obj, Mapping):
-        return {str(k): _to_json(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_to_json(v) for v in obj]
-    return obj
-
-
 class _Checkpointer:
-    """Writes the fit's checkpoint states atomically and drives the progress bar."""
+    """Saves the fit's checkpoint states (:func:`save_checkpoint`) and drives the progress
+    bar."""
 
-    def __init__(self, path: Path, fingerprint: str, n_stages: int, progress: bool) -> None:
+    def __init__(self, path: Path, n_stages: int, progress: bool) -> None:
         self.path = path
-        self.fingerprint = fingerprint
         self.n_stages = n_stages
         self.progress = progress
         self.bar: Any = None
@@ -407,9 +396,7 @@ class _Checkpointer:
         self.written = False
 
     def __call__(self, state: dict[str, Any]) -> None:
-        doc = {"format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint,
-               "state": _to_json(state)}
-        atomic_write_text(self.path, json.dumps(doc))
+        save_checkpoint(self.path, state)
         self.written = True
         if self.progress:
             self.show(state)
@@ -434,19 +421,6 @@ class _Checkpointer:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-
-def _read_checkpoint(path: Path, fingerprint: str) -> dict[str, Any]:
-    doc = read_json_checkpoint(path, CHECKPOINT_FORMAT)
-    if doc.get("fingerprint") != fingerprint:
-        raise CheckpointError(f"checkpoint {path} was written for a different run file (the "
-                              "run file changed since); delete it or run without --resume")
-    state = doc.get("state")
-    needed = {"stage", "values", "lm", "stages", "nfev", "njev", "n_iter"}
-    if not isinstance(state, dict) or not needed <= set(state):
-        raise CheckpointError(f"checkpoint {path} is incomplete (expected keys "
-                              f"{sorted(needed)})")
-    return state
 
 
 def run_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = False,
@@ -486,24 +460,23 @@ def run_runfile(rf: RunFile, out_dir: str | Path, *, resume: bool = False,
     fit_cfg = dict(rf.data["fit"])
     names = dict(rf.data["output"])
     out = Path(out_dir)
-    ckpt = out / names["checkpoint"]
-    fingerprint = rf.fingerprint(exclude=("output",))
-    state = None
+    ckpt = bundle_stem(out / names["checkpoint"]).with_suffix(".json")
+    from_ckpt = None
     if resume:
         if ckpt.exists():
-            state = _read_checkpoint(ckpt, fingerprint)
+            from_ckpt = ckpt
         else:
             print(f"nothing to resume ({ckpt} does not exist): starting from the beginning",
                   file=sys.stderr)
-    writer = _Checkpointer(ckpt, fingerprint, len(stages), progress)
+    writer = _Checkpointer(ckpt, len(stages), progress)
     try:
         try:
             with warnings.catch_warnings():  # reported in the summary instead
                 warnings.filterwarnings("ignore", "refinement interrupted", RuntimeWarning)
                 res = jr.fit(stages=stages or None, callback=callback, checkpoint=writer,
-                             resume=state, **fit_cfg)
+                             resume=from_ckpt, **fit_cfg)
         except ValueError as exc:
-            if state is not None and str(exc).startswith("resume"):
+            if from_ckpt is not None and str(exc).startswith("resume"):
                 raise CheckpointError(f"checkpoint {ckpt}: {exc}") from None
             raise
     finally:
@@ -511,12 +484,11 @@ def run_runfile(rf: RunFile, out_dir: str | Path, *, resume: bool = False,
     interrupted = res.message == INTERRUPTED
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / names["report"], res.report())
-    doc = json.loads(res.to_json())
-    doc["interrupted"] = interrupted
-    atomic_write_text(out / names["json"], json.dumps(doc))
+    res.save(out / names["json"])
     res.plot(out / names["plot"])
-    if not interrupted and ckpt.exists():
-        ckpt.unlink()
+    if not interrupted:
+        for suffix in (".json", ".npz"):
+            ckpt.with_suffix(suffix).unlink(missing_ok=True)
     return {
         "converged": res.converged,
         "interrupted": interrupted,
@@ -532,8 +504,10 @@ def run_runfile(rf: RunFile, out_dir: str | Path, *, resume: bool = False,
         "values": {k: np.asarray(v).tolist() for k, v in res.values.items()},
         "esd": {k: np.asarray(v).tolist() for k, v in res.esd.items()},
         "stages": [s.name for s in res.stages],
-        "resumed": state is not None,
+        "resumed": from_ckpt is not None,
         "checkpoint": str(ckpt) if interrupted and writer.written else None,
-        "files": [str(out / names[k]) for k in ("report", "json", "plot")],
+        "files": [str(out / names["report"]), str(out / names["plot"]),
+                  *(str(bundle_stem(out / names["json"]).with_suffix(x))
+                    for x in (".json", ".npz"))],
     }
 

@@ -24,13 +24,12 @@ from typing import Any
 import numpy as np
 import scipy.linalg as sla
 
+from tiedsci.refine.lm import initial_scale, scaled_gradient_max, sum_squares
+
 __all__ = [
     "BlockCols",
     "Partition",
     "NormalSystem",
-    "LMOutcome",
-    "LMState",
-    "INTERRUPTED",
     "partition_blocks",
     "assemble",
     "chol_solve",
@@ -38,7 +37,7 @@ __all__ = [
     "back_substitute",
     "solve_damped",
     "dense_normal",
-    "levenberg_marquardt",
+    "SerialBlocks",
 ]
 
 
@@ -252,94 +251,18 @@ def dense_normal(part: Partition, system: NormalSystem) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class LMOutcome:
-    """What :func:`levenberg_marquardt` returns."""
+class _Point:
+    """The serial provider's current or proposed point (replaced by one assignment)."""
 
     theta: np.ndarray
     resids: tuple[np.ndarray, ...]
-    system: NormalSystem
+    system: NormalSystem | None
     cost: float
-    nfev: int
-    njev: int
-    n_iter: int
-    converged: bool
-    message: str
-
-
-INTERRUPTED = "interrupted"
-"""``LMOutcome.message`` of an iteration stopped by KeyboardInterrupt (Ctrl-C)."""
-
-
-@dataclass(frozen=True)
-class LMState:
-    """Iteration state after an accepted step: what :func:`levenberg_marquardt` needs (as
-    ``start=``) to continue exactly as if it had not stopped.
-
-    Attributes
-    ----------
-    theta : ndarray, shape (n_free,)
-    cost : float
-        ``0.5 * sum |r_k|^2`` at ``theta``.
-    mu : float
-        Damping for the next step.
-    scale : ndarray, shape (n_free,)
-        Marquardt scaling (running maximum of ``diag(J^T J)``).
-    nfev, njev, n_iter : int
-        Counters so far.
-    """
-
-    theta: np.ndarray
-    cost: float
-    mu: float
     scale: np.ndarray
-    nfev: int
-    njev: int
-    n_iter: int
 
 
-def _cost(resids: Sequence[np.ndarray]) -> float:
-    total = 0.0
-    for r in resids:
-        total += float(r @ r)
-    return 0.5 * total
-
-
-def damping_after_acceptance(mu: float, rho: float) -> float:
-    """Nielsen's damping update after an accepted step with gain ratio ``rho``."""
-    return mu * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
-
-
-def after_rejection(mu: float, nu: float, pred: float, actual: float, new_cost: float,
-                    cost: float, ftol: float) -> tuple[float, float, str | None, bool]:
-    """Damping after a rejected step, or the reason to stop.
-
-    Returns ``(mu, nu, message, converged)``; ``message`` is None when the iteration goes on.
-    """
-    if 0 <= pred <= ftol * cost and np.isfinite(new_cost) and abs(actual) <= ftol * cost:
-        return mu, nu, "converged: chi^2 cannot be reduced further (rounding level)", True
-    mu *= nu
-    nu *= 2.0
-    if mu > 1e30:
-        return mu, nu, "stopped: no step reduces chi^2 (damping exhausted)", False
-    return mu, nu, None, False
-
-
-def levenberg_marquardt(
-    fun: Callable[[np.ndarray], Sequence[np.ndarray]],
-    jac: Callable[[np.ndarray], Sequence[np.ndarray]],
-    theta0: np.ndarray,
-    part: Partition,
-    *,
-    ftol: float = 1e-10,
-    xtol: float = 1e-10,
-    gtol: float = 1e-10,
-    max_nfev: int = 1000,
-    mu0: float = 1e-3,
-    callback: Callable[[int, np.ndarray, float], None] | None = None,
-    start: LMState | None = None,
-    on_accept: Callable[[LMState], None] | None = None,
-) -> LMOutcome:
-    """Minimise ``0.5 * sum_k |r_k(theta)|^2`` by damped Gauss-Newton (Marquardt scaling).
+class SerialBlocks:
+    """:class:`~tiedsci.refine.lm.NormalProvider` over residual blocks in this process.
 
     Parameters
     ----------
@@ -347,100 +270,74 @@ def levenberg_marquardt(
         ``theta -> [r_k]``; residual blocks (non-finite values reject a trial step).
     jac : callable
         ``theta -> [J_k]``, ``J_k`` of shape (n_k, len(part.blocks[k].deps)).
-    theta0 : ndarray, shape (n_free,)
     part : Partition
-    ftol, xtol, gtol : float
-        Stop when the actual and predicted relative reductions of the cost are both below
-        ``ftol``, when the step is below ``xtol * (|theta| + xtol)``, or when the scaled gradient
-        ``max |g_j| / sqrt(D_j cost)`` is below ``gtol``.
-    max_nfev : int
-        Budget of residual evaluations.
-    mu0 : float
-        Initial damping (relative: the damping term is ``mu * diag(J^T J)``).
-    callback : callable, optional
-        ``callback(n_iter, theta, cost)`` after each accepted step.
-    start : LMState, optional
-        Continue from a state given earlier to ``on_accept`` (``theta0`` and ``mu0`` are then
-        not used); the iteration goes on exactly as it would have without the stop. The
-        re-evaluation at ``start.theta`` is not counted in ``nfev`` / ``njev``.
-    on_accept : callable, optional
-        ``on_accept(state)`` with an :class:`LMState` after each accepted step (checkpoints).
+        Shared / local split of theta over the blocks (see :func:`partition_blocks`).
 
     Notes
     -----
-    A KeyboardInterrupt (Ctrl-C) after the first evaluation stops the iteration cleanly: the
-    last accepted point is returned with ``message == INTERRUPTED`` and ``converged=False``.
+    A damped step eliminates each block's local parameters (:func:`solve_damped`), so its
+    cost is linear in the number of blocks.
     """
-    theta = np.array(theta0 if start is None else start.theta, dtype=float)
-    resids = tuple(fun(theta))
-    cost = _cost(resids)
-    if not np.isfinite(cost):
-        raise FloatingPointError("the residuals are not finite at the starting point")
-    system = assemble(part, jac(theta), resids)
-    if start is None:
-        nfev, njev, n_iter, mu = 1, 1, 0, mu0
-        scale = np.maximum(system.diagonal(part), 0.0)
-        floor = max(float(scale.max(initial=0.0)), 1.0) * 1e-12
-        scale = np.maximum(scale, floor)
-    else:
-        nfev, njev, n_iter, mu = int(start.nfev), int(start.njev), int(start.n_iter), start.mu
-        scale = np.maximum(np.asarray(start.scale, dtype=float), system.diagonal(part))
-    nu = 2.0
-    converged = False
-    message = f"stopped: max_nfev={max_nfev} residual evaluations used without convergence"
-    accepted = (theta, resids, system, cost)  # replaced in one assignment: always consistent
-    try:
-        while nfev < max_nfev:
-            g = system.gradient(part)
-            if cost == 0.0 or np.max(np.abs(g) / np.sqrt(scale * max(cost, 1e-300)),
-                                     initial=0.0) <= gtol:
-                converged, message = True, "converged: gradient below gtol"
-                break
-            try:
-                delta = solve_damped(part, system, mu, scale)
-            except np.linalg.LinAlgError:
-                mu *= nu
-                nu *= 2.0
-                if mu > 1e30:
-                    message = "stopped: damped normal matrix not positive definite"
-                    break
-                continue
-            step_norm = float(np.linalg.norm(delta))
-            if step_norm <= xtol * (float(np.linalg.norm(theta)) + xtol):
-                converged, message = True, "converged: step below xtol"
-                break
-            trial = theta + delta
-            new = tuple(fun(trial))
-            nfev += 1
-            new_cost = _cost(new)
-            pred = 0.5 * float(delta @ (mu * scale * delta - g))
-            actual = cost - new_cost if np.isfinite(new_cost) else -np.inf
-            rho = actual / pred if pred > 0 else -1.0
-            if rho > 0:
-                n_iter += 1
-                theta, resids, old_cost, cost = trial, new, cost, new_cost
-                small = (actual <= ftol * old_cost) and (pred <= ftol * old_cost) and rho <= 2.0
-                system = assemble(part, jac(theta), resids)
-                njev += 1
-                accepted = (theta, resids, system, cost)
-                scale = np.maximum(scale, system.diagonal(part))
-                mu = damping_after_acceptance(mu, rho)
-                nu = 2.0
-                if on_accept is not None:
-                    on_accept(LMState(theta.copy(), cost, mu, scale.copy(), nfev, njev,
-                                      n_iter))
-                if callback is not None:
-                    callback(n_iter, theta, cost)
-                if small:
-                    converged, message = True, "converged: relative reduction of chi^2 below ftol"
-                    break
-            else:
-                mu, nu, stop, converged = after_rejection(mu, nu, pred, actual, new_cost, cost,
-                                                          ftol)
-                if stop is not None:
-                    message = stop
-                    break
-    except KeyboardInterrupt:
-        theta, resids, system, cost = accepted
-        converged, message = False, INTERRUPTED
-    return LMOutcome(theta, resids, system, cost, nfev, njev, n_iter, converged, message)
+
+    def __init__(self, fun: Callable[[np.ndarray], Sequence[np.ndarray]],
+                 jac: Callable[[np.ndarray], Sequence[np.ndarray]], part: Partition) -> None:
+        self.fun, self.jac, self.part = fun, jac, part
+        self._cur: _Point | None = None
+        self._g = np.zeros(part.n_free)
+        self._trial: tuple[np.ndarray, float] | None = None
+        self._proposal: _Point | None = None
+
+    def _at(self, theta: np.ndarray, resids: tuple[np.ndarray, ...], cost: float,
+            scale: np.ndarray | None) -> _Point:
+        system = assemble(self.part, self.jac(theta), resids)
+        diag = system.diagonal(self.part)
+        scale = initial_scale(diag) if scale is None else np.maximum(scale, diag)
+        return _Point(theta, resids, system, cost, scale)
+
+    def start(self, theta: np.ndarray, scale: np.ndarray | None) -> float:
+        resids = tuple(self.fun(theta))
+        cost = 0.5 * sum_squares(resids)
+        if np.isfinite(cost):
+            self._cur = self._at(theta, resids, cost, scale)
+        return cost
+
+    def gradient_max(self, mu: float, cost: float) -> float:
+        cur = self._current()
+        assert cur.system is not None
+        self._g = cur.system.gradient(self.part)
+        return scaled_gradient_max(self._g, cur.scale, cost)
+
+    def propose(self, mu: float) -> tuple[float, float]:
+        cur = self._current()
+        assert cur.system is not None
+        delta = solve_damped(self.part, cur.system, mu, cur.scale)
+        self._trial = (delta, mu)
+        return float(np.linalg.norm(delta)), float(np.linalg.norm(cur.theta))
+
+    def evaluate(self) -> tuple[float, float]:
+        cur = self._current()
+        assert self._trial is not None
+        delta, mu = self._trial
+        theta = cur.theta + delta
+        resids = tuple(self.fun(theta))
+        self._proposal = _Point(theta, resids, None, 0.5 * sum_squares(resids), cur.scale)
+        return self._proposal.cost, 0.5 * float(delta @ (mu * cur.scale * delta - self._g))
+
+    def accept(self, cost: float) -> None:
+        p = self._proposal
+        assert p is not None
+        self._cur = self._at(p.theta, p.resids, cost, p.scale)
+
+    def state(self) -> tuple[np.ndarray, np.ndarray]:
+        cur = self._current()
+        return cur.theta.copy(), cur.scale.copy()
+
+    def outcome(self) -> tuple[np.ndarray, tuple[np.ndarray, ...], NormalSystem, float, None]:
+        cur = self._current()
+        assert cur.system is not None
+        return cur.theta, cur.resids, cur.system, cur.cost, None
+
+    def _current(self) -> _Point:
+        if self._cur is None:
+            raise RuntimeError("SerialBlocks.start() has not been called (or failed)")
+        return self._cur
