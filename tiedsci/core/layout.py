@@ -435,10 +435,7 @@ class Layout:
         for blk in self._blocks:
             if blk.k == 1:
                 continue
-            nb = blk.z_idx.shape[0]
-            u = np.concatenate([theta[blk.theta_idx], np.zeros((nb, 1))], axis=1)
-            p = np.exp(u - u.max(axis=1, keepdims=True))
-            p /= p.sum(axis=1, keepdims=True)
+            p = _block_softmax(blk, theta)
             gz = g_z[blk.z_idx]
             gu = blk.mass[:, None] * p * (gz - (p * gz).sum(axis=1, keepdims=True))
             out[blk.theta_idx.ravel()] = gu[:, :-1].ravel()
@@ -602,10 +599,7 @@ class Layout:
         for blk in self._blocks:
             if blk.k == 1:
                 continue
-            nb = blk.z_idx.shape[0]
-            u = np.concatenate([theta[blk.theta_idx], np.zeros((nb, 1))], axis=1)
-            p = np.exp(u - u.max(axis=1, keepdims=True))
-            p /= p.sum(axis=1, keepdims=True)
+            p = _block_softmax(blk, theta)
             # dz_a / dtheta_b = mass p_a (delta_ab - p_b), b < k - 1
             d = blk.mass[:, None, None] * p[:, :, None] * (
                 np.eye(blk.k)[None, :, :blk.k - 1] - p[:, None, :blk.k - 1])
@@ -818,6 +812,13 @@ class Layout:
             guess = difflib.get_close_matches(name, list(self.names), n=1)
             hint = f"; did you mean {guess[0]!r}?" if guess else ""
             raise UnknownParameterError(f"no parameter {name!r}{hint}")
+
+
+def _block_softmax(blk: _Block, theta: np.ndarray) -> np.ndarray:
+    """Unit-mass probabilities of a simplex block at ``theta``, shape (n_blocks, k)."""
+    u = np.concatenate([theta[blk.theta_idx], np.zeros((blk.z_idx.shape[0], 1))], axis=1)
+    p = np.exp(u - u.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def _derived_jacobians(rel: Derived, values: Mapping[str, np.ndarray]) -> list[np.ndarray]:
