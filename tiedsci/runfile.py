@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from tiedsci._files import atomic_write_bytes
-from tiedsci.errors import CheckpointError, RunFileError
+from tiedsci.errors import RunFileError
 
 try:  # Python >= 3.11
     import tomllib
@@ -62,7 +62,6 @@ __all__ = [
     "render_markdown",
     "atomic_write_bytes",
     "atomic_write_text",
-    "read_json_checkpoint",
 ]
 
 KeyPath = tuple[str | int, ...]
@@ -1033,26 +1032,6 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically (temp file, fsync, :func:`os.replace`): an
     interruption leaves the old file or the new one, never a truncated file."""
     return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def read_json_checkpoint(path: str | os.PathLike[str], fmt: str) -> dict[str, Any]:
-    """Read a JSON checkpoint written with ``"format": fmt``.
-
-    Raises
-    ------
-    CheckpointError
-        The file is truncated, not JSON, or of another format; the message names the file.
-    """
-    p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {p} is unreadable or truncated ({exc}); delete it "
-                              "to start over") from None
-    if not isinstance(doc, dict) or doc.get("format") != fmt:
-        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise CheckpointError(f"checkpoint {p} is not a {fmt} checkpoint (format {found!r})")
-    return doc
 
 
 def _update_docs(path: str | os.PathLike[str]) -> bool:
