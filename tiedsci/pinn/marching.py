@@ -56,6 +56,7 @@ from tiedsci.pinn.train import (
     resolve_dtype,
     torch_threads,
 )
+from tiedsci.progress import ProgressBar, progress_bar
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -445,14 +446,12 @@ def _solve_time_marching(
                 written.append(ckpt_path)
 
     budget = cfg.budget_s
-    first_share = 1.0 if cfg.n_sweeps == 1 else 0.7
-    progress = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
-
-        progress = tqdm(total=cfg.n_windows * (cfg.adam_steps + cfg.lbfgs_steps)
-                        + (cfg.n_sweeps - 1) * cfg.n_windows * cfg.lbfgs_steps,
-                        desc=problem.name, unit="step")
+    ends = _unit_ends(cfg)
+    progress = progress_bar(ends[-1][-1], problem.name, enabled=bool(cfg.progress),
+                            unit="step" if cfg.budget_s is None else "s")
+    if start_w or start_sweep:  # resumed: the windows already done count as done
+        progress.advance_to(ends[start_sweep][start_w - 1] if start_w else
+                            ends[start_sweep - 1][-1])
     wall0 = time.perf_counter()
     completed = True
     try:
@@ -463,7 +462,7 @@ def _solve_time_marching(
                     win.field.load_state_dict(windows[w - 1].field.state_dict())
                     if win.boundary_net is not None:
                         win.boundary_net.load_state_dict(windows[w - 1].boundary_net.state_dict())
-                share = (first_share if sweep == 0 else (1 - first_share) / (cfg.n_sweeps - 1))
+                share = _sweep_share(cfg, sweep)
                 win_budget = None if budget is None else budget * share / cfg.n_windows
                 if sweep == 0:
                     limits = Limits(
@@ -485,9 +484,11 @@ def _solve_time_marching(
                 stopped_at = {"window": w, "sweep": sweep, "in_window": True}
                 state = optimize(params, loss_fn, sample, cfg, gen, limits, history,
                                  tag={"window": w, "sweep": sweep}, resume=inner, save=save,
-                                 step_allowance=allowance, progress=progress,
+                                 step_allowance=allowance,
+                                 progress=_WindowBar(progress, ends, sweep, w, cfg),
                                  parallel=parallel)
                 inner = None
+                progress.advance_to(ends[sweep][w])  # a window that stopped early is done
                 nxt = (w + 1, sweep) if w + 1 < cfg.n_windows else (0, sweep + 1)
                 checkpoint(nxt[0], nxt[1], None)
                 del state
@@ -495,14 +496,58 @@ def _solve_time_marching(
     except Interrupted:
         completed = False
     finally:
-        if progress is not None:
-            progress.close()
+        progress.close()
     return TimeMarchingSolution(
         problem=problem, net=net, train=cfg, windows=windows, layout=layout,
         theta=theta.detach().cpu().double().numpy(), history=history,
         wall_s=time.perf_counter() - wall0, device=str(dev), completed=completed,
         stopped_at=stopped_at,
     )
+
+
+def _sweep_share(cfg: TrainConfig, sweep: int) -> float:
+    """Fraction of the time budget given to ``sweep`` (the first gets 70 % when there are more)."""
+    first = 1.0 if cfg.n_sweeps == 1 else 0.7
+    return first if sweep == 0 else (1 - first) / (cfg.n_sweeps - 1)
+
+
+def _unit_ends(cfg: TrainConfig) -> list[list[float]]:
+    """``ends[sweep][window]``: the progress bar's position at the end of that window of that
+    sweep. With a time budget the bar counts seconds of the budget (each window's share);
+    without, optimizer steps (sweep 0: Adam + L-BFGS steps, later sweeps: L-BFGS only)."""
+    ends, n = [], 0.0
+    for sweep in range(cfg.n_sweeps):
+        share = _sweep_share(cfg, sweep)
+        row = []
+        for _ in range(cfg.n_windows):
+            if cfg.budget_s is not None:
+                n += cfg.budget_s * share / cfg.n_windows
+            else:
+                n += cfg.lbfgs_steps + (cfg.adam_steps if sweep == 0 else 0)
+            row.append(n)
+        ends.append(row)
+    return ends
+
+
+class _WindowBar:
+    """The progress bar as one window's optimizer sees it: step updates (or, with a time
+    budget, the time spent) move it within the window's share, never past its end."""
+
+    def __init__(self, bar: ProgressBar, ends: list[list[float]], sweep: int, w: int,
+                 cfg: TrainConfig) -> None:
+        flat = [e for row in ends for e in row]
+        i = sweep * cfg.n_windows + w
+        self.bar, self.start, self.end = bar, (flat[i - 1] if i else 0.0), flat[i]
+        self.timed = cfg.budget_s is not None
+        self.t0 = time.perf_counter()
+        bar.advance_to(self.start)
+
+    def update(self, k: float = 1) -> None:
+        pos = (self.start + time.perf_counter() - self.t0) if self.timed else self.bar.n + k
+        self.bar.advance_to(min(pos, self.end))
+
+    def set_postfix(self, **values: Any) -> None:
+        self.bar.set_postfix(**values)
 
 
 def _read_checkpoint(path: str | os.PathLike, windows: list[Window], theta: torch.Tensor,
