@@ -33,12 +33,14 @@ QUICK_BUDGET_S = 75.0
 
 def run(out_dir: str | Path = "allen_cahn_out", quick: bool = False,
         budget_s: float | None = None, seed: int = 0, device: str = "cpu",
-        dtype: str = "float32", plots: bool = True, threads: int | None = None
-        ) -> dict[str, Any]:
-    """Train, evaluate against AC.mat and write prediction, metrics, model and plots."""
+        dtype: str = "float32", plots: bool = True, threads: int | None = None,
+        progress: bool = False) -> dict[str, Any]:
+    """Train, evaluate against AC.mat and write prediction, metrics, model and plots
+    (``progress``: a bar of the training budget on stderr, when it is a terminal)."""
     start = time.perf_counter()
     budget = budget_s if budget_s is not None else (QUICK_BUDGET_S if quick else FULL_BUDGET_S)
     problem, reference, net, train = allen_cahn_recipe(budget, seed, device, dtype)
+    train = replace(train, progress=progress)
     if threads:  # scoped to the solve, restored afterwards
         train = replace(train, threads=threads)
     solution = solve_time_marching(problem, net, train)

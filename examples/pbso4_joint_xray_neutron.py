@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from tiedsci.progress import StageProgress
 from tiedsci.refine import Dataset, JointRefinement, Stage
 from tiedsci.refine.powder.crystal import declare_crystal, read_cif, write_cif
 from tiedsci.refine.powder.instrument import Instrument
@@ -191,19 +192,23 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
+def run(out_dir: str | Path, quick: bool = False, progress: bool = False) -> dict[str, Any]:
     """Refine; write report.txt, result.json, pbso4.cif, pbso4_fit.png; return the summary.
 
     Intermediate stages stop at GSAS-II's 0.1 % chi^2 criterion, the last runs to convergence
-    (``quick``: every stage capped at 6 residual evaluations, for smoke tests).
+    (``quick``: every stage capped at 6 residual evaluations, for smoke tests). ``progress``:
+    a bar of the LM stages on stderr (when it is a terminal).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with _one_thread():
         t0 = time.perf_counter()
         jr, models, cp = build()
-        res = jr.fit(stages=stages(cp, quick), ftol=1e-7, xtol=1e-9, gtol=1e-8,
-                     on_singular="warn")
+        plan = stages(cp, quick)
+        bar = StageProgress([s.name for s in plan], enabled=progress)
+        res = jr.fit(stages=plan, ftol=1e-7, xtol=1e-9, gtol=1e-8, on_singular="warn",
+                     callback=bar)
+        bar.finish()
         wall = time.perf_counter() - t0
     summary = summarize(res, cp, wall)
     (out / "report.txt").write_text(res.report())

@@ -15,12 +15,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["ProgressBar", "progress_bar", "readable_warnings", "stderr_is_terminal"]
+__all__ = ["ProgressBar", "StageProgress", "progress_bar", "readable_warnings",
+           "stderr_is_terminal"]
 
 
 def stderr_is_terminal() -> bool:
@@ -112,6 +113,37 @@ def progress_bar(total: float, desc: str, *, enabled: bool = True, unit: str = "
         bar = tqdm(total=total, desc=desc, unit=unit, file=stream or sys.stderr, leave=True,
                    dynamic_ncols=True)
     return ProgressBar(total=float(total), bar=bar)
+
+
+class StageProgress:
+    """A refinement ``callback(n_iter, chi2)`` that drives a bar of the fit's stages.
+
+    The LM driver restarts its step count at each stage, so a count that does not grow marks the
+    next stage. The bar counts stages (``finish`` at the end sets 100 %).
+    """
+
+    def __init__(self, stage_names: Sequence[str], enabled: bool = True) -> None:
+        self.names = list(stage_names)
+        self.bar: ProgressBar = progress_bar(len(self.names), "LM stages", enabled=enabled,
+                                             unit="stage")
+        self.stage, self.last = 0, 0
+        self._describe()
+
+    def _describe(self) -> None:
+        if self.stage < len(self.names):
+            self.bar.set_description(f"stage {self.stage + 1}/{len(self.names)}: "
+                                     f"{self.names[self.stage]}")
+
+    def __call__(self, n_iter: int, chi2: float) -> None:
+        if n_iter <= self.last:
+            self.stage += 1
+            self.bar.advance_to(self.stage)
+            self._describe()
+        self.last = n_iter
+        self.bar.set_postfix(step=n_iter, chi2=f"{chi2:.6g}")
+
+    def finish(self) -> None:
+        self.bar.finish()
 
 
 def _short(message: warnings.WarningMessage) -> str:
