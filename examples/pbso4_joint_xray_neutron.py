@@ -145,29 +145,32 @@ def _plot(res: Any, models: dict[str, PowderModel], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 8))
+    fig = Figure(figsize=(9, 7.5))  # shown at page width: fonts stay readable
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, 1)
     for ax, name in zip(axes, ("xray", "neutron")):
         d = res.dataset(name)
         diff = d.difference
-        ax.plot(d.x, d.y_obs, "+", ms=2, color="tab:blue", label="observed")
-        ax.plot(d.x, d.y_calc, "-", lw=0.7, color="tab:green", label="calculated")
+        ax.plot(d.x, d.y_obs, "+", ms=3, color="k", mew=0.6, label="observed")
+        ax.plot(d.x, d.y_calc, "-", lw=0.9, color="tab:red", label="calculated")
         span = d.y_obs.max() - min(d.y_obs.min(), 0)
         tick_y = d.y_obs.min() - 0.04 * span
         ticks = models[name].tick_positions(res.values)
         ticks = ticks[(ticks >= d.x[0]) & (ticks <= d.x[-1])]
-        ax.vlines(ticks, tick_y - 0.025 * span, tick_y, color="k", lw=0.5, label="reflections")
+        ax.vlines(ticks, tick_y - 0.025 * span, tick_y, color="tab:green", lw=0.6,
+                  label="reflections")
         off = tick_y - 0.06 * span - diff.max()
-        ax.plot(d.x, diff + off, "-", lw=0.6, color="tab:cyan", label="obs - calc")
+        ax.plot(d.x, diff + off, "-", lw=0.7, color="tab:blue", label="observed - calculated")
         a = d.agreement
-        ax.set_title(f"PbSO4 {name}: Rwp {100 * a.rwp:.2f} % (GSAS-II "
-                     f"{GSAS2['rwp'][name]:.2f} %), GOF {a.gof:.2f}", fontsize=10)
-        ax.set_xlabel("2theta (deg)")
-        ax.set_ylabel("counts")
-        ax.legend(fontsize=7, loc="upper right")
+        label = "X-ray (Cu K-alpha)" if name == "xray" else "neutron (D1A, 1.909 A)"
+        ax.set_title(f"PbSO4, {label}: Rwp {100 * a.rwp:.2f} % (GSAS-II "
+                     f"{GSAS2['rwp'][name]:.2f} %), GOF {a.gof:.2f}", fontsize=12)
+        ax.set_xlabel("2theta (degrees)", fontsize=11)
+        ax.set_ylabel("intensity (counts)", fontsize=11)
+        ax.tick_params(labelsize=10)
+        ax.legend(fontsize=9, loc="upper right")
     fig.tight_layout()
-    fig.savefig(str(path), dpi=110)
+    fig.savefig(str(path), dpi=120)
 
 
 @contextlib.contextmanager
@@ -222,7 +225,8 @@ def run(out_dir: str | Path, quick: bool = False, progress: bool = False) -> dic
 
 def summarize(res: Any, cp: Any, wall: float) -> dict[str, Any]:
     """The issue's json schema plus a comparison with GSAS-II."""
-    datasets = {d.name: {"rwp": 100 * d.agreement.rwp, "rp": 100 * d.agreement.rp,
+    datasets = {d.name: {"rwp_percent": 100 * d.agreement.rwp,
+                         "rp_percent": 100 * d.agreement.rp,
                          "gof": d.agreement.gof, "n_obs": d.agreement.n_obs}
                 for d in res.datasets}
     params: dict[str, dict[str, float]] = {}
@@ -233,20 +237,21 @@ def summarize(res: Any, cp: Any, wall: float) -> dict[str, Any]:
         if n in params:
             p = params[n]
             comb = float(np.hypot(p["esd"], ref_esd))
-            comparison[n] = {"gsas2": ref, "diff": p["value"] - ref,
+            comparison[n] = {"gsas2": ref, "gsas2_esd": ref_esd, "diff": p["value"] - ref,
                              "n_combined_esd": abs(p["value"] - ref) / comb}
     coords = [k for k in comparison if not k.endswith("uiso") and k not in "abc"]
     return {
         "wall_s": wall,
         "n_free": res.n_free,
         "datasets": datasets,
-        "overall": {"rwp": 100 * res.overall.rwp, "gof": res.overall.gof},
+        "overall": {"rwp_percent": 100 * res.overall.rwp, "gof": res.overall.gof},
         "params": params,
-        "gsas2": {"rwp": GSAS2["rwp"], "comparison": comparison,
+        "gsas2": {"rwp_percent": GSAS2["rwp"], "comparison": comparison,
                   "max_coord_combined_esd": max(comparison[k]["n_combined_esd"]
                                                 for k in coords),
-                  "rwp_ratio": {k: datasets[k]["rwp"] / GSAS2["rwp"][k] for k in datasets}},
-        "stages": [{"name": s.name, "rwp": 100 * s.rwp, "nfev": s.nfev,
+                  "rwp_ratio": {k: datasets[k]["rwp_percent"] / GSAS2["rwp"][k]
+                                for k in datasets}},
+        "stages": [{"name": s.name, "rwp_percent": 100 * s.rwp, "nfev": s.nfev,
                     "converged": s.converged} for s in res.stages],
     }
 
@@ -263,8 +268,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f"wall {summary['wall_s']:.1f} s, {summary['n_free']} free parameters")
     for name, d in summary["datasets"].items():
-        print(f"{name:8s} Rwp {d['rwp']:6.2f} % (GSAS-II {GSAS2['rwp'][name]:.2f} %), "
-              f"Rp {d['rp']:.2f} %, GOF {d['gof']:.2f}")
+        print(f"{name:8s} Rwp {d['rwp_percent']:6.2f} % (GSAS-II {GSAS2['rwp'][name]:.2f} %), "
+              f"Rp {d['rp_percent']:.2f} %, GOF {d['gof']:.2f}")
     for n, c in summary["gsas2"]["comparison"].items():
         p = summary["params"][n]
         print(f"{n:8s} {p['value']:10.5f} ({p['esd']:.5f})  GSAS-II {c['gsas2']:10.5f}  "

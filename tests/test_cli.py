@@ -221,3 +221,16 @@ def test_device_cuda_without_cuda_is_a_one_line_error(capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "--device cuda" in err and "CUDA is not available" in err
+
+
+def test_refine_run_reports_r_factors_in_percent_like_report_txt(tmp_path, capsys):
+    import re
+
+    path = _refine_files(tmp_path)
+    assert main(["refine", "run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    text = (tmp_path / "out" / "report.txt").read_text()
+    rwp_txt = float(re.search(r"Rwp = ([0-9.]+) %", text).group(1))
+    assert "rwp" not in summary and "rwp" not in summary["datasets"]["a"]
+    assert summary["rwp_percent"] == pytest.approx(rwp_txt, abs=1e-3)
+    assert 0.5 < summary["datasets"]["a"]["rwp_percent"] < 50  # a percentage, not a fraction

@@ -13,6 +13,7 @@ stderr (the full text, with its source location, goes to a log file when one is 
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 __all__ = ["ProgressBar", "StageProgress", "progress_bar", "readable_warnings",
-           "stderr_is_terminal"]
+           "stderr_is_terminal", "summarize_warnings"]
 
 
 def stderr_is_terminal() -> bool:
@@ -146,9 +147,36 @@ class StageProgress:
         self.bar.finish()
 
 
-def _short(message: warnings.WarningMessage) -> str:
-    text = str(message.message).strip().splitlines()[0] if str(message.message).strip() else ""
-    return f"note: {text}" if text else f"note: {message.category.__name__}"
+_LOG_ONLY = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ResourceWarning,
+             ImportWarning)
+_QUOTED = re.compile(r"'[^']*'")
+
+
+def _first_line(message: warnings.WarningMessage) -> str:
+    text = str(message.message).strip()
+    return text.splitlines()[0] if text else message.category.__name__
+
+
+def summarize_warnings(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """One line per kind of warning a user should see (deprecations and the like are left out).
+
+    Messages that differ only in their quoted names are merged, the names listed in the first
+    quoted place: ``stage '+ cell', '+ U, V, W' did not converge: ...``.
+    """
+    groups: dict[str, list[str]] = {}
+    for w in caught:
+        if issubclass(w.category, _LOG_ONLY):
+            continue
+        line = _first_line(w)
+        names = groups.setdefault(_QUOTED.sub("'…'", line), [])
+        for name in _QUOTED.findall(line)[:1] or [""]:
+            if name not in names:
+                names.append(name)
+    notes = []
+    for template, names in groups.items():
+        shown = ", ".join(n for n in names if n)
+        notes.append("note: " + (template.replace("'…'", shown, 1) if shown else template))
+    return notes
 
 
 @contextlib.contextmanager
@@ -176,14 +204,9 @@ def readable_warnings(log: str | Path | None = None, *, quiet: bool = False,
         try:
             yield notes
         finally:
-            seen: set[str] = set()
-            full: list[str] = []
-            for w in caught:
-                full.append(f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})")
-                line = _short(w)
-                if line not in seen:
-                    seen.add(line)
-                    notes.append(line)
+            full = [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})"
+                    for w in caught]
+            notes.extend(summarize_warnings(caught))
             if log is not None and full:
                 with open(log, "a", encoding="utf-8") as fh:
                     fh.write("\n".join(full) + "\n")

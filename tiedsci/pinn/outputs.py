@@ -16,6 +16,11 @@ from tiedsci.pinn.reference import Reference
 __all__ = ["write_outputs"]
 
 
+def _title(name: str) -> str:
+    """A problem's identifier as a title: ``allen_cahn`` -> ``Allen-Cahn``."""
+    return "-".join(w.capitalize() for w in name.split("_"))
+
+
 def write_outputs(solution: TimeMarchingSolution, reference: Reference, out_dir: str | Path,
                   plots: bool = True, stem: str = "") -> dict[str, Any]:
     """Evaluate against ``reference`` and write ``prediction.npz``, ``metrics.json``, the model
@@ -54,8 +59,9 @@ def write_outputs(solution: TimeMarchingSolution, reference: Reference, out_dir:
 
         paths = [out / f"{prefix}solution.png", out / f"{prefix}loss.png"]
         plot_solution(reference.x, reference.t, u, reference.u, paths[0],
-                      f"{solution.problem.name}: rel L2 {metrics.rel_l2:.2e}")
-        plot_loss(solution.history, paths[1], solution.problem.name)
+                      f"{_title(solution.problem.name)}: relative L2 error "
+                      f"{metrics.rel_l2:.2e}")
+        plot_loss(solution.history, paths[1], f"Training loss, {_title(solution.problem.name)}")
         result["plots"] = [str(p) for p in paths]
     metrics_file = out / f"{prefix}metrics.json"
     result["metrics_file"] = str(metrics_file)

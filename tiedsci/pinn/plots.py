@@ -16,7 +16,7 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["plot_solution", "plot_loss"]
+__all__ = ["plot_solution", "plot_loss", "optimizer_steps"]
 
 
 def _figure(figsize: tuple[float, float]) -> Figure:
@@ -60,7 +60,7 @@ def plot_solution(x: np.ndarray, t: np.ndarray, u: np.ndarray, u_ref: np.ndarray
     matplotlib.figure.Figure
     """
     n = 1 if u_ref is None else 3
-    fig = _figure((4.2 * n, 3.4))
+    fig = _figure((3.4 * n + 0.6, 3.2))
     axes = fig.subplots(1, n, squeeze=False)
     panels = [("prediction", u)]
     if u_ref is not None:
@@ -78,14 +78,44 @@ def plot_solution(x: np.ndarray, t: np.ndarray, u: np.ndarray, u_ref: np.ndarray
     return _finish(fig, path)
 
 
+def optimizer_steps(history: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Cumulative optimizer steps (Adam steps + L-BFGS iterations, over all windows and
+    sweeps) at each loss record, shape (len(history),)."""
+    last: dict[tuple[Any, ...], float] = {}
+    x, n = [], 0.0
+    for h in history:
+        key = (h.get("window"), h.get("sweep"), h.get("phase"))
+        step = float(h.get("step", last.get(key, 0.0) + 1))
+        n += max(step - last.get(key, 0.0), 0.0)
+        last[key] = step
+        x.append(n)
+    return np.asarray(x)
+
+
+def _lbfgs_spans(history: Sequence[dict[str, Any]], x: np.ndarray) -> list[tuple[float, float]]:
+    spans: list[tuple[float, float]] = []
+    for i, h in enumerate(history):
+        if h.get("phase") != "lbfgs":
+            continue
+        lo = x[i - 1] if i else x[i]
+        if spans and spans[-1][1] == lo:
+            spans[-1] = (spans[-1][0], x[i])
+        else:
+            spans.append((lo, x[i]))
+    return spans
+
+
 def plot_loss(history: Sequence[dict[str, Any]], path: str | os.PathLike[str] | None = None,
               title: str = "") -> Figure:
-    """Loss (and its terms) against the record index, the L-BFGS records shaded.
+    """Training loss and its terms against cumulative optimizer steps, L-BFGS shaded.
+
+    The total loss is drawn thick and dark; a term is drawn only when it differs from the
+    total (with one term, the legend says the total is that term).
 
     Parameters
     ----------
     history : sequence of dict
-        Loss records of a solution (``phase``, ``loss`` and the terms).
+        Loss records of a solution (``phase``, ``step``, ``loss`` and the terms).
     path : path-like, optional
         Also save the figure (PNG).
     title : str
@@ -94,20 +124,25 @@ def plot_loss(history: Sequence[dict[str, Any]], path: str | os.PathLike[str] | 
     -------
     matplotlib.figure.Figure
     """
-    fig = _figure((6.4, 3.6))
+    fig = _figure((7.5, 3.8))
     ax = fig.subplots()
-    keys = [k for k in ("loss", "residual", "boundary", "initial", "data", "gauge")
-            if any(k in h for h in history)]
-    for k in keys:
-        y = np.array([h.get(k, np.nan) for h in history], dtype=float)
-        ax.semilogy(y, label=k, lw=1)
-    lb = [i for i, h in enumerate(history) if h.get("phase") == "lbfgs"]
-    if lb:
-        ax.axvspan(lb[0], len(history) - 1, alpha=0.08, color="gray", label="L-BFGS records")
-    ax.set_xlabel("record (every 10 Adam steps / each L-BFGS call)")
-    ax.set_ylabel("loss")
-    if keys:
-        ax.legend(fontsize=8)
+    x = optimizer_steps(history)
+    terms = [k for k in ("residual", "boundary", "initial", "data", "gauge")
+             if any(h.get(k) is not None for h in history)]
+    total = np.array([h.get("loss", np.nan) for h in history], dtype=float)
+    label = "total loss" + (f" (= {terms[0]}, the only term)" if len(terms) == 1 else "")
+    ax.semilogy(x, total, color="k", lw=1.8, label=label)
+    if len(terms) > 1:
+        for k in terms:
+            y = np.array([np.nan if h.get(k) is None else h[k] for h in history], dtype=float)
+            ax.semilogy(x, y, lw=1, ls="--", label=k)
+    for i, (lo, hi) in enumerate(_lbfgs_spans(history, x)):
+        ax.axvspan(lo, hi, alpha=0.12, color="tab:blue", lw=0,
+                   label="L-BFGS" if i == 0 else None)
+    ax.set_xlabel("optimizer steps (Adam steps + L-BFGS iterations, all windows)")
+    ax.set_ylabel("loss (mean squared residual)")
+    if len(x):
+        ax.legend(fontsize=9)
     if title:
         ax.set_title(title)
     return _finish(fig, path)
