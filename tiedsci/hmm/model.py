@@ -203,11 +203,13 @@ class TiedHMM:
         return np.random.default_rng(rs)
 
     # ------------------------------------------------------------------ values <-> attributes
-    def _attribute_values(self) -> dict[str, np.ndarray]:
+    def _attribute_values(self, x: np.ndarray | None = None) -> dict[str, np.ndarray]:
         em = self._emission()
         attrs = {k: getattr(self, k) for k in ("startprob_", "transmat_", "means_", "covars_",
                                                "emissionprob_", "lambdas_", "weights_")
                  if getattr(self, k, None) is not None}
+        if x is not None:
+            attrs = _broadcast_scalars(attrs, em, x, int(self.n_components))
         out: dict[str, np.ndarray] = {}
         if "startprob_" in attrs:
             out["startprob"] = np.asarray(attrs["startprob_"], dtype=float).copy()
@@ -275,7 +277,7 @@ class TiedHMM:
         k = int(self.n_components)
         init = letters_to_names("stmcewl" if self.init_params is None else self.init_params,
                                  ALL_LETTERS)
-        current = self._attribute_values()
+        current = self._attribute_values(x)
         values: dict[str, np.ndarray] = {}
         if "startprob" in init or "startprob" not in current:
             values["startprob"] = np.full(k, 1.0 / k)
@@ -586,3 +588,23 @@ class TiedHMM:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()
                          if v is not None and k != "emission")
         return f"{type(self).__name__}({args})"
+
+
+def _broadcast_scalars(attrs: dict[str, Any], em: Any, x: np.ndarray, k: int) -> dict[str, Any]:
+    """Scalar emission attributes (``means_ = 1.0``, ``covars_ = 1.0``) broadcast to their
+    shapes for data ``x``: a variance ``c`` becomes ``c`` times the identity for full and tied
+    covariances, ``c`` everywhere otherwise; any other scalar fills its array."""
+    scalars = {n for n, v in attrs.items() if np.ndim(v) == 0 and n not in
+               ("startprob_", "transmat_")}
+    if not scalars:
+        return attrs
+    names = set(em.letters.values())
+    template = em.to_public(em.init(x, k, np.random.default_rng(0), names))
+    out = dict(attrs)
+    for n in scalars & template.keys():
+        shape, value = np.shape(template[n]), float(attrs[n])
+        square = n == "covars_" and getattr(em, "covariance_type", "") in ("full", "tied")
+        out[n] = value * np.broadcast_to(np.eye(shape[-1]), shape) if square else \
+            np.full(shape, value)
+    return out
+
