@@ -23,6 +23,7 @@ __all__ = [
     "RunFileError",
     "CheckpointError",
     "DegenerateDataWarning",
+    "RelationOverrideWarning",
 ]
 
 
@@ -103,3 +104,8 @@ class DegenerateDataWarning(UserWarning):
     """The data cannot determine some parameters (more free parameters than observed values, a
     state without posterior mass...): the fit goes on with finite values, which keep their
     previous values where the data say nothing."""
+
+
+class RelationOverrideWarning(UserWarning):
+    """A relation (``affine``/``linear``) replaced a value the user had declared differently."""
+

@@ -11,6 +11,7 @@ import difflib
 import graphlib
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from tiedsci.errors import (
     ConflictError,
     CycleError,
     DeclarationError,
+    RelationOverrideWarning,
     ShapeMismatchError,
     UnknownParameterError,
 )
@@ -364,8 +366,24 @@ class Registry:
         relation = Linear(tgt, tuple((c, r) for c, r in terms), float(offsets.ravel()[0]))
         self._relations.append(relation)
         vals = self._resolve_values(tgt_el)
+        self._warn_overrides(tgt_el, vals)
         for e, v in zip(tgt_el, vals):
             self._write(int(e), v)
+
+    def _warn_overrides(self, elements: np.ndarray, values: Sequence[float]) -> None:
+        """Warn (naming both values) when a relation replaces a declared value that differs
+        beyond rounding; a declared 0 counts as a placeholder and is replaced silently."""
+        changed = [(int(e), self._read(int(e)), float(v)) for e, v in zip(elements, values)]
+        changed = [(e, old, new) for e, old, new in changed
+                   if old != 0.0 and not math.isclose(old, new, rel_tol=1e-9, abs_tol=1e-12)]
+        if not changed:
+            return
+        shown = "; ".join(f"{self._elabel(e)} declared {old:.10g}, the relation gives {new:.10g}"
+                          for e, old, new in changed[:3])
+        more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
+        warnings.warn(f"relation overrides a declared value: {shown}{more}; the related value "
+                      "is used (declare it equal, or 0, to silence this)",
+                      RelationOverrideWarning, stacklevel=3)
 
     def derive(self, target: RefLike, fn: Callable[..., Any], deps: Sequence[RefLike],
                jac: Callable[..., Any] | None = None) -> None:
