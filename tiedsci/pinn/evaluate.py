@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tiedsci.errors import DataError
-from tiedsci.pinn.reference import Reference
+from tiedsci.pinn.reference import Reference, check_reference
 
 __all__ = ["Metrics", "evaluate", "relative_l2", "Predictor"]
 
@@ -61,7 +61,8 @@ def relative_l2(u: np.ndarray, u_ref: np.ndarray) -> float:
 
 
 def evaluate(model: Predictor, reference: Reference) -> tuple[Metrics, np.ndarray]:
-    """Predict on the reference grid and compare.
+    """Predict on the reference grid and compare (a reference of another problem, or of a
+    grid outside the model's domain, is refused: :func:`~tiedsci.pinn.reference.check_reference`).
 
     Returns
     -------
@@ -69,6 +70,9 @@ def evaluate(model: Predictor, reference: Reference) -> tuple[Metrics, np.ndarra
     u : ndarray, shape (n_t, n_x)
         The prediction on the reference grid.
     """
+    problem = getattr(model, "problem", None)
+    if problem is not None:
+        check_reference(problem, reference)
     u = model.predict(reference.x, reference.t)
     if u.shape != reference.u.shape:
         raise DataError(f"prediction has shape {u.shape} but the reference has "

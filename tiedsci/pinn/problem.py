@@ -154,6 +154,21 @@ def _declare_coefficients(reg: Registry, namespace: str, coeffs: Mapping[str, fl
     return out
 
 
+# Coefficients that must not be negative: diffusion (a negative one turns u_t = nu u_xx into
+# the backward heat equation, ill-posed: every short wavelength grows without bound).
+_NON_NEGATIVE = {"heat": ("nu",), "burgers": ("nu",), "allen_cahn": ("eps",)}
+
+
+def _check_plausible(name: str, coeffs: Mapping[str, Any]) -> None:
+    for key in _NON_NEGATIVE.get(name, ()):
+        value = coeffs.get(key)
+        if isinstance(value, int | float) and value < 0:
+            raise DataError(
+                f"coefficient {key!r} of {name!r} is {value!r}: a diffusion coefficient must "
+                "be >= 0 (a negative one makes the problem ill-posed, the backward heat "
+                "equation: short wavelengths grow without bound)")
+
+
 def _evolution(name: str, residual: ResidualFn, x: tuple[float, float], t: tuple[float, float],
                coeffs: Mapping[str, float], x_order: int, initial: Callable[[Any], Any],
                registry: Registry | None, trainable: bool | tuple[str, ...],
@@ -170,6 +185,7 @@ def _evolution(name: str, residual: ResidualFn, x: tuple[float, float], t: tuple
         if abs(period - (hi - lo)) > 1e-12 * max(1.0, abs(period)):
             raise DataError(f"the registry already declares axis x with period {period}, "
                             f"not {hi - lo}")
+    _check_plausible(name, coeffs)
     names = _declare_coefficients(reg, name, coeffs, trainable)
     return PDEProblem(
         name=name, inputs=("x", "t"), bounds={"x": (lo, hi), "t": (t0, t1)}, residual=residual,
@@ -285,6 +301,7 @@ def _steady(name: str, residual: ResidualFn, box: Mapping[str, tuple[float, floa
     for axis, (lo, hi) in box.items():
         if axis in periodic and f"domain.{axis}.period" not in reg:
             declare_periodic_axis(reg, axis, lo, hi)
+    _check_plausible(name, coeffs)
     names = _declare_coefficients(reg, name, coeffs, trainable)
     return PDEProblem(
         name=name, inputs=tuple(box), bounds={k: (float(a), float(b)) for k, (a, b) in box.items()},

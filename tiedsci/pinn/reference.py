@@ -18,7 +18,8 @@ from tiedsci.errors import DataError
 from tiedsci.pinn.problem import PDEProblem
 from tiedsci.pinn.spectral import solve_periodic, spectral_pde
 
-__all__ = ["Reference", "load_reference", "spectral_reference", "DATASETS", "data_path"]
+__all__ = ["check_reference", "Reference", "load_reference", "spectral_reference", "DATASETS",
+           "data_path"]
 
 DATASETS = {"allen_cahn": "AC.mat", "kdv": "KdV.mat"}
 
@@ -111,3 +112,31 @@ def spectral_reference(problem: PDEProblem, n_x: int = 512, n_t: int = 201,
     sol = solve_periodic(spectral_pde(eq, n_x, **coeffs), problem.initial, (a, b), n_x,
                          t - t0, step)
     return Reference(x=sol.x, t=t, u=sol.u, name=f"{problem.name} (spectral)")
+
+
+def check_reference(problem: PDEProblem, reference: Reference) -> None:
+    """Refuse a reference that cannot be a solution of ``problem``.
+
+    Raises :class:`~tiedsci.errors.DataError` when the reference is bundled data of another
+    problem, bundled data of the same problem with other coefficients, or a grid outside the
+    problem's domain (``x`` in its periodic interval, ``t`` in its time interval).
+    """
+    if reference.name in DATASETS:
+        if reference.name != problem.name:
+            raise DataError(f"reference {reference.name!r} is the bundled solution of another "
+                            f"problem; this problem is {problem.name!r}")
+        from tiedsci.pinn import problem as problems
+
+        default = getattr(problems, problem.name)()
+        if problem.spectral is not None and default.spectral != problem.spectral:
+            raise DataError(f"the bundled {problem.name!r} reference was solved with the "
+                            f"coefficients {default.spectral[1]}; this problem has "
+                            f"{problem.spectral[1]} (use a spectral reference)")
+    for axis, grid in (("x", reference.x), ("t", reference.t)):
+        lo, hi = problem.bounds[axis]
+        tol = 1e-9 * max(1.0, abs(hi - lo))
+        if grid.min() < lo - tol or grid.max() > hi + tol:
+            raise DataError(f"reference {reference.name!r}: its {axis} grid spans "
+                            f"[{grid.min():.6g}, {grid.max():.6g}], outside the problem's "
+                            f"{axis} interval [{lo:.6g}, {hi:.6g}]")
+

@@ -55,7 +55,13 @@ from tiedsci.errors import TiedSciError
 from tiedsci.pinn import problem as problems
 from tiedsci.pinn.config import ARCHITECTURES, BOUNDARIES, NetSpec, TrainConfig, from_dict
 from tiedsci.pinn.jets import ACTIVATIONS
-from tiedsci.pinn.reference import DATASETS, Reference, load_reference, spectral_reference
+from tiedsci.pinn.reference import (
+    DATASETS,
+    Reference,
+    check_reference,
+    load_reference,
+    spectral_reference,
+)
 from tiedsci.runfile import (
     Field,
     MapOf,
@@ -223,6 +229,9 @@ def _prepare(rf: RunFile, out: Path, progress: bool | None
     try:
         prob = factory(**kwargs)
     except TiedSciError as exc:
+        key = next((c for c in spec["coefficients"] if repr(c) in str(exc)), None)
+        if key is not None:
+            raise rf.error(("problem", "coefficients", key), str(exc)) from None
         raise rf.section_error(("problem",), str(exc)) from None
     net = _spec(rf, "net", NetSpec)
     train = _spec(rf, "train", TrainConfig)
@@ -236,19 +245,26 @@ def _prepare(rf: RunFile, out: Path, progress: bool | None
     return prob, net, train
 
 
-def _reference(rf: RunFile, prob: problems.PDEProblem) -> Reference:
-    spec = rf.data["reference"]
-    source = spec.get("source", "bundled" if prob.name in DATASETS else "spectral")
+def _reference_source(rf: RunFile, prob: problems.PDEProblem) -> str:
+    """The reference the run will use, checked against the problem (``--check`` runs this)."""
+    source = rf.data["reference"].get("source", "bundled" if prob.name in DATASETS else
+                                      "spectral")
     if source == "bundled":
         if prob.name not in DATASETS:
             raise rf.error(("reference", "source"), f"no bundled data for {prob.name!r} "
                                                     f"(bundled: {sorted(DATASETS)}); use "
                                                     "\"spectral\"")
-        default = problems.allen_cahn() if prob.name == "allen_cahn" else problems.kdv()
-        if default.spectral != prob.spectral:
-            raise rf.error(("reference", "source"),
-                           f"the bundled {prob.name} data use the default coefficients "
-                           f"{default.spectral[1]}; use source = \"spectral\" for others")
+        try:
+            check_reference(prob, load_reference(prob.name))
+        except TiedSciError as exc:
+            raise rf.error(("reference", "source"), f"{exc}; use source = \"spectral\""
+                           ) from None
+    return source
+
+
+def _reference(rf: RunFile, prob: problems.PDEProblem) -> Reference:
+    spec = rf.data["reference"]
+    if _reference_source(rf, prob) == "bundled":
         return load_reference(prob.name)
     return spectral_reference(prob, spec["n_x"], spec["n_t"], spec["dt"])
 
@@ -258,7 +274,7 @@ def check_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     rf = load(path)
     prob, net, train = _prepare(rf, Path(path).with_suffix(""), None)
     return {"problem": prob.name, "architecture": net.architecture,
-            "n_windows": train.n_windows}
+            "n_windows": train.n_windows, "reference": _reference_source(rf, prob)}
 
 
 def run_config(config: dict[str, Any], out_dir: str | os.PathLike[str],
