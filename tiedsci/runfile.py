@@ -62,6 +62,7 @@ __all__ = [
     "render_markdown",
     "atomic_write_bytes",
     "atomic_write_text",
+    "is_number",
 ]
 
 KeyPath = tuple[str | int, ...]
@@ -164,6 +165,15 @@ Node = Field | Table | Tables | MapOf
 
 
 # ----------------------------------------------------------------------------- types
+def is_number(token: str) -> bool:
+    """Whether ``token`` reads as a float (data lines vs a header line of names)."""
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
 def _split_union(spec: str) -> list[str]:
     parts, depth, cur = [], 0, ""
     for ch in spec:

@@ -11,7 +11,7 @@ from tiedsci.errors import CheckpointError, DataError, RunFileError
 from tiedsci.refine import Dataset, JointRefinement, load
 from tiedsci.refine.lm import INTERRUPTED, levenberg_marquardt
 from tiedsci.refine.models import gaussian_peaks
-from tiedsci.refine.runfile import load_columns, run_from_toml
+from tiedsci.refine.runfile import load_columns, load_table, run_from_toml
 from tiedsci.refine.solver import SerialBlocks, partition_blocks
 
 RUN = """
@@ -218,3 +218,27 @@ def test_example_runs_quickly(tmp_path):
     # the recovered cell is within 4 esd of the truth
     assert max(abs(e) for e in summary["cell_error_in_esd"]) < 4
     assert (tmp_path / "fit.png").exists()
+
+
+def test_csv_with_a_header_row_and_named_columns(tmp_path):
+    from tiedsci.cli import main
+
+    rng = np.random.default_rng(0)
+    x = np.linspace(-5, 5, 80)
+    for name, h in (("a", 6.0), ("b", 3.0)):
+        y = h * np.exp(-0.5 * ((x - 0.2) / 1.0) ** 2) + 1.0 + 0.05 * rng.standard_normal(x.size)
+        rows = [f"0.05,{float(u)!r},{float(v)!r}" for u, v in zip(x, y)]
+        (tmp_path / f"{name}.csv").write_text("sigma,two_theta,counts\n" + "\n".join(rows))
+    table, header = load_table(tmp_path / "a.csv")
+    assert header == ["sigma", "two_theta", "counts"] and table.shape == (80, 3)
+    run = tmp_path / "run.toml"
+    datasets = "".join(f'[[dataset]]\nname = "{n}"\nfile = "{n}.csv"\n'
+                       'columns = ["two_theta", "counts", "sigma"]\n\n' for n in "ab")
+    run.write_text('[model]\nbuiltin = "gaussian_peaks"\n\n' + datasets +
+                   "[shared]\ncenter = 0.0\nwidth = 1.2\n\n[local]\nheight = 4.0\n"
+                   "bkg = [0.5, 0.0]\n")
+    assert main(["refine", "run", str(run), "--quiet", "--out", str(tmp_path / "out")]) == 0
+    fitted = load(tmp_path / "out" / "result")
+    assert abs(float(fitted.values["center"]) - 0.2) < 0.05
+    run.write_text(run.read_text().replace('"sigma"]', '"sd"]', 1))
+    assert main(["refine", "run", str(run), "--check"]) == 2

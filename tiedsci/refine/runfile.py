@@ -85,12 +85,13 @@ from tiedsci.runfile import (
     Table,
     Tables,
     atomic_write_text,
+    is_number,
     load_runfile,
     validate_config,
 )
 
-__all__ = ["run_from_toml", "run_runfile", "load_columns", "build_from_config", "load",
-           "check_toml", "SCHEMA"]
+__all__ = ["run_from_toml", "run_runfile", "load_columns", "load_table", "build_from_config",
+           "load", "check_toml", "SCHEMA"]
 
 
 def _check_bounds(v: Any) -> str | None:
@@ -153,7 +154,10 @@ SCHEMA = Table({
         "name": Field("str", "Identifier (letters, digits, _); local parameters are named "
                       "`<name>.<parameter>`.", required=True, check=_check_name),
         "file": Field("path", "Text file with columns x, y[, sigma] (`#` comments, comma or "
-                      "blank separated).", required=True),
+                      "blank separated, an optional header line of names).", required=True),
+        "columns": Field("list[int|str]", "Columns x, y[, sigma]: header names (a first "
+                         "line of names is a header) or 0-based indices.",
+                         default_doc="the first columns, in order"),
         "limits": Field("list[float]", "Use only points with low <= x <= high.", length=2,
                         check=_check_limits),
         "weights": Field("str", "`sigma`: 1/sigma^2 from the third column; `counts`: sigma = "
@@ -220,20 +224,28 @@ SCHEMA = Table({
 })
 
 
-def load_columns(path: str | Path) -> np.ndarray:
-    """Numeric columns of a text file (``#`` comments, comma or whitespace separated).
+def load_table(path: str | Path) -> tuple[np.ndarray, list[str] | None]:
+    """Numeric columns of a text file and its header, if any.
+
+    ``#`` comments, comma or whitespace separated; a first data line of names (a CSV header,
+    e.g. ``two_theta,counts,sigma``) is the header.
 
     Returns
     -------
-    ndarray, shape (n_rows, n_columns)
+    table : ndarray, shape (n_rows, n_columns)
+    header : list of str or None
     """
-    rows = []
+    rows, header = [], None
     for i, line in enumerate(Path(path).read_text().splitlines()):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
+        tokens = line.replace(",", " ").split()
+        if not rows and header is None and not any(is_number(t) for t in tokens):
+            header = tokens
+            continue
         try:
-            rows.append([float(t) for t in line.replace(",", " ").split()])
+            rows.append([float(t) for t in tokens])
         except ValueError:
             raise DataError(f"{path}: line {i + 1} is not numeric: {line[:60]!r}") from None
     if not rows:
@@ -242,7 +254,37 @@ def load_columns(path: str | Path) -> np.ndarray:
     for i, r in enumerate(rows):
         if len(r) != width:
             raise DataError(f"{path}: data row {i} has {len(r)} columns, the first has {width}")
-    return np.array(rows)
+    if header is not None and len(header) != width:
+        raise DataError(f"{path}: the header names {len(header)} columns, the data have {width}")
+    return np.array(rows), header
+
+
+def load_columns(path: str | Path) -> np.ndarray:
+    """Numeric columns of a text file (see :func:`load_table`; a header line is skipped).
+
+    Returns
+    -------
+    ndarray, shape (n_rows, n_columns)
+    """
+    return load_table(path)[0]
+
+
+def _select_columns(rf: RunFile, i: int, table: np.ndarray, header: list[str] | None
+                    ) -> np.ndarray:
+    """The ``[[dataset]] columns`` (names or 0-based indices) of ``table``, in that order."""
+    wanted = rf.data["dataset"][i].get("columns")
+    if wanted is None:
+        return table
+    idx = []
+    for j, c in enumerate(wanted):
+        if isinstance(c, int) and 0 <= c < table.shape[1]:
+            idx.append(c)
+        elif isinstance(c, str) and header is not None and c in header:
+            idx.append(header.index(c))
+        else:
+            raise rf.error(("dataset", i, "columns", j),
+                           f"column {c!r} not found; header: {header}, {table.shape[1]} columns")
+    return table[:, idx]
 
 
 def load(path: str | Path, *, check_paths: bool = True) -> RunFile:
@@ -290,9 +332,10 @@ def _dataset(rf: RunFile, i: int) -> Dataset:
     name, file = cfg["name"], cfg["file"]
     where = ("dataset", i, "file")
     try:
-        cols = load_columns(file)
+        table, header = load_table(file)
     except DataError as exc:
         raise rf.error(where, str(exc)) from None
+    cols = _select_columns(rf, i, table, header)
     if cols.shape[1] < 2:
         raise rf.error(where, f"{file} needs at least two columns (x, y), it has "
                               f"{cols.shape[1]}")
