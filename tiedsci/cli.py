@@ -1,4 +1,4 @@
-"""Command line: ``tiedsci demo | hmm fit | refine run | pinn solve``.
+"""Command line: ``tiedsci demo | init | hmm fit | refine run | pinn solve``.
 
 The three run-file commands share their behaviour (see ``docs/cli.md``):
 
@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from tiedsci import __version__
 
@@ -73,6 +75,26 @@ def _run_file(command: str, args: argparse.Namespace) -> int:
     return 0
 
 
+class _KeysHelp(argparse.Action):
+    """``--help`` of a run-file command: the usage, then every key of its run file (the schema
+    is imported only when asked for, so ``tiedsci --help`` stays light)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, module: str = "",
+                 help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+        self.module = module
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from importlib import import_module
+
+        from tiedsci.runfile import render_text
+
+        parser.epilog = render_text(import_module(self.module).SCHEMA)
+        parser.print_help()
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tiedsci",
@@ -90,12 +112,24 @@ def build_parser() -> argparse.ArgumentParser:
                       help="no progress bars or warning lines (warnings still go to demo.log)")
     demo.add_argument("--only", nargs="*", default=None,
                       help="run only these sections (registry, hmm, refine, pinn)")
-    for name, (verb, _, helptext) in RUN_COMMANDS.items():
+    init = sub.add_parser("init", help="write a commented run file and sample data to start "
+                                       "from")
+    init.add_argument("kind", choices=tuple(RUN_COMMANDS), help="which command's run file")
+    init.add_argument("dir", nargs="?", default=None,
+                      help="folder to write into (default: tiedsci-<kind>)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing run.toml")
+    for name, (verb, module_name, helptext) in RUN_COMMANDS.items():
         p = sub.add_parser(name, help=helptext)
         s = p.add_subparsers(dest="verb", required=True)
-        v = s.add_parser(verb, help=helptext, description=helptext + ". Ctrl-C writes the "
-                         "outputs of the best state so far and exits with status 130; run-file "
-                         "errors exit with status 2. Keys: docs/cli.md.")
+        about = (f"{helptext}. Ctrl-C writes the outputs of the best state so far and exits "
+                 "with status 130; run-file errors exit with status 2 (with file:line:key). "
+                 f"`tiedsci init {name}` writes a commented run file and sample data to start "
+                 "from; every key is listed below.")
+        v = s.add_parser(verb, help=helptext, add_help=False,
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description=textwrap.fill(about, 88))
+        v.add_argument("-h", "--help", action=_KeysHelp, module=module_name,
+                       help="show this help, with every key of the run file, and exit")
         v.add_argument("runfile", help="the TOML run file")
         v.add_argument("--out", default=None,
                        help="output folder (default: the run file's path without .toml)")
@@ -133,7 +167,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\ninterrupted; partial results in {out}", file=sys.stderr)
             return EXIT_INTERRUPTED
         return 0
+    if args.command == "init":
+        return _init(args)
     return _run_file(args.command, args)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from tiedsci.init import TEMPLATES, write_template
+
+    folder = Path(args.dir or f"tiedsci-{args.kind}")
+    try:
+        run = write_template(args.kind, folder, force=args.force)
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"wrote {run} and its data; run it with: {TEMPLATES[args.kind][2]} {run}")
+    return 0
 
 
 if __name__ == "__main__":

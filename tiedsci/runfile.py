@@ -60,6 +60,7 @@ __all__ = [
     "scan_positions",
     "key_label",
     "render_markdown",
+    "render_text",
     "atomic_write_bytes",
     "atomic_write_text",
     "is_number",
@@ -1035,6 +1036,49 @@ def render_markdown(schema: Table, *, level: int = 3) -> str:
         elif isinstance(node, MapOf):
             emit_map(f"[{key}]", node)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.replace("`", "").replace("**", "").split())
+
+
+def _text_key(key: str, node: Field, width: int) -> list[str]:
+    import textwrap
+
+    default = _plain(_default_cell(node))
+    default = default if default == "required" else f"default {default}"
+    head = f"  {key} ({_plain(_type_cell(node))}; {default})"
+    body = textwrap.wrap(_plain(node.doc), width=width - 6) if node.doc else []
+    return [head] + [f"      {line}" for line in body]
+
+
+def render_text(schema: Table, *, width: int = 88) -> str:
+    """The keys of a run-file schema as plain text (``--help`` shows it): each TOML table,
+    then each key with its type, default and meaning."""
+    out: list[str] = ["Run-file keys:"]
+
+    def table(title: str, node: Table) -> None:
+        out.append("")
+        out.append(f"{title}  {_plain(node.doc)}".rstrip())
+        for key, sub in node.fields.items():
+            if isinstance(sub, Field):
+                out.extend(_text_key(key, sub, width))
+                if sub.table is not None:
+                    out.extend(f"    {line}" for k, f in sub.table.fields.items()
+                               if isinstance(f, Field) for line in _text_key(k, f, width - 4))
+            elif isinstance(sub, MapOf):
+                out.extend(_text_key(f"<{sub.key_doc}>", sub.value, width))
+            elif isinstance(sub, Table):
+                table(f"[{title.strip('[]')}.{key}]", sub)
+
+    for key, node in schema.fields.items():
+        if isinstance(node, Table):
+            table(f"[{key}]", node)
+        elif isinstance(node, Tables):
+            table(f"[[{key}]]", Table(node.table.fields, node.doc))
+        elif isinstance(node, MapOf):
+            table(f"[{key}]", Table({f"<{node.key_doc}>": node.value}, node.doc))
+    return "\n".join(out) + "\n"
 
 
 # ----------------------------------------------------------------------------- checkpoints
