@@ -49,3 +49,23 @@ def test_check_validates_the_reference_the_run_will_use(tmp_path, capsys):
     run.write_text('[problem]\nname = "kdv"\ncoefficients = { lambda2 = 0.01 }\n\n'
                    '[reference]\nsource = "spectral"\n')
     assert main(["pinn", "solve", str(run), "--check"]) == 0
+
+
+def test_saved_model_loads_and_a_truncated_one_is_a_named_error(tmp_path):
+    from dataclasses import replace as dc_replace
+
+    from tiedsci import pinn
+    from tiedsci.pinn.config import NetSpec, TrainConfig
+
+    net = NetSpec(width=8, depth=2, rank=2, n_harmonics=1, time_frequencies=1)
+    cfg = TrainConfig(adam_steps=5, lbfgs_steps=2, lbfgs_chunk=2, n_x=16, n_t=4, n_x_lbfgs=16,
+                      n_t_lbfgs=4, n_windows=1, seed=0)
+    sol = pinn.solve(P.heat(0.1), net, dc_replace(cfg))
+    sol.save(tmp_path / "model")
+    back = pinn.load(tmp_path / "model")
+    x, t = np.linspace(0, 6, 7), np.linspace(0, 1, 3)
+    assert np.array_equal(back.predict(x, t), sol.predict(x, t))
+    pt = tmp_path / "model.pt"
+    pt.write_bytes(pt.read_bytes()[: pt.stat().st_size // 2])
+    with pytest.raises(DataError, match="model"):
+        pinn.load(tmp_path / "model")
