@@ -39,8 +39,8 @@ random_state = 0
 # tie_states = [[0, 1]]        # states that share their whole emission
 
 [init]                         # optional starting values (hmmlearn attribute names)
-means = 900.0                  # a number is broadcast to every state and feature
-covars = 20000.0
+means = [[1100.0], [850.0]]    # one row per state: before and after the drop
+covars = 20000.0               # a number is broadcast to every state and feature
 """
 
 REFINE_TOML = """\

@@ -536,15 +536,16 @@ class TiedHMM:
         return "\n".join(lines) + "\n\n" + self._parameter_table()
 
     def plot(self, X: Any = None, lengths: Any = None, *, feature: int = 0,
-             path: Any = None) -> Any:
+             path: Any = None, labels: tuple[str, str] | None = None) -> Any:
         """Figure of the fit: decoded states and posteriors over ``X``, or, without ``X``, the
-        EM history and the transition matrix (see :func:`tiedsci.hmm.plots.plot_model`).
+        EM history and the transition matrix (see :func:`tiedsci.hmm.plots.plot_model`;
+        ``labels``: the time axis and the plotted quantity).
 
         Returns a ``matplotlib.figure.Figure`` on an Agg canvas (no global state touched).
         """
         from tiedsci.hmm.plots import plot_model
 
-        return plot_model(self, X, lengths, feature=feature, path=path)
+        return plot_model(self, X, lengths, feature=feature, path=path, labels=labels)
 
     def _parameter_table(self) -> str:
         """Table of every parameter element with its tie / fixed status and fitted value."""

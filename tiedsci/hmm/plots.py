@@ -20,7 +20,7 @@ def _figure(n_rows: int, height: float) -> tuple[Any, Any]:
 
 
 def _plot_data(model: Any, x: np.ndarray, lengths: Any, feature: int, fig: Any,
-               axes: Any) -> None:
+               axes: Any, labels: tuple[str, str]) -> None:
     """Feature ``feature`` coloured by the decoded state; state posteriors below."""
     states = model.predict(x, lengths)
     gamma = model.predict_proba(x, lengths)
@@ -30,14 +30,14 @@ def _plot_data(model: Any, x: np.ndarray, lengths: Any, feature: int, fig: Any,
     for s in range(k):
         on = states == s
         axes[0].scatter(t[on], x[on, feature], s=10, color=f"C{s % 10}", label=f"state {s}")
-    axes[0].set_ylabel(f"feature {feature}")
+    axes[0].set_ylabel(labels[1])
     axes[0].set_title("decoded states (Viterbi)", fontsize=10)
     axes[0].sharex(axes[1])
     axes[1].stackplot(t, gamma.T, labels=[f"state {s}" for s in range(k)],
                       colors=[f"C{s % 10}" for s in range(k)])
     axes[1].set_ylim(0, 1)
     axes[1].set_ylabel("posterior")
-    axes[1].set_xlabel("sample")
+    axes[1].set_xlabel(labels[0])
     axes[1].legend(fontsize=7, loc="upper right", ncol=min(k, 5))
 
 
@@ -55,7 +55,7 @@ def _plot_fit(model: Any, fig: Any, axes: Any) -> None:
 
 
 def plot_model(model: Any, X: Any = None, lengths: Any = None, *, feature: int = 0,
-               path: str | Path | None = None) -> Any:
+               path: str | Path | None = None, labels: tuple[str, str] | None = None) -> Any:
     """Figure of a fitted HMM.
 
     Parameters
@@ -71,6 +71,9 @@ def plot_model(model: Any, X: Any = None, lengths: Any = None, *, feature: int =
         Column of ``X`` to draw.
     path : path-like, optional
         Also write the figure there (PNG at 110 dpi).
+    labels : (str, str), optional
+        Axis labels with ``X``: the time axis and the quantity in column ``feature``
+        (default ``("time step (row of X)", "feature <feature>")``).
 
     Returns
     -------
@@ -81,7 +84,8 @@ def plot_model(model: Any, X: Any = None, lengths: Any = None, *, feature: int =
         _plot_fit(model, fig, axes)
     else:
         x = model._validated(X)
-        _plot_data(model, x, lengths, feature, fig, axes)
+        names = labels or ("time step (row of X)", f"feature {feature}")
+        _plot_data(model, x, lengths, feature, fig, axes, (str(names[0]), str(names[1])))
     fig.tight_layout()
     if path is not None:
         fig.savefig(str(path), dpi=110)

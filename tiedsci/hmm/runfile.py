@@ -380,7 +380,8 @@ def run_runfile(rf: RunFile, out_dir: str | Path, *, resume: bool = False,
                 "converged": False, "files": []}
     if interrupted:  # the last completed iteration, whatever the throttling skipped
         model.save(ckpt, extra={"fingerprint": fingerprint})
-    files = _write_outputs(model, x, lengths, out, plots=rf.data["output"]["plots"])
+    files = _write_outputs(model, x, lengths, out, plots=rf.data["output"]["plots"],
+                           labels=_axis_labels(rf))
     ll = float(model.score(x, lengths))
     n_free = int(model.n_free)
     summary = {
@@ -405,13 +406,22 @@ def run_runfile(rf: RunFile, out_dir: str | Path, *, resume: bool = False,
     return summary
 
 
+def _axis_labels(rf: RunFile) -> tuple[str, str]:
+    """Plot labels from the run file: the data file's rows and the first column's name."""
+    spec = rf.data["data"]
+    cols = spec.get("columns") or []
+    quantity = str(cols[0]) if cols and isinstance(cols[0], str) else \
+        f"column {cols[0] if cols else 0}"
+    return f"row of {Path(str(spec['path'])).name} (time order)", quantity
+
+
 def _write_outputs(model: Any, x: np.ndarray, lengths: np.ndarray | None, out: Path, *,
-                   plots: bool) -> list[str]:
+                   plots: bool, labels: tuple[str, str] | None = None) -> list[str]:
     """The fitted model, its report and (optionally) the state plot; returns the file names."""
     model.save(out / "model")
     (out / "parameters.txt").write_text(model.report())
     files = ["model.json", "model.npz", "parameters.txt"]
     if plots:
-        model.plot(x, lengths, path=out / "states.png")
+        model.plot(x, lengths, path=out / "states.png", labels=labels)
         files.append("states.png")
     return files + ["summary.json"]
