@@ -56,6 +56,7 @@ from tiedsci.runfile import (
     RunFile,
     Table,
     atomic_write_text,
+    is_number,
     load_runfile,
     validate_config,
 )
@@ -172,21 +173,13 @@ def load(path: str | Path, *, check_paths: bool = True) -> RunFile:
     return load_runfile(path, SCHEMA, check_paths=check_paths)
 
 
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
-
-
 def _read_data(rf: RunFile) -> tuple[np.ndarray, np.ndarray | None]:
     spec = rf.data["data"]
     path = Path(spec["path"])
     delimiter = spec["delimiter"]
     with open(path) as fh:
         header = [h.strip() for h in fh.readline().strip().split(delimiter)]
-    has_header = not all(_is_number(h) for h in header)
+    has_header = not all(is_number(h) for h in header)
     try:
         table = np.loadtxt(path, delimiter=delimiter, skiprows=1 if has_header else 0,
                            ndmin=2)
