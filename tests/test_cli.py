@@ -234,3 +234,14 @@ def test_refine_run_reports_r_factors_in_percent_like_report_txt(tmp_path, capsy
     assert "rwp" not in summary and "rwp" not in summary["datasets"]["a"]
     assert summary["rwp_percent"] == pytest.approx(rwp_txt, abs=1e-3)
     assert 0.5 < summary["datasets"]["a"]["rwp_percent"] < 50  # a percentage, not a fraction
+
+
+def test_input_error_found_during_the_fit_exits_2_at_its_key(tmp_path, capsys):
+    """An error in the input found only when used (here by the estimator) is still a run-file
+    error: status 2, with file, line and key."""
+    run = tmp_path / "run.toml"
+    run.write_text('[data]\npath = "bundled:nile.csv"\ncolumns = ["volume"]\n\n'
+                   "[model]\nn_components = 2\nn_iter = 5\ntie_states = [[0, 5]]\n")
+    assert main(["hmm", "fit", str(run), "--quiet", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {run}, line 8: [model] tie_states:" in err and "state 5" in err

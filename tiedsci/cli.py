@@ -38,7 +38,14 @@ EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 def _run_file(command: str, args: argparse.Namespace) -> int:
     from importlib import import_module
 
-    from tiedsci.errors import CheckpointError, RunFileError, TiedSciError
+    from tiedsci.errors import (
+        CheckpointError,
+        DataError,
+        DeclarationError,
+        RunFileError,
+        TiedSciError,
+        UnknownParameterError,
+    )
 
     verb, module_name, _ = RUN_COMMANDS[command]
     path = args.runfile
@@ -56,6 +63,13 @@ def _run_file(command: str, args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, default=str), flush=True)
     except (RunFileError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (DataError, DeclarationError, UnknownParameterError) as exc:
+        # the input, found wrong only when used: still a run-file error, at its key when it
+        # names one
+        from tiedsci.runfile import locate
+
+        print(f"error: {locate(path, str(exc))}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except TiedSciError as exc:
         print(f"error: {exc}", file=sys.stderr)

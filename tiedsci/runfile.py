@@ -59,6 +59,7 @@ __all__ = [
     "validate_config",
     "scan_positions",
     "key_label",
+    "locate",
     "render_markdown",
     "render_text",
     "atomic_write_bytes",
@@ -551,6 +552,29 @@ class RunFile:
         doc = {k: v for k, v in self.raw.items() if k not in exclude}
         text = json.dumps(doc, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def locate(path: str | os.PathLike[str], message: str) -> str:
+    """``"run.toml, line 7: [model] tie_states"`` for the run-file key that ``message`` (an error
+    raised after validation, e.g. by the fit) names, or just the file when it names none.
+
+    The key chosen is the deepest whose name occurs in the message as a word (or with a
+    trailing ``_``, hmmlearn's attribute spelling), the first named on a tie."""
+    try:
+        positions = scan_positions(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return str(path)
+    found: list[tuple[int, int, KeyPath]] = []
+    for key_path in positions:
+        if not isinstance(key_path[-1], str):
+            continue
+        m = re.search(rf"\b{re.escape(key_path[-1])}_?\b", message)
+        if m:  # deepest key first, then the one named first
+            found.append((-sum(isinstance(k, str) for k in key_path), m.start(), key_path))
+    if not found:
+        return str(path)
+    key_path = min(found)[2]
+    return f"{path}, line {positions[key_path]}: {key_label(key_path)}"
 
 
 def _toml_error(name: str, text: str, exc: Exception) -> RunFileError:
