@@ -209,7 +209,7 @@ def _hmm_prose(s: Mapping[str, Any]) -> str:
             "comparison is fair only because both models are charged for their true "
             "number of free parameters.")
     return _p(
-        f"<b>Data.</b> {html.escape(str(s['data']))}; the series switches between a calm "
+        f"<b>Data.</b> {html.escape(str(s['data'])).capitalize()}; the series switches between a calm "
         "and an active regime.",
         "<b>Tie.</b> A plain HMM state stays for a geometric (memoryless) time. Splitting each "
         "regime into two sub-states in series that share one Poisson rate "

@@ -142,7 +142,7 @@ def plot_loss(history: Sequence[dict[str, Any]], path: str | os.PathLike[str] | 
     ax.set_xlabel("optimizer steps (Adam steps + L-BFGS iterations, all windows)")
     ax.set_ylabel("loss (mean squared residual)")
     if len(x):
-        ax.legend(fontsize=9)
+        ax.legend(fontsize=9, loc="best", framealpha=0.9)
     if title:
         ax.set_title(title)
     return _finish(fig, path)
