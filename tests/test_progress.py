@@ -49,8 +49,9 @@ def test_warnings_become_one_line_each_and_the_log_keeps_them(tmp_path):
     log = tmp_path / "demo.log"
     with readable_warnings(log, stream=err) as notes:
         for stage in ("+ cell", "+ U, V, W"):
-            warnings.warn(f"stage '{stage}' did not converge: stopped", RuntimeWarning)
-        warnings.warn("old API", DeprecationWarning)
+            warnings.warn(f"stage '{stage}' did not converge: stopped", RuntimeWarning,
+                          stacklevel=1)
+        warnings.warn("old API", DeprecationWarning, stacklevel=1)
     assert notes == ["note: stage '+ cell', '+ U, V, W' did not converge: stopped"]
     assert err.getvalue().strip() == notes[0]
     assert "DeprecationWarning: old API" in log.read_text()  # to the log only

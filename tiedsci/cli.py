@@ -4,7 +4,8 @@ The three run-file commands share their behaviour (see ``docs/cli.md``):
 
 * the run file is validated first; problems are reported with the file, line and key and the
   command exits with status 2 (``--check`` stops after this validation);
-* progress bars go to stderr (``--quiet``: none), the JSON summary to stdout;
+* progress bars go to stderr (``--quiet``: none), the JSON summary to stdout; warnings become
+  one line each on stderr, in full in ``warnings.log`` of the output folder;
 * Ctrl-C writes the outputs of the best state reached (marked ``"interrupted": true``), says
   where they are and exits with status 130, without a traceback;
 * ``--resume`` continues from the checkpoint in the output folder.
@@ -58,8 +59,11 @@ def _run_file(command: str, args: argparse.Namespace) -> int:
             print(f"{path}: ok " + json.dumps(info, default=str))
             return 0
         extra = {"device": args.device} if getattr(args, "device", None) else {}
-        result = module.run_from_toml(path, out_dir, resume=args.resume,
-                                      progress=not args.quiet, **extra)
+        from tiedsci.progress import readable_warnings
+
+        with readable_warnings(out_dir / "warnings.log", quiet=args.quiet):
+            result = module.run_from_toml(path, out_dir, resume=args.resume,
+                                          progress=not args.quiet, **extra)
         print(json.dumps(result, indent=2, default=str), flush=True)
     except (RunFileError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -187,7 +187,8 @@ def readable_warnings(log: str | Path | None = None, *, quiet: bool = False,
     Parameters
     ----------
     log : path, optional
-        Append the full warnings (category, message, file:line) to this file.
+        Append the full warnings (category, message, file:line) to this file (when its
+        folder exists).
     quiet : bool
         Print nothing (the log is still written).
     stream : text stream, optional
@@ -207,7 +208,7 @@ def readable_warnings(log: str | Path | None = None, *, quiet: bool = False,
             full = [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})"
                     for w in caught]
             notes.extend(summarize_warnings(caught))
-            if log is not None and full:
+            if log is not None and full and Path(log).parent.is_dir():
                 with open(log, "a", encoding="utf-8") as fh:
                     fh.write("\n".join(full) + "\n")
             if not quiet:

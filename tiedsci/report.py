@@ -209,8 +209,8 @@ def _hmm_prose(s: Mapping[str, Any]) -> str:
             "comparison is fair only because both models are charged for their true "
             "number of free parameters.")
     return _p(
-        f"<b>Data.</b> {html.escape(str(s['data'])).capitalize()}; the series switches between a calm "
-        "and an active regime.",
+        f"<b>Data.</b> {html.escape(str(s['data'])).capitalize()}; the series switches "
+        "between a calm and an active regime.",
         "<b>Tie.</b> A plain HMM state stays for a geometric (memoryless) time. Splitting each "
         "regime into two sub-states in series that share one Poisson rate "
         "(<code>tie_states=[[0, 1], [2, 3]]</code>) gives regime durations with a mode away "
