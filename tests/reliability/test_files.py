@@ -231,5 +231,5 @@ def test_html_report_is_atomic(tmp_path, monkeypatch):
     out = tmp_path / "run"
     out.mkdir()
     path = out / "report.html"
-    _atomic(path, lambda: write_html_report(out, {"a": {"x": 1.0}}, {"a": "A"}),
-            lambda: write_html_report(out, {"a": {"x": 2.0}}, {"a": "A"}), monkeypatch)
+    _atomic(path, lambda: write_html_report(out, {"a": {"x": 1.0}}),
+            lambda: write_html_report(out, {"a": {"x": 2.0}}), monkeypatch)
