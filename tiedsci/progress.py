@@ -88,6 +88,10 @@ class ProgressBar:
         self.close()
 
 
+# whole units shown (a time budget is counted in fractional seconds)
+_FORMAT = "{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}{postfix}]"
+
+
 def progress_bar(total: float, desc: str, *, enabled: bool = True, unit: str = "step",
                  stream: TextIO | None = None) -> ProgressBar:
     """A :class:`ProgressBar` of ``total`` units, drawn on ``stream`` (default: stderr).
@@ -112,7 +116,7 @@ def progress_bar(total: float, desc: str, *, enabled: bool = True, unit: str = "
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc=desc, unit=unit, file=stream or sys.stderr, leave=True,
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, bar_format=_FORMAT)
     return ProgressBar(total=float(total), bar=bar)
 
 
@@ -144,6 +148,7 @@ class StageProgress:
         self.bar.set_postfix(step=n_iter, chi2=f"{chi2:.6g}")
 
     def finish(self) -> None:
+        self.bar.set_description(f"LM stages: {len(self.names)} done")
         self.bar.finish()
 
 
