@@ -47,8 +47,10 @@ def test_gaussian_matches_hmmlearn(rng, kind):
     ours.covars_ = np.array(start_cov)
     ref, ours = _fit_pair(ref, ours, ["startprob_", "transmat_", "means_"], x, lengths)
     cov = ref._covars_[:, 0] if kind == "spherical" else ref._covars_  # hmmlearn tiles it
-    _assert_same(ref, ours, ["startprob_", "transmat_", "means_", "covars_"], x, lengths,
-                 {"covars_": cov})
+    _assert_same(ref, ours, ["startprob_", "transmat_", "means_"], x, lengths)
+    assert _rel(ours._covars_, cov) < RTOL  # the compact form; covars_ gives full matrices
+    if kind != "spherical":  # hmmlearn's getter mis-shapes the spherical covariances it tiled
+        assert _rel(ours.covars_, ref.covars_) < RTOL
 
 
 def test_categorical_matches_hmmlearn(rng):

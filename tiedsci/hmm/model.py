@@ -28,9 +28,11 @@ from tiedsci.hmm.em import ConvergenceMonitor, EMState, Problem, ResidentShards,
 from tiedsci.hmm.engines import get_engine
 from tiedsci.hmm.packing import make_packing
 
-__all__ = ["TiedHMM", "check_lengths"]
+__all__ = ["TiedHMM", "check_lengths", "STORED_ATTRIBUTES"]
 
 _BASE_LETTERS = {"s": "startprob", "t": "transmat"}
+STORED_ATTRIBUTES = ("startprob_", "transmat_", "means_", "covars_", "emissionprob_", "lambdas_",
+                     "weights_")
 
 
 def check_lengths(lengths: Any, n_samples: int) -> np.ndarray:
@@ -130,6 +132,12 @@ class TiedHMM:
         Where the E-step runs. ``dtype`` defaults to float64.
     random_state : int, Generator or None
     verbose : bool
+    startprob_prior, transmat_prior : float or array
+        Dirichlet concentrations (hmmlearn's names and defaults; 1 is maximum likelihood).
+        The emission family's priors (``emission.prior_defaults``, e.g. ``means_prior``) are
+        read from attributes of the same names. EM is then MAP: each prior counts once per tie
+        group (:mod:`tiedsci.hmm.priors`); ``monitor_`` and ``score`` report the
+        log-likelihood, as hmmlearn does.
 
     Notes
     -----
@@ -146,8 +154,11 @@ class TiedHMM:
                  params: Any = None, init_params: Any = None, n_iter: int = 10,
                  tol: float = 1e-2, algorithm: str = "viterbi", engine: str = "numpy",
                  device: Any = None, dtype: Any = None, random_state: Any = None,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, startprob_prior: Any = 1.0,
+                 transmat_prior: Any = 1.0) -> None:
         self.emission = emission
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
         self.n_components = n_components
         self.tie_states = tie_states
         self.ties = ties
@@ -205,9 +216,7 @@ class TiedHMM:
     # ------------------------------------------------------------------ values <-> attributes
     def _attribute_values(self) -> dict[str, np.ndarray]:
         em = self._emission()
-        attrs = {k: getattr(self, k) for k in ("startprob_", "transmat_", "means_", "covars_",
-                                               "emissionprob_", "lambdas_", "weights_")
-                 if getattr(self, k, None) is not None}
+        attrs = {k: self._stored(k) for k in STORED_ATTRIBUTES if self._stored(k) is not None}
         out: dict[str, np.ndarray] = {}
         if "startprob_" in attrs:
             out["startprob"] = np.asarray(attrs["startprob_"], dtype=float).copy()
@@ -215,6 +224,10 @@ class TiedHMM:
             out["transmat"] = np.asarray(attrs["transmat_"], dtype=float).copy()
         out.update(em.from_public(attrs, int(self.n_components)))
         return out
+
+    def _stored(self, name: str) -> Any:
+        """The fitted attribute ``name`` as stored (hmmlearn's compact form; None if unset)."""
+        return getattr(self, name, None)
 
     def _set_attributes(self, values: Mapping[str, np.ndarray]) -> None:
         self.startprob_ = np.asarray(values["startprob"]).copy()
