@@ -21,7 +21,8 @@ from tiedsci.hmm import priors as pr
 from tiedsci.hmm.engines import Engine
 from tiedsci.hmm.family import Frames, Keep, Pool
 
-__all__ = ["GaussianEmission", "CategoricalEmission", "PoissonEmission", "GMMEmission",
+__all__ = ["GaussianEmission", "CategoricalEmission", "MultinomialEmission", "PoissonEmission",
+           "GMMEmission",
            "simplex_mstep", "compact_covars", "COVARIANCE_TYPES"]
 
 COVARIANCE_TYPES = ("spherical", "diag", "full", "tied")
@@ -179,6 +180,8 @@ def _to_internal_cov(c: np.ndarray, kind: str, comp: tuple[int, ...], d: int) ->
         return np.broadcast_to(c, comp + (d, d)).copy()
     if len(comp) == 1:
         c = compact_covars(c, kind)
+    if kind == "spherical" and c.shape != comp and c.size == int(np.prod(comp, dtype=int)):
+        c = c.reshape(comp)  # hmmlearn ravels spherical covariances of any shape
     want = {"spherical": comp, "diag": comp + (d,), "full": comp + (d, d)}[kind]
     if c.shape != want:
         raise DataError(f"covars_ for covariance_type={kind!r} must have shape {want}, "
@@ -434,6 +437,80 @@ class CategoricalEmission:
                rng: np.random.Generator) -> np.ndarray:
         p = values["emissionprob"][state]
         return np.array([rng.choice(p.shape[0], p=p)])
+
+
+@dataclass(frozen=True)
+class MultinomialEmission:
+    """Counts of ``n_features`` categories in ``n_trials`` draws per sample (hmmlearn's
+    MultinomialHMM); X of shape (n_samples, n_features), non-negative integers.
+
+    ``n_trials`` is an int, a tuple of per-sample totals, or None (taken from the row sums);
+    rows whose sum differs from it are a :class:`~tiedsci.errors.DataError`. The statistics
+    and M-step are the categorical ones with counts weighted by the draws.
+    """
+
+    n_trials: int | tuple[int, ...] | None = None
+
+    letters = {"e": "emissionprob"}
+    prior_defaults = {"emissionprob_prior": 1.0}
+
+    def check(self) -> None:
+        n = self.n_trials
+        if n is not None and np.any(np.asarray(n) < 0):
+            raise ValueError(f"n_trials must be >= 0, got {n!r}")
+
+    def validate(self, x: Any) -> np.ndarray:
+        x = _as_matrix(x)
+        _check_finite(x, "X")
+        if np.any(x < 0) or np.any(x != np.round(x)):
+            row = int(np.argwhere((x < 0) | (x != np.round(x)))[0][0])
+            raise DataError(f"X row {row}: multinomial counts must be non-negative integers")
+        if self.n_trials is not None:
+            want = np.asarray(self.n_trials)
+            sums = x.sum(1)
+            if want.ndim and want.shape != sums.shape:
+                raise DataError(f"n_trials has {want.size} entries but X has {sums.size} rows")
+            bad = np.flatnonzero(sums != want)
+            if bad.size:
+                r = int(bad[0])
+                raise DataError(f"X row {r} sums to {int(sums[r])} counts, inconsistent with "
+                                f"n_trials={int(np.broadcast_to(want, sums.shape)[r])}")
+        return x
+
+    def init(self, x: np.ndarray, n_states: int, rng: np.random.Generator,
+             which: set[str]) -> dict[str, np.ndarray]:
+        if "emissionprob" not in which:
+            return {}
+        return {"emissionprob": rng.dirichlet(np.ones(x.shape[1]), size=n_states)}
+
+    declare = CategoricalEmission.declare
+    check_priors = CategoricalEmission.check_priors
+    m_step = CategoricalEmission.m_step
+    to_public = CategoricalEmission.to_public
+    from_public = CategoricalEmission.from_public
+    n_features_of = CategoricalEmission.n_features_of
+    n_columns = CategoricalEmission.n_features_of
+
+    def prepare(self, x: np.ndarray, eng: Engine, values: dict[str, np.ndarray]) -> Frames:
+        from scipy.special import gammaln
+
+        const = gammaln(x.sum(1) + 1) - gammaln(x + 1).sum(1)
+        return {"x": eng.asarray(x), "const": eng.asarray(const)}
+
+    def log_prob(self, values: dict[str, np.ndarray], frames: Frames, eng: Engine) -> Any:
+        log_e = np.log(np.maximum(values["emissionprob"], 1e-300))
+        return frames["x"] @ eng.asarray(log_e.T) + frames["const"][:, None]
+
+    def accumulate(self, values: dict[str, np.ndarray], frames: Frames, gamma: Any,
+                   eng: Engine) -> dict[str, np.ndarray]:
+        return {"counts": np.asarray(eng.to_numpy(gamma.T @ frames["x"]), dtype=float)}
+
+    def sample(self, values: dict[str, np.ndarray], state: int,
+               rng: np.random.Generator) -> np.ndarray:
+        n = np.unique(np.asarray(self.n_trials)) if self.n_trials is not None else ()
+        if len(n) != 1:
+            raise ValueError("For sampling, a single n_trials must be given (set n_trials)")
+        return rng.multinomial(int(n[0]), values["emissionprob"][state]).astype(float)
 
 
 @dataclass(frozen=True)

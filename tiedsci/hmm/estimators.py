@@ -17,12 +17,14 @@ from tiedsci.hmm.emissions import (
     CategoricalEmission,
     GaussianEmission,
     GMMEmission,
+    MultinomialEmission,
     PoissonEmission,
     compact_covars,
 )
 from tiedsci.hmm.model import TiedHMM
 
-__all__ = ["GaussianHMM", "CategoricalHMM", "PoissonHMM", "GMMHMM", "TiedMixtureHMM"]
+__all__ = ["GaussianHMM", "CategoricalHMM", "MultinomialHMM", "PoissonHMM", "GMMHMM",
+           "TiedMixtureHMM"]
 
 Groups = Sequence[Sequence[int]] | None
 TieMap = Mapping[str, Sequence[Sequence[int]]] | None
@@ -143,6 +145,40 @@ class CategoricalHMM(TiedHMM):
         if n is None and e is not None:
             n = int(np.shape(e)[1])
         return CategoricalEmission(None if n is None else int(n))
+
+
+class MultinomialHMM(TiedHMM):
+    """HMM with multinomial emissions: each sample counts ``n_features`` categories over
+    ``n_trials`` draws (hmmlearn's MultinomialHMM; ``n_trials=1`` is a one-hot categorical).
+
+    ``n_trials``: int, per-sample array, or None (taken from the data's row sums; sampling then
+    needs it set). ``emissionprob_prior`` (Dirichlet, default 1: maximum likelihood) is a
+    tiedsci addition.
+    """
+
+    def __init__(self, n_components: int = 1, n_trials: Any = None,
+                 startprob_prior: Any = 1.0, transmat_prior: Any = 1.0,
+                 algorithm: str = "viterbi", random_state: Any = None, n_iter: int = 10,
+                 tol: float = 1e-2, verbose: bool = False, params: Any = "ste",
+                 init_params: Any = "ste", implementation: str = "log", *,
+                 emissionprob_prior: Any = 1.0, tie_states: Groups = None,
+                 ties: TieMap = None, fixed: Mapping[str, Any] | None = None,
+                 engine: str = "numpy", device: Any = None, dtype: Any = None) -> None:
+        _base(self, n_components, startprob_prior, transmat_prior, algorithm, random_state,
+              n_iter, tol, verbose, params, init_params, implementation, tie_states, ties,
+              fixed, engine, device, dtype)
+        self.n_trials = n_trials
+        self.emissionprob_prior = emissionprob_prior
+
+    def _emission(self) -> MultinomialEmission:
+        n = self.n_trials
+        if n is not None and np.ndim(n):
+            n = tuple(int(v) for v in np.ravel(n))
+        elif n is not None:
+            n = int(n)
+        em = MultinomialEmission(n)
+        em.check()
+        return em
 
 
 class PoissonHMM(TiedHMM):

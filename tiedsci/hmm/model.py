@@ -12,6 +12,7 @@ them and fitting with ``init_params=""`` starts EM there. ``report()``, ``plot()
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +31,7 @@ from tiedsci.hmm.packing import make_packing
 
 __all__ = ["TiedHMM", "check_lengths", "STORED_ATTRIBUTES"]
 
+_log = logging.getLogger(__name__)
 _BASE_LETTERS = {"s": "startprob", "t": "transmat"}
 STORED_ATTRIBUTES = ("startprob_", "transmat_", "means_", "covars_", "emissionprob_", "lambdas_",
                      "weights_")
@@ -205,8 +207,10 @@ class TiedHMM:
         if math.isnan(tol):
             raise DeclarationError(f"tol must be a number, got {self.tol!r}")
 
-    def _rng(self) -> np.random.Generator:
-        rs = self.random_state
+    def _rng(self, rs: Any = None) -> np.random.Generator:
+        """A Generator from ``rs`` (default: ``random_state``): None, an int seed, a numpy
+        ``Generator``, ``RandomState`` or ``SeedSequence`` (what hmmlearn and numpy accept)."""
+        rs = self.random_state if rs is None else rs
         if isinstance(rs, np.random.Generator):
             return rs
         if isinstance(rs, np.random.RandomState):
@@ -289,6 +293,10 @@ class TiedHMM:
         init = letters_to_names("stmcewl" if self.init_params is None else self.init_params,
                                  ALL_LETTERS)
         current = self._attribute_values()
+        for name in sorted(init & set(current), key=self._param_names().index):
+            letter = next(c for c, n in ALL_LETTERS.items() if n == name)
+            _log.warning("Even though the %r attribute is set, it will be overwritten during "
+                         "initialization because 'init_params' contains %r", name + "_", letter)
         values: dict[str, np.ndarray] = {}
         if "startprob" in init or "startprob" not in current:
             values["startprob"] = np.full(k, 1.0 / k)
@@ -488,8 +496,7 @@ class TiedHMM:
         if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) \
                 or n_samples < 0:
             raise ValueError(f"n_samples must be an integer >= 0, got {n_samples!r}")
-        rng = np.random.default_rng(random_state) if not isinstance(
-            random_state, np.random.Generator) else random_state
+        rng = self._rng(random_state)
         em = self._emission()
         k = int(self.n_components)
         if currstate is not None and not (isinstance(currstate, int | np.integer)
@@ -591,6 +598,13 @@ class TiedHMM:
         return {n: getattr(self, n) for n in names}
 
     def set_params(self, **params: Any) -> TiedHMM:
+        """Set constructor arguments (sklearn contract); an unknown name is a ``ValueError``
+        listing the valid ones, and nothing is set."""
+        valid = self.get_params()
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ValueError(f"Invalid parameter(s) {unknown} for {type(self).__name__}; "
+                             f"valid parameters: {sorted(valid)}")
         for k, v in params.items():
             setattr(self, k, v)
         return self
