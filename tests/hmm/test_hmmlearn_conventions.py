@@ -151,3 +151,25 @@ def test_outlier_in_a_hand_started_two_state_model_fits(rng):
     model.fit(data[:, None])
     assert np.isfinite(model.score(data[:, None]))
     assert np.all(np.isfinite(model.means_)) and np.all(np.isfinite(model.covars_))
+
+
+def _gmm_frames(rng, n=1000, k=3, m=2, d=2):
+    """Independent frames from a mixture of ``k * m`` well-separated Gaussians."""
+    centres = rng.uniform(-20, 20, size=(k * m, d))
+    comp = rng.integers(0, k * m, size=n)
+    return centres[comp] + rng.normal(scale=rng.uniform(0.2, 1.0, (k * m, 1))[comp], size=(n, d))
+
+
+@pytest.mark.parametrize("kind", ["diag", "full"])
+def test_gmm_fit_does_not_depend_on_how_one_sequence_is_chunked(rng, kind):
+    # each state's mixture starts from a k-means split of that state's own cluster, so the two
+    # fits start equal and reach the same optimum; only the 4 cut transitions differ
+    x = _gmm_frames(rng)
+    fits = []
+    for lengths in (None, [200] * 5):
+        model = th.GMMHMM(3, 2, covariance_type=kind, random_state=1, n_iter=30, tol=1e-6)
+        model.startprob_, model.transmat_ = np.full(3, 1 / 3), np.full((3, 3), 1 / 3)
+        model.set_params(init_params="mcw")
+        fits.append(model.fit(x, lengths))
+    np.testing.assert_allclose(fits[0].means_, fits[1].means_, atol=1e-2)
+    np.testing.assert_allclose(fits[0].weights_, fits[1].weights_, atol=1e-3)

@@ -132,6 +132,24 @@ def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, n_iter: int = 20) -
     return np.asarray(centers, dtype=float)
 
 
+def _nested_kmeans(x: np.ndarray, n_states: int, n_mix: int, rng: np.random.Generator,
+                   min_covar: float) -> np.ndarray:
+    """Initial mixture means, shape (n_states, n_mix, D): k-means into ``n_states`` clusters,
+    then each cluster into ``n_mix`` (a state's components start near each other, so EM starts
+    from coherent states and does not depend on how the frames are split into sequences). A
+    cluster with fewer than ``n_mix`` frames draws its components around the data mean."""
+    centers = _kmeans(x, n_states, rng)
+    labels = np.argmin(((x[:, None, :] - centers[None]) ** 2).sum(-1), axis=1)
+    out = []
+    for k in range(n_states):
+        xk = x[labels == k]
+        if xk.shape[0] >= n_mix:
+            out.append(_kmeans(xk, n_mix, rng))
+        else:
+            out.append(rng.multivariate_normal(x.mean(0), _data_cov(x, min_covar), size=n_mix))
+    return np.stack(out)
+
+
 def _declare_covars(reg: Registry, name: str, value: np.ndarray, kind: str,
                     tie_axis_all: int | None) -> None:
     """Declare covariances; full matrices get their symmetry as registry ties."""
@@ -650,8 +668,7 @@ class GMMEmission:
             if self.shared_codebook:
                 out["means"] = np.tile(_kmeans(x, m, rng)[None], (n_states, 1, 1))
             else:
-                centers = _kmeans(x, n_states * m, rng)
-                out["means"] = centers[rng.permutation(n_states * m)].reshape(n_states, m, d)
+                out["means"] = _nested_kmeans(x, n_states, m, rng, self.min_covar)
         if "covars" in which:
             cv = _data_cov(x, self.min_covar)
             out["covars"] = {"spherical": np.full((n_states, m), cv.diagonal().mean()),
