@@ -659,7 +659,6 @@ class GMMEmission:
 
     def init(self, x: np.ndarray, n_states: int, rng: np.random.Generator,
              which: set[str]) -> dict[str, np.ndarray]:
-        d = x.shape[1]
         m = int(self.n_mix)
         out: dict[str, np.ndarray] = {}
         if "weights" in which:
