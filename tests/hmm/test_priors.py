@@ -9,7 +9,7 @@ from hmmlearn import hmm
 from scipy.stats import norm
 
 import tiedsci.hmm as th
-from tests.hmm.conftest import random_gaussian_truth
+from tests.hmm.conftest import random_gaussian_truth, set_random_gmm
 from tiedsci.errors import PriorError, PriorWarning
 
 N_ITER = 10
@@ -189,13 +189,7 @@ def test_gmm_priors_match_hmmlearn(rng, kind):
                   covars_prior=alpha[kind], covars_weight=beta[kind])
     ref = hmm.GMMHMM(k, m, covariance_type=kind, init_params="", n_iter=N_ITER, tol=-np.inf,
                      **priors)
-    ref.startprob_ = rng.dirichlet(np.ones(k))
-    ref.transmat_ = rng.dirichlet(np.full(k, 3.0), size=k)
-    ref.weights_ = rng.dirichlet(np.ones(m), size=k)
-    ref.means_ = rng.normal(scale=2.0, size=(k, m, d))
-    ref.covars_ = {"diag": rng.uniform(0.5, 2, (k, m, d)), "spherical": rng.uniform(0.5, 2, (k, m)),
-                   "full": np.tile(np.eye(d), (k, m, 1, 1)), "tied": np.tile(np.eye(d), (k, 1, 1))
-                   }[kind]
+    set_random_gmm(ref, rng, kind, k, m, d)
     lengths = np.array([80, 60, 70])
     x, _ = ref.sample(lengths.sum(), random_state=3)
     ours = th.GMMHMM(k, m, covariance_type=kind, init_params="", n_iter=N_ITER, tol=-np.inf,
