@@ -173,3 +173,26 @@ def test_gmm_fit_does_not_depend_on_how_one_sequence_is_chunked(rng, kind):
         fits.append(model.fit(x, lengths))
     np.testing.assert_allclose(fits[0].means_, fits[1].means_, atol=1e-2)
     np.testing.assert_allclose(fits[0].weights_, fits[1].weights_, atol=1e-3)
+
+
+def test_a_user_monitor_set_before_fit_is_reported_to_and_can_stop_em(rng):
+    class StopAfterThree:  # hmmlearn's pattern: replace monitor_ with a custom monitor
+        def __init__(self):
+            self.history = []
+
+        def _reset(self):
+            self.history = []
+
+        def report(self, log_prob):
+            self.history.append(log_prob)
+
+        @property
+        def converged(self):
+            return len(self.history) >= 3
+
+    model = th.GaussianHMM(2, n_iter=50, tol=-np.inf, random_state=0)
+    assert model.monitor_.tol == model.tol and model.monitor_.n_iter == 50
+    model.monitor_ = StopAfterThree()
+    model.fit(rng.normal(size=(80, 1)))
+    assert isinstance(model.monitor_, StopAfterThree) and len(model.monitor_.history) == 3
+    assert model.em_state().monitor.iter == 3  # tiedsci's own view of it

@@ -59,6 +59,8 @@ class ConvergenceMonitor:
     interrupted : bool
         EM was stopped by Ctrl-C (KeyboardInterrupt); the values are those of the last
         completed iteration.
+    verbose : bool
+        hmmlearn's field (the estimator's ``verbose`` prints the iterations).
     """
 
     tol: float
@@ -67,6 +69,7 @@ class ConvergenceMonitor:
     iter: int = 0
     converged: bool = False
     interrupted: bool = False
+    verbose: bool = False
 
     def gain_below_tol(self) -> bool:
         """True when the last log-likelihood gain is below ``tol`` (the stopping rule)."""

@@ -66,8 +66,8 @@ def save(model: Any, path: str | Path, *, extra: Mapping[str, Any] | None = None
               if model._stored(k) is not None}
     meta: dict[str, Any] = {"class": cls, "params": params, "arrays": sorted(arrays),
                             "extra": dict(extra or {})}
-    monitor = getattr(model, "monitor_", None)
-    if monitor is not None:
+    monitor = model._own_monitor()
+    if monitor.history:
         meta["monitor"] = asdict(monitor)
     json_path = write_bundle(path, FORMAT, meta, arrays=arrays)
     return json_path, json_path.with_suffix(".npz")

@@ -161,6 +161,8 @@ class TiedHMM:
         self.emission = emission
         self.startprob_prior = startprob_prior
         self.transmat_prior = transmat_prior
+        # hmmlearn creates the monitor with the estimator (a user may replace it, see fit)
+        self.monitor_ = ConvergenceMonitor(tol=tol, n_iter=n_iter, verbose=verbose)
         self.n_components = n_components
         self.tie_states = tie_states
         self.ties = ties
@@ -381,21 +383,40 @@ class TiedHMM:
                           f"data); fewer states or more ties would help",
                           DegenerateDataWarning, stacklevel=2)
         problem, runner = self._problem(x, lengths, values, executor, client, n_shards)
+        watcher = self._user_monitor()
 
         def step(state: EMState) -> Any:
             if self.verbose:
                 print(f"iteration {state.monitor.iter:4d}  log-likelihood "
                       f"{state.monitor.history[-1]:.6f}")
-            if on_iteration is None:
-                return None
-            self._publish(layout, state)
-            return on_iteration(state)
+            stop = None
+            if on_iteration is not None:
+                self._publish(layout, state)
+                stop = on_iteration(state)
+            if watcher is not None:
+                watcher.report(state.monitor.history[-1])
+                stop = True if watcher.converged else stop
+            return stop
 
         state = baum_welch(values if start is None else start, [problem], layout, blocks,
                            int(self.n_iter), float(self.tol), on_iteration=step,
                            executor=runner)
         self._publish(layout, state)
+        if watcher is not None:
+            self.monitor_ = watcher
         return self
+
+    def _user_monitor(self) -> Any:
+        """A monitor the user put in ``monitor_`` before ``fit`` (hmmlearn's pattern: a
+        ``ConvergenceMonitor`` subclass), reset; EM reports every log-likelihood to it and
+        stops when its ``converged`` says so, and it stays ``monitor_``. None for tiedsci's
+        own monitor."""
+        mon = self.__dict__.get("monitor_")
+        if mon is None or isinstance(mon, ConvergenceMonitor):
+            return None
+        if hasattr(mon, "_reset"):
+            mon._reset()
+        return mon
 
     def _problem(self, x: np.ndarray, lengths: Any, values: dict[str, np.ndarray],
                  executor: Any, client: Any, n_shards: int | None) -> tuple[Any, Any]:
@@ -425,10 +446,18 @@ class TiedHMM:
         """The fitted parameters and monitor as an EM state (``fit(X, start=...)`` resumes)."""
         from copy import deepcopy
 
-        monitor = deepcopy(getattr(self, "monitor_", None))
-        if monitor is None:
-            monitor = ConvergenceMonitor(tol=float(self.tol), n_iter=int(self.n_iter))
-        return EMState(self._values(), monitor)
+        return EMState(self._values(), deepcopy(self._own_monitor()))
+
+    def _own_monitor(self) -> ConvergenceMonitor:
+        """``monitor_`` as tiedsci's :class:`ConvergenceMonitor` (a user's hmmlearn-style
+        monitor is converted from its ``history``)."""
+        mon = self.__dict__.get("monitor_")
+        if isinstance(mon, ConvergenceMonitor):
+            return mon
+        own = ConvergenceMonitor(tol=float(self.tol), n_iter=int(self.n_iter))
+        history = list(getattr(mon, "history", []) or [])
+        own.history, own.iter = [float(h) for h in history], len(history)
+        return own
 
     def _n_features(self, values: Mapping[str, np.ndarray]) -> int:
         return int(self._emission().n_features_of(dict(values)))
