@@ -7,9 +7,14 @@ seconds per EM iteration and the ratio to hmmlearn; plus a scaling row with 10^4
 hmmlearn is timed with its default ``implementation="log"`` and with its faster
 ``implementation="scaling"``; ratios are given against the faster of the two.
 
+Small rows (issue 14, what most users fit): Gaussian diag K=2 and K=4, D=2, one sequence of 200
+and 1000 steps, per-iteration time of a whole ``fit`` (setup included, 50 iterations, best of 5),
+hmmlearn ``scaling`` and ``log`` side by side (``--small-only`` runs just these).
+
 Usage::
 
     python benchmarks/hmm_vs_hmmlearn.py [--json] [--n-iter 50] [--scaling-len 200]
+    python benchmarks/hmm_vs_hmmlearn.py --small-only
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -92,6 +98,60 @@ def time_tiedsci(kind: str, engine: str, device: str | None, x: np.ndarray,
     return (time.perf_counter() - t0) / max(m.monitor_.iter, 1)
 
 
+def small_data(k: int, d: int, n: int, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """One sequence of ``n`` steps from a random K-state diagonal Gaussian model, and a
+    different random starting point."""
+    from hmmlearn import hmm
+
+    rng = np.random.default_rng(seed)
+    m = hmm.GaussianHMM(k, "diag", init_params="")
+    m.means_ = rng.normal(scale=2.0, size=(k, d))
+    m.covars_ = rng.uniform(0.5, 2.0, (k, d))
+    m.startprob_ = np.full(k, 1.0 / k)
+    m.transmat_ = rng.dirichlet(np.ones(k), size=k) * 0.5 + np.eye(k) * 0.5
+    x, _ = m.sample(n, random_state=1)
+    start = {"startprob_": np.full(k, 1.0 / k),
+             "transmat_": rng.dirichlet(np.full(k, 5.0), size=k),
+             "means_": rng.normal(scale=2.0, size=(k, d)), "covars_": np.ones((k, d))}
+    return x, start
+
+
+def _best_fit_time(make: Any, x: np.ndarray, start: dict[str, Any], repeats: int) -> float:
+    """Best over ``repeats`` of (seconds of one fit) / iterations."""
+    best = np.inf
+    for _ in range(repeats):
+        m = _set(make(), start)
+        t0 = time.perf_counter()
+        m.fit(x)
+        best = min(best, (time.perf_counter() - t0) / max(m.monitor_.iter, 1))
+    return float(best)
+
+
+def run_small(n_iter: int = 50, repeats: int = 5) -> list[dict[str, Any]]:
+    """The small rows: ratios against hmmlearn's default ``log`` implementation."""
+    from hmmlearn import hmm
+
+    import tiedsci.hmm as th
+
+    rows = []
+    kw = {"init_params": "", "n_iter": n_iter, "tol": -np.inf}
+    for k in (2, 4):
+        for n in (200, 1000):
+            x, start = small_data(k, 2, n)
+            label = f"small: gaussian diag K={k} D=2, 1 seq x {n} steps, {n_iter} iter"
+            makers = {
+                "hmmlearn scaling": partial(hmm.GaussianHMM, k, "diag", implementation="scaling",
+                                            **kw),
+                "hmmlearn log": partial(hmm.GaussianHMM, k, "diag", implementation="log", **kw),
+                "tiedsci cpu (numpy)": partial(th.GaussianHMM, k, "diag", **kw)}
+            times = {name: _best_fit_time(make, x, start, repeats)
+                     for name, make in makers.items()}
+            for name, s in times.items():
+                rows.append({"workload": label, "impl": name, "s_per_iter": s,
+                             "ratio": s / times["hmmlearn log"]})
+    return rows
+
+
 def run(n_iter: int = 50, n_seq: int = 200, seq_len: int = 500, scaling_seqs: int = 10_000,
         scaling_len: int = 200, scaling_iter: int = 3, hmmlearn_log: bool = True,
         torch_threads: int | None = 1) -> list[dict[str, Any]]:
@@ -138,6 +198,8 @@ def main() -> None:
                    help="skip hmmlearn's slower default implementation='log'")
     p.add_argument("--torch-threads", type=int, default=1,
                    help="torch CPU threads (0 = torch default); 1 avoids oversubscription")
+    p.add_argument("--small-only", action="store_true",
+                   help="only the small rows (ratios against hmmlearn log)")
     p.add_argument("--blas-threads", type=int, default=1,
                    help="BLAS threads for numpy (all implementations; 0 = library default)")
     a = p.parse_args()
@@ -146,9 +208,11 @@ def main() -> None:
         from threadpoolctl import threadpool_limits
 
         limits = threadpool_limits(limits=a.blas_threads, user_api="blas")
-    rows = run(a.n_iter, scaling_seqs=a.scaling_seqs, scaling_len=a.scaling_len,
-               scaling_iter=a.scaling_iter, hmmlearn_log=not a.no_hmmlearn_log,
-               torch_threads=a.torch_threads or None)
+    rows = run_small()
+    if not a.small_only:
+        rows += run(a.n_iter, scaling_seqs=a.scaling_seqs, scaling_len=a.scaling_len,
+                    scaling_iter=a.scaling_iter, hmmlearn_log=not a.no_hmmlearn_log,
+                    torch_threads=a.torch_threads or None)
     if limits is not None:
         limits.restore_original_limits()
     if a.json:
@@ -159,8 +223,9 @@ def main() -> None:
         if r["workload"] != current:
             current = r["workload"]
             print(f"\n{current}")
-            print(f"  {'implementation':<22}{'s/iter':>10}{'ratio vs best hmmlearn':>26}")
-        print(f"  {r['impl']:<22}{r['s_per_iter']:>10.4f}{r['ratio']:>26.2f}")
+            ref = "hmmlearn log" if current.startswith("small") else "best hmmlearn"
+            print(f"  {'implementation':<22}{'ms/iter':>10}{'ratio vs ' + ref:>26}")
+        print(f"  {r['impl']:<22}{1e3 * r['s_per_iter']:>10.3f}{r['ratio']:>26.2f}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ __all__ = [
     "CheckpointError",
     "DegenerateDataWarning",
     "RelationOverrideWarning",
+    "PriorError",
+    "PriorWarning",
 ]
 
 
@@ -98,6 +100,16 @@ class RunFileError(TiedSciError, ValueError):
 
 class CheckpointError(TiedSciError, ValueError):
     """A checkpoint file cannot be used to resume (truncated, corrupt, or of another run)."""
+
+
+class PriorError(TiedSciError, ValueError):
+    """A prior hyperparameter is invalid: wrong shape, wrong sign, NaN/inf, or a Dirichlet
+    concentration <= 0; the message names the prior."""
+
+
+class PriorWarning(UserWarning):
+    """A prior is legal but has no interior MAP optimum (a Dirichlet concentration below 1):
+    the message says what the M-step does instead."""
 
 
 class DegenerateDataWarning(UserWarning):

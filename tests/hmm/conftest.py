@@ -44,3 +44,16 @@ def random_gaussian_truth(rng: np.random.Generator, k: int, d: int, kind: str) -
 def _spd(rng: np.random.Generator, d: int) -> np.ndarray:
     a = rng.normal(size=(d, d)) * 0.4
     return a @ a.T + np.eye(d) * rng.uniform(0.5, 1.5)
+
+
+def set_random_gmm(model, rng: np.random.Generator, kind: str, k: int, m: int, d: int):
+    """Random GMM-HMM parameters in hmmlearn's shapes, set on ``model``; returns it."""
+    model.startprob_ = rng.dirichlet(np.ones(k))
+    model.transmat_ = rng.dirichlet(np.full(k, 3.0), size=k)
+    model.weights_ = rng.dirichlet(np.ones(m), size=k)
+    model.means_ = rng.normal(scale=2.0, size=(k, m, d))
+    model.covars_ = {"diag": rng.uniform(0.5, 2, (k, m, d)),
+                     "spherical": rng.uniform(0.5, 2, (k, m)),
+                     "full": np.tile(np.eye(d), (k, m, 1, 1)),
+                     "tied": np.tile(np.eye(d), (k, 1, 1))}[kind]
+    return model

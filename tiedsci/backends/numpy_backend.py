@@ -83,6 +83,20 @@ class NumpyEngine:
     def tiny(self) -> float:
         return float(np.finfo(self.dtype).tiny)
 
+    def sequence_kernels(self) -> Any:
+        """Compiled scaled forward / backward / xi-sum kernels for one float64 sequence
+        (hmmlearn's ``_hmmc`` extension: ``forward_scaling``, ``backward_scaling``,
+        ``compute_scaling_xi_sum``), or None when absent or not float64. A recursion over
+        time in Python costs microseconds per step, whatever the model size; these do not."""
+        if np.dtype(self.dtype) != np.float64:
+            return None
+        try:
+            from hmmlearn import _hmmc
+        except ImportError:  # pragma: no cover - hmmlearn is a dependency
+            return None
+        needed = ("forward_scaling", "backward_scaling", "compute_scaling_xi_sum")
+        return _hmmc if all(hasattr(_hmmc, n) for n in needed) else None
+
     def asarray(self, x: Any) -> np.ndarray:
         return np.asarray(x, dtype=self.dtype)
 

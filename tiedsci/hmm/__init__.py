@@ -1,8 +1,8 @@
 """Tied hidden Markov models trained by Baum-Welch with pooled statistics.
 
 hmmlearn-compatible estimators (:class:`GaussianHMM`, :class:`CategoricalHMM`,
-:class:`PoissonHMM`, :class:`GMMHMM`) plus :class:`TiedMixtureHMM`, all accepting
-``tie_states=``, ``ties=`` and ``fixed=``; every tie goes through the core registry
+:class:`MultinomialHMM`, :class:`PoissonHMM`, :class:`GMMHMM`) plus :class:`TiedMixtureHMM`,
+all accepting ``tie_states=``, ``ties=`` and ``fixed=``; every tie goes through the core registry
 (``model.layout_``). numpy engine by default, torch with ``engine="torch"``.
 
 The same verbs as every tiedsci domain: ``est.fit(X, lengths) -> est`` (sklearn; ``start=``
@@ -15,12 +15,14 @@ from tiedsci.hmm.emissions import (
     CategoricalEmission,
     GaussianEmission,
     GMMEmission,
+    MultinomialEmission,
     PoissonEmission,
 )
 from tiedsci.hmm.estimators import (
     GMMHMM,
     CategoricalHMM,
     GaussianHMM,
+    MultinomialHMM,
     PoissonHMM,
     TiedMixtureHMM,
 )
@@ -34,11 +36,13 @@ __all__ = [
     "TiedHMM",
     "GaussianHMM",
     "CategoricalHMM",
+    "MultinomialHMM",
     "PoissonHMM",
     "GMMHMM",
     "TiedMixtureHMM",
     "GaussianEmission",
     "CategoricalEmission",
+    "MultinomialEmission",
     "PoissonEmission",
     "GMMEmission",
     "EmissionFamily",

@@ -8,6 +8,7 @@ model's states sit in the joint registry is :func:`model_blocks`'s answer, and n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from tiedsci.core import Registry, Simplex
 from tiedsci.errors import DeclarationError
 from tiedsci.hmm.em import ModelBlocks
+from tiedsci.hmm.priors import dirichlet
 
 if TYPE_CHECKING:
     from tiedsci.hmm.model import TiedHMM
@@ -71,6 +73,7 @@ def declare_hmms(models: Sequence[TiedHMM], values: Sequence[Mapping[str, np.nda
         v = dict(v)
         m._check_values(v)
         checked.append(v)
+    blocks = replace(blocks, priors=_checked_priors(models, checked, blocks))
     reg = Registry()
     for i, v in enumerate(checked):
         reg.declare(blocks.name(i, "startprob"), v["startprob"], bounds=Simplex(axis=0))
@@ -83,6 +86,24 @@ def declare_hmms(models: Sequence[TiedHMM], values: Sequence[Mapping[str, np.nda
     for i, m in enumerate(models):
         _declare_fixed(reg, blocks, i, m)
     return reg, blocks
+
+
+def _checked_priors(models: Sequence[TiedHMM], values: Sequence[Mapping[str, np.ndarray]],
+                    blocks: ModelBlocks) -> dict[str, np.ndarray]:
+    """Every model's priors, checked (:mod:`tiedsci.hmm.priors`), under registry names for
+    ``startprob`` / ``transmat`` and hmmlearn names (states stacked) for the emission's."""
+    out: dict[str, np.ndarray] = {}
+    per_model = []
+    for i, (m, v) in enumerate(zip(models, values, strict=True)):
+        for base in ("startprob", "transmat"):
+            out[blocks.name(i, base)] = dirichlet(f"{base}_prior", getattr(m, f"{base}_prior",
+                                                                          1.0), v[base].shape)
+        em = blocks.emission
+        raw = {n: getattr(m, n, d) for n, d in getattr(em, "prior_defaults", {}).items()}
+        per_model.append(em.check_priors(raw, dict(v)) if raw else {})
+    for key in per_model[0]:
+        out[key] = np.concatenate([p[key] for p in per_model], axis=0)
+    return out
 
 
 def model_blocks(models: Sequence[TiedHMM]) -> ModelBlocks:

@@ -29,7 +29,7 @@ from tiedsci.hmm.gaussian_core import MIN_POST
 from tiedsci.hmm.inference import PackedIndex, forward_backward
 
 __all__ = ["Problem", "ResidentShards", "ConvergenceMonitor", "EMState", "ModelBlocks",
-           "frozen_masks", "pool_and_keep", "e_step", "m_step", "baum_welch"]
+           "frozen_masks", "Pooling", "pool_and_keep", "e_step", "m_step", "baum_welch"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,6 +59,8 @@ class ConvergenceMonitor:
     interrupted : bool
         EM was stopped by Ctrl-C (KeyboardInterrupt); the values are those of the last
         completed iteration.
+    verbose : bool
+        hmmlearn's field (the estimator's ``verbose`` prints the iterations).
     """
 
     tol: float
@@ -67,6 +69,7 @@ class ConvergenceMonitor:
     iter: int = 0
     converged: bool = False
     interrupted: bool = False
+    verbose: bool = False
 
     def gain_below_tol(self) -> bool:
         """True when the last log-likelihood gain is below ``tol`` (the stopping rule)."""
@@ -108,10 +111,16 @@ class ModelBlocks:
         Shared by all models.
     sizes : tuple of int
         Number of states of each model.
+    priors : dict
+        Checked prior arrays (:mod:`tiedsci.hmm.priors`): ``startprob`` / ``transmat`` (under
+        their registry names) hold Dirichlet concentrations; the emission's priors keep
+        hmmlearn's names (``means_prior`` ...) with the stacked state axis first. Empty: the
+        maximum-likelihood M-step.
     """
 
     emission: Any
     sizes: tuple[int, ...]
+    priors: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def offsets(self) -> tuple[int, ...]:
@@ -121,6 +130,13 @@ class ModelBlocks:
     @property
     def emission_names(self) -> tuple[str, ...]:
         return tuple(self.emission.letters.values())
+
+    @property
+    def emission_priors(self) -> dict[str, np.ndarray]:
+        """The emission family's priors (hmmlearn names)."""
+        bases = {self.name(i, b) for i in range(len(self.sizes))
+                 for b in ("startprob", "transmat")}
+        return {k: v for k, v in self.priors.items() if k not in bases}
 
     def name(self, i: int, base: str) -> str:
         """Registry name of model ``i``'s ``"startprob"`` or ``"transmat"``."""
@@ -174,29 +190,87 @@ def e_step(values: dict[str, np.ndarray], problem: Problem) -> tuple[dict[str, A
     return stats, float(post.log_likelihood.sum())
 
 
-def pool_and_keep(layout: Layout, frozen: dict[str, np.ndarray]
-                  ) -> tuple[Callable[..., np.ndarray], Callable[..., np.ndarray]]:
-    """The two callables handed to the emission M-steps.
+class Pooling:
+    """The ``pool`` callable handed to the emission M-steps (one per fit: caches group sizes).
 
     ``pool(name, stats, unit_axes=0)`` sums statistics over tie groups (registry
     ``pool_stats``; ``unit_axes=1`` for one statistic per vector of the last axis);
-    ``keep(name, new, old, valid)`` keeps old values where elements are fixed, have no posterior
-    mass (``valid`` False) or came out non-finite.
+    ``pool.once(name, term)`` adds a prior term once per tie group (each member contributes
+    ``term / group size``; see :mod:`tiedsci.hmm.priors`). A parameter without ties is
+    detected once and skips the registry round trip.
     """
 
-    def pool(name: str, st: np.ndarray, unit_axes: int = 0) -> np.ndarray:
-        return np.asarray(layout.pool_stats({name: st}, unit_axes=unit_axes)[name])
+    def __init__(self, layout: Layout) -> None:
+        self._layout = layout
+        self._sizes: dict[tuple[str, int], np.ndarray] = {}
+        self._identity: dict[tuple[str, int], bool] = {}
+
+    def _is_identity(self, name: str, unit_axes: int) -> bool:
+        key = (name, unit_axes)
+        if key not in self._identity:
+            shape = self._layout.shapes[name]
+            lead = shape[:len(shape) - unit_axes]
+            probe = np.arange(1.0, 1.0 + int(np.prod(lead, dtype=int))).reshape(lead + (1,))
+            pooled = self._layout.pool_stats({name: probe}, unit_axes=unit_axes)[name]
+            self._identity[key] = bool(np.array_equal(np.asarray(pooled), probe))
+        return self._identity[key]
+
+    def __call__(self, name: str, st: np.ndarray, unit_axes: int = 0) -> np.ndarray:
+        if self._is_identity(name, unit_axes):
+            return np.asarray(st)
+        return np.asarray(self._layout.pool_stats({name: st}, unit_axes=unit_axes)[name])
+
+    def sizes(self, name: str, unit_axes: int = 0) -> np.ndarray:
+        """Size of the tie group of every element (unit) of ``name``: shape ``lead + (1,)``."""
+        key = (name, unit_axes)
+        if key not in self._sizes:
+            shape = self._layout.shapes[name]
+            ones = np.ones(shape[:len(shape) - unit_axes] + (1,))
+            self._sizes[key] = self(name, ones, unit_axes)
+        return self._sizes[key]
+
+    def once(self, name: str, term: Any, unit_axes: int = 0) -> np.ndarray:
+        """A prior term pooled once per tie group of ``name``.
+
+        Parameters
+        ----------
+        term : array, shape ``lead + stat_shape``
+            Per element (unit) of ``name``; ``lead`` as in :meth:`Layout.pool_stats`.
+
+        Returns
+        -------
+        ndarray, same shape
+            Each element holds the mean of its group's terms (the sum of ``term / size``).
+        """
+        term = np.asarray(term, dtype=float)
+        if self._is_identity(name, unit_axes):
+            return term
+        sizes = self.sizes(name, unit_axes)
+        n_lead = sizes.ndim - 1
+        sizes = sizes.reshape(sizes.shape[:n_lead] + (1,) * (term.ndim - n_lead))
+        return self(name, term / sizes, unit_axes)
+
+
+def pool_and_keep(layout: Layout, frozen: dict[str, np.ndarray]
+                  ) -> tuple[Pooling, Callable[..., np.ndarray]]:
+    """The two callables handed to the emission M-steps.
+
+    ``pool`` is a :class:`Pooling`; ``keep(name, new, old, valid)`` keeps old values where
+    elements are fixed, have no posterior mass (``valid`` False) or came out non-finite.
+    """
 
     def keep(name: str, new: np.ndarray, old: np.ndarray, valid: np.ndarray) -> np.ndarray:
         ok = valid & np.isfinite(new) & ~frozen[name]
         return np.where(ok, new, old)
 
-    return pool, keep
+    return Pooling(layout), keep
 
 
 def m_step(values: dict[str, np.ndarray], stats: Sequence[dict[str, Any]], blocks: ModelBlocks,
-           layout: Layout, frozen: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """New parameter values from pooled statistics (see the module docstring).
+           layout: Layout, frozen: dict[str, np.ndarray],
+           pooling: tuple[Pooling, Callable[..., np.ndarray]] | None = None
+           ) -> dict[str, np.ndarray]:
+    """New parameter values from pooled statistics and the priors of ``blocks`` (MAP).
 
     Parameters
     ----------
@@ -204,19 +278,22 @@ def m_step(values: dict[str, np.ndarray], stats: Sequence[dict[str, Any]], block
         Current values, registry names.
     stats : sequence of dict
         One E-step result per model of ``blocks`` (see :func:`e_step`).
+    pooling : (pool, keep), optional
+        From :func:`pool_and_keep` (the EM loop builds it once per fit).
     """
-    pool, keep = pool_and_keep(layout, frozen)
+    pool, keep = pooling if pooling is not None else pool_and_keep(layout, frozen)
     out = dict(values)
     for i, st in enumerate(stats):
         for base, key in (("startprob", "start"), ("transmat", "trans")):
             name = blocks.name(i, base)
-            out[name] = simplex_mstep(name, st[key], values[name], pool, frozen[name])
+            out[name] = simplex_mstep(name, st[key], values[name], pool, frozen[name],
+                                      blocks.priors.get(name))
     names = blocks.emission_names
     emission_stats = stats[0] if len(stats) == 1 else {
         key: np.concatenate([st[key] for st in stats], axis=0)
         for key in stats[0] if key not in ("start", "trans")}
     out.update(blocks.emission.m_step({n: values[n] for n in names}, emission_stats, pool, keep,
-                                      frozen))
+                                      frozen, blocks.emission_priors))
     return out
 
 
@@ -326,12 +403,13 @@ def baum_welch(start: Mapping[str, np.ndarray] | EMState,
     """
     state = _start_state(start, n_iter, tol)
     frozen = frozen_masks(layout)
+    pooling = pool_and_keep(layout, frozen)
     steps = [_e_step_of(p, executor) for p in problems]
     try:
         while state.monitor.iter < n_iter and not state.monitor.gain_below_tol():
             results = [step(blocks.view(state.values, i)) for i, step in enumerate(steps)]
             stats = tuple(r[0] for r in results)
-            values = m_step(state.values, stats, blocks, layout, frozen)
+            values = m_step(state.values, stats, blocks, layout, frozen, pooling)
             state = _advance(state, values, float(sum(r[1] for r in results)), stats)
             if on_iteration is not None and on_iteration(state) is True:
                 break

@@ -17,23 +17,30 @@ import numpy as np
 from tiedsci.core import Positive, Registry, Simplex
 from tiedsci.errors import DataError
 from tiedsci.hmm import gaussian_core as gc
+from tiedsci.hmm import priors as pr
 from tiedsci.hmm.engines import Engine
 from tiedsci.hmm.family import Frames, Keep, Pool
 
-__all__ = ["GaussianEmission", "CategoricalEmission", "PoissonEmission", "GMMEmission",
-           "simplex_mstep", "COVARIANCE_TYPES"]
+__all__ = ["GaussianEmission", "CategoricalEmission", "MultinomialEmission", "PoissonEmission",
+           "GMMEmission",
+           "simplex_mstep", "compact_covars", "COVARIANCE_TYPES"]
 
 COVARIANCE_TYPES = ("spherical", "diag", "full", "tied")
 
 
 def simplex_mstep(name: str, counts: np.ndarray, old: np.ndarray, pool: Pool,
-                  frozen: np.ndarray) -> np.ndarray:
-    """Row-normalised update of a probability table (rows along the last axis).
+                  frozen: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
+    """Row-normalised (MAP) update of a probability table (rows along the last axis).
 
-    Fixed entries keep their values; the free entries of a row share the remaining mass in
-    proportion to their pooled counts. Rows without counts keep their old values.
+    ``prior`` (Dirichlet concentrations, shape of ``old``) adds ``prior - 1`` to the pooled
+    counts once per tie group; entries left negative are set to 0 (hmmlearn's rule, see
+    :mod:`tiedsci.hmm.priors`). Fixed entries keep their values; the free entries of a row share
+    the remaining mass in proportion to their pooled counts. Rows without counts keep their old
+    values.
     """
     pooled = pool(name, counts)
+    if prior is not None:
+        pooled = pooled + pool.once(name, prior - 1.0)
     free = ~frozen
     fixed_mass = np.where(frozen, old, 0.0).sum(-1, keepdims=True)
     free_counts = np.where(free, np.maximum(pooled, 0.0), 0.0)
@@ -93,6 +100,14 @@ def _check_nonnegative(name: str, value: float) -> None:
         raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
 
 
+def _mean_prior(priors: dict[str, np.ndarray]) -> gc.MeanPrior | None:
+    """The means prior of ``priors`` (None without one or when its weight is 0)."""
+    w = priors.get("means_weight")
+    if w is None or not np.any(w):
+        return None
+    return gc.MeanPrior(priors["means_prior"], w)
+
+
 KMEANS_MAX_ROWS = 100_000
 
 
@@ -117,6 +132,24 @@ def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, n_iter: int = 20) -
     return np.asarray(centers, dtype=float)
 
 
+def _nested_kmeans(x: np.ndarray, n_states: int, n_mix: int, rng: np.random.Generator,
+                   min_covar: float) -> np.ndarray:
+    """Initial mixture means, shape (n_states, n_mix, D): k-means into ``n_states`` clusters,
+    then each cluster into ``n_mix`` (a state's components start near each other, so EM starts
+    from coherent states and does not depend on how the frames are split into sequences). A
+    cluster with fewer than ``n_mix`` frames draws its components around the data mean."""
+    centers = _kmeans(x, n_states, rng)
+    labels = np.argmin(((x[:, None, :] - centers[None]) ** 2).sum(-1), axis=1)
+    out = []
+    for k in range(n_states):
+        xk = x[labels == k]
+        if xk.shape[0] >= n_mix:
+            out.append(_kmeans(xk, n_mix, rng))
+        else:
+            out.append(rng.multivariate_normal(x.mean(0), _data_cov(x, min_covar), size=n_mix))
+    return np.stack(out)
+
+
 def _declare_covars(reg: Registry, name: str, value: np.ndarray, kind: str,
                     tie_axis_all: int | None) -> None:
     """Declare covariances; full matrices get their symmetry as registry ties."""
@@ -130,11 +163,43 @@ def _declare_covars(reg: Registry, name: str, value: np.ndarray, kind: str,
         reg.tie_groups(name, [list(range(n))], axis=tie_axis_all)
 
 
+def compact_covars(c: Any, covariance_type: str) -> np.ndarray:
+    """hmmlearn's compact ``covars_`` for the type; full matrices (what the getter returns)
+    are converted when they have the type's form (diagonal, multiples of the identity, equal
+    across states), so ``b.covars_ = a.covars_`` works; other shapes pass unchanged."""
+    c = np.array(c, dtype=float)
+    if c.ndim != 3 or c.shape[-1] != c.shape[-2] or covariance_type == "full":
+        return c
+    if covariance_type == "tied":
+        if not np.all(c == c[:1]):
+            raise DataError("covars_ for covariance_type='tied': per-state matrices given, but "
+                            "they differ")
+        return c[0].copy()
+    d = c.shape[-1]
+    diag = np.diagonal(c, axis1=-2, axis2=-1)
+    if not np.array_equal(c, diag[..., :, None] * np.eye(d)):
+        raise DataError(f"covars_ for covariance_type={covariance_type!r}: full matrices "
+                        "given, but they are not diagonal")
+    if covariance_type == "diag":
+        return diag.copy()
+    if not np.all(diag == diag[..., :1]):
+        raise DataError("covars_ for covariance_type='spherical': full matrices given, but "
+                        "they are not multiples of the identity")
+    return diag[..., 0].copy()
+
+
 def _to_internal_cov(c: np.ndarray, kind: str, comp: tuple[int, ...], d: int) -> np.ndarray:
-    """hmmlearn's covars_ shape for ``kind`` -> internal storage (tied -> full per comp)."""
+    """hmmlearn's covars_ shape for ``kind`` -> internal storage (tied -> full per comp).
+
+    The full matrices of hmmlearn's getter are accepted too (:func:`compact_covars`).
+    """
     c = np.asarray(c, dtype=float)
     if kind == "tied":
         return np.broadcast_to(c, comp + (d, d)).copy()
+    if len(comp) == 1:
+        c = compact_covars(c, kind)
+    if kind == "spherical" and c.shape != comp and c.size == int(np.prod(comp, dtype=int)):
+        c = c.reshape(comp)  # hmmlearn ravels spherical covariances of any shape
     want = {"spherical": comp, "diag": comp + (d,), "full": comp + (d, d)}[kind]
     if c.shape != want:
         raise DataError(f"covars_ for covariance_type={kind!r} must have shape {want}, "
@@ -152,10 +217,10 @@ class GaussianEmission:
 
     covariance_type: str = "diag"
     min_covar: float = 1e-3
-    covars_prior: float = 1e-2
-    covars_weight: float = 1.0
 
     letters = {"m": "means", "c": "covars"}
+    prior_defaults = {"means_prior": 0.0, "means_weight": 0.0, "covars_prior": 1e-2,
+                      "covars_weight": 1.0}
 
     @property
     def kind(self) -> str:
@@ -166,9 +231,6 @@ class GaussianEmission:
             raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
                              f"{self.covariance_type!r}")
         _check_nonnegative("min_covar", self.min_covar)
-        _check_nonnegative("covars_prior", self.covars_prior)
-        if not np.isfinite(self.covars_weight):
-            raise ValueError(f"covars_weight must be finite, got {self.covars_weight!r}")
 
     def validate(self, x: np.ndarray) -> np.ndarray:
         x = _as_matrix(x)
@@ -203,14 +265,53 @@ class GaussianEmission:
                    eng: Engine) -> dict[str, np.ndarray]:
         return gc.accumulate(gamma, frames["x"], frames["x2"], self.kind, eng)
 
+    def check_priors(self, raw: dict[str, Any], values: dict[str, np.ndarray]
+                     ) -> dict[str, np.ndarray]:
+        """hmmlearn's GaussianHMM priors as full arrays (see :mod:`tiedsci.hmm.priors`).
+
+        ``means_prior`` broadcasts to (K, D); ``means_weight`` (>= 0), ``covars_weight`` are
+        scalars or per state (K,); ``covars_prior`` (>= 0) takes ``covars_``'s compact shape
+        for the type (spherical (K,), diag (K, D), full (K, D, D), tied (D, D)) or a scalar
+        (full/tied: added to every entry, as hmmlearn does) and must then be positive
+        semi-definite. The update (Huang, Acero & Hon, as hmmlearn) is
+        ``means = (w mu0 + obs) / (w + post)`` and ``covars = (covars_prior + scatter +
+        w (mu - mu0)^2) / (max(covars_weight - 1, 0) + post)`` (full/tied:
+        ``max(covars_weight - D, 0)``).
+        """
+        means, cov = values["means"], values["covars"]
+        k = means.shape[0]
+        out = {"means_prior": pr.broadcast("means_prior", raw["means_prior"], means.shape),
+               "means_weight": pr.nonnegative("means_weight", pr.per_state(
+                   "means_weight", raw["means_weight"], k, (k,)))}
+        cp = raw["covars_prior"]
+        if self.covariance_type == "tied" and np.ndim(cp) == 2:
+            cp = np.asarray(cp)[None]
+        cp = pr.per_state("covars_prior", cp, k, cov.shape)
+        out["covars_prior"] = (pr.psd("covars_prior", cp) if self.kind == "full"
+                               else pr.nonnegative("covars_prior", cp))
+        out["covars_weight"] = pr.per_state("covars_weight", raw["covars_weight"], k, cov.shape)
+        return out
+
     def m_step(self, values: dict[str, np.ndarray], stats: dict[str, np.ndarray], pool: Pool,
-               keep: Keep, frozen: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+               keep: Keep, frozen: dict[str, np.ndarray],
+               priors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        mean_prior = _mean_prior(priors)
         means = gc.mstep_means("means", values["means"], values["covars"], self.kind, stats,
-                               pool, keep)
+                               pool, keep, mean_prior)
         covars = gc.mstep_covars("covars", means, values["covars"], self.kind, stats, pool,
-                                 keep, min_covar=self.min_covar, prior=self.covars_prior,
-                                 weight=self.covars_weight)
+                                 keep, min_covar=self.min_covar,
+                                 prior=self._covar_prior(pool, means, priors, mean_prior))
         return {"means": means, "covars": covars}
+
+    def _covar_prior(self, pool: Pool, means: np.ndarray, priors: dict[str, np.ndarray],
+                     mean_prior: gc.MeanPrior | None) -> gc.CovarPrior | None:
+        if not priors:
+            return None
+        d = means.shape[-1]
+        dof = 1.0 if self.kind in ("spherical", "diag") else float(d)
+        den = np.maximum(priors["covars_weight"] - dof, 0.0)
+        return gc.covar_prior(pool, "means", "covars", means, den.shape, self.kind, mean_prior,
+                              priors["covars_prior"], den)
 
     def to_public(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cov = values["covars"]
@@ -251,6 +352,7 @@ class CategoricalEmission:
     n_features: int | None = None
 
     letters = {"e": "emissionprob"}
+    prior_defaults = {"emissionprob_prior": 1.0}
 
     def check(self) -> None:
         n = self.n_features
@@ -323,10 +425,17 @@ class CategoricalEmission:
         counts = eng.index_add(frames["n_symbols"], frames["sym"], gamma)  # (M, K)
         return {"counts": np.asarray(eng.to_numpy(counts), dtype=float).T.copy()}
 
+    def check_priors(self, raw: dict[str, Any], values: dict[str, np.ndarray]
+                     ) -> dict[str, np.ndarray]:
+        """``emissionprob_prior``: Dirichlet concentrations per row, shape (K, n_features)."""
+        return {"emissionprob_prior": pr.dirichlet(
+            "emissionprob_prior", raw["emissionprob_prior"], values["emissionprob"].shape)}
+
     def m_step(self, values: dict[str, np.ndarray], stats: dict[str, np.ndarray], pool: Pool,
-               keep: Keep, frozen: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+               keep: Keep, frozen: dict[str, np.ndarray],
+               priors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         new = simplex_mstep("emissionprob", stats["counts"], values["emissionprob"], pool,
-                            frozen["emissionprob"])
+                            frozen["emissionprob"], priors.get("emissionprob_prior"))
         return {"emissionprob": new}
 
     def to_public(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -349,13 +458,103 @@ class CategoricalEmission:
 
 
 @dataclass(frozen=True)
+class MultinomialEmission:
+    """Counts of ``n_features`` categories in ``n_trials`` draws per sample (hmmlearn's
+    MultinomialHMM); X of shape (n_samples, n_features), non-negative integers.
+
+    ``n_trials`` is an int, a tuple of per-sample totals, or None (taken from the row sums);
+    rows whose sum differs from it are a :class:`~tiedsci.errors.DataError`. The statistics
+    and M-step are the categorical ones with counts weighted by the draws.
+    """
+
+    n_trials: int | tuple[int, ...] | None = None
+
+    letters = {"e": "emissionprob"}
+    prior_defaults = {"emissionprob_prior": 1.0}
+
+    def check(self) -> None:
+        n = self.n_trials
+        if n is not None and np.any(np.asarray(n) < 0):
+            raise ValueError(f"n_trials must be >= 0, got {n!r}")
+
+    def validate(self, x: Any) -> np.ndarray:
+        x = _as_matrix(x)
+        _check_finite(x, "X")
+        if np.any(x < 0) or np.any(x != np.round(x)):
+            row = int(np.argwhere((x < 0) | (x != np.round(x)))[0][0])
+            raise DataError(f"X row {row}: multinomial counts must be non-negative integers")
+        if self.n_trials is not None:
+            want = np.asarray(self.n_trials)
+            sums = x.sum(1)
+            if want.ndim and want.shape != sums.shape:
+                raise DataError(f"n_trials has {want.size} entries but X has {sums.size} rows")
+            bad = np.flatnonzero(sums != want)
+            if bad.size:
+                r = int(bad[0])
+                raise DataError(f"X row {r} sums to {int(sums[r])} counts, inconsistent with "
+                                f"n_trials={int(np.broadcast_to(want, sums.shape)[r])}")
+        return x
+
+    def init(self, x: np.ndarray, n_states: int, rng: np.random.Generator,
+             which: set[str]) -> dict[str, np.ndarray]:
+        if "emissionprob" not in which:
+            return {}
+        return {"emissionprob": rng.dirichlet(np.ones(x.shape[1]), size=n_states)}
+
+    declare = CategoricalEmission.declare
+    check_priors = CategoricalEmission.check_priors
+    m_step = CategoricalEmission.m_step
+    to_public = CategoricalEmission.to_public
+    from_public = CategoricalEmission.from_public
+    n_features_of = CategoricalEmission.n_features_of
+    n_columns = CategoricalEmission.n_features_of
+
+    def prepare(self, x: np.ndarray, eng: Engine, values: dict[str, np.ndarray]) -> Frames:
+        from scipy.special import gammaln
+
+        const = gammaln(x.sum(1) + 1) - gammaln(x + 1).sum(1)
+        return {"x": eng.asarray(x), "const": eng.asarray(const)}
+
+    def log_prob(self, values: dict[str, np.ndarray], frames: Frames, eng: Engine) -> Any:
+        log_e = np.log(np.maximum(values["emissionprob"], 1e-300))
+        return frames["x"] @ eng.asarray(log_e.T) + frames["const"][:, None]
+
+    def accumulate(self, values: dict[str, np.ndarray], frames: Frames, gamma: Any,
+                   eng: Engine) -> dict[str, np.ndarray]:
+        return {"counts": np.asarray(eng.to_numpy(gamma.T @ frames["x"]), dtype=float)}
+
+    def sample(self, values: dict[str, np.ndarray], state: int,
+               rng: np.random.Generator) -> np.ndarray:
+        n = np.unique(np.asarray(self.n_trials)) if self.n_trials is not None else ()
+        if len(n) != 1:
+            raise ValueError("For sampling, a single n_trials must be given (set n_trials)")
+        return rng.multinomial(int(n[0]), values["emissionprob"][state]).astype(float)
+
+
+@dataclass(frozen=True)
 class PoissonEmission:
     """Independent Poisson counts per feature; ``lambdas`` shape (n_states, n_features)."""
 
     letters = {"l": "lambdas"}
+    prior_defaults = {"lambdas_prior": 0.0, "lambdas_weight": 0.0}
 
     def check(self) -> None:
         pass
+
+    def check_priors(self, raw: dict[str, Any], values: dict[str, np.ndarray]
+                     ) -> dict[str, np.ndarray]:
+        """Gamma prior (shape ``lambdas_prior``, rate ``lambdas_weight``, both >= 0; scalars,
+        per state (K,) or (K, n_features)).
+
+        The update is the posterior mean ``(lambdas_prior + obs) / (lambdas_weight + post)``
+        per state, summed over a tie group with the prior once. hmmlearn 0.3.3 writes it with
+        ``n`` the posterior mass of *all* states; the two agree for one state and for the
+        default (no) prior.
+        """
+        lam = values["lambdas"]
+        k = lam.shape[0]
+        return {n: pr.nonnegative(n, pr.per_state(n, raw[n], k, lam.shape))
+                for n in ("lambdas_prior", "lambdas_weight")}
 
     def validate(self, x: np.ndarray) -> np.ndarray:
         x = _as_matrix(x)
@@ -395,10 +594,14 @@ class PoissonEmission:
                 "obs": np.asarray(eng.to_numpy(gamma.T @ frames["x"]), dtype=float)}
 
     def m_step(self, values: dict[str, np.ndarray], stats: dict[str, np.ndarray], pool: Pool,
-               keep: Keep, frozen: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+               keep: Keep, frozen: dict[str, np.ndarray],
+               priors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         lam = values["lambdas"]
         st = np.stack([stats["obs"], np.broadcast_to(stats["post"][:, None], lam.shape)], -1)
         pooled = pool("lambdas", st)
+        if priors and (np.any(priors["lambdas_prior"]) or np.any(priors["lambdas_weight"])):
+            pooled = pooled + pool.once("lambdas", np.stack(
+                [priors["lambdas_prior"], priors["lambdas_weight"]], -1))
         valid = pooled[..., 1] > gc.MIN_POST
         new = pooled[..., 0] / np.where(valid, pooled[..., 1], 1.0)
         return {"lambdas": keep("lambdas", new, lam, valid)}
@@ -437,6 +640,8 @@ class GMMEmission:
     shared_codebook: bool = False
 
     letters = {"w": "weights", "m": "means", "c": "covars"}
+    prior_defaults = {"weights_prior": 1.0, "means_prior": 0.0, "means_weight": 0.0,
+                      "covars_prior": None, "covars_weight": None}
 
     @property
     def kind(self) -> str:
@@ -454,7 +659,6 @@ class GMMEmission:
 
     def init(self, x: np.ndarray, n_states: int, rng: np.random.Generator,
              which: set[str]) -> dict[str, np.ndarray]:
-        d = x.shape[1]
         m = int(self.n_mix)
         out: dict[str, np.ndarray] = {}
         if "weights" in which:
@@ -463,8 +667,7 @@ class GMMEmission:
             if self.shared_codebook:
                 out["means"] = np.tile(_kmeans(x, m, rng)[None], (n_states, 1, 1))
             else:
-                centers = _kmeans(x, n_states * m, rng)
-                out["means"] = centers[rng.permutation(n_states * m)].reshape(n_states, m, d)
+                out["means"] = _nested_kmeans(x, n_states, m, rng, self.min_covar)
         if "covars" in which:
             cv = _data_cov(x, self.min_covar)
             out["covars"] = {"spherical": np.full((n_states, m), cv.diagonal().mean()),
@@ -522,16 +725,71 @@ class GMMEmission:
         g = (resp * gamma[:, :, None]).reshape(n, k * m)
         return gc.accumulate(g, frames["x"], frames["x2"], self.kind, eng)
 
+    def check_priors(self, raw: dict[str, Any], values: dict[str, np.ndarray]
+                     ) -> dict[str, np.ndarray]:
+        """hmmlearn's GMMHMM priors, as full arrays plus the covariance update's terms.
+
+        ``weights_prior`` (K, M) Dirichlet; ``means_prior`` (K, M, D), ``means_weight`` (K, M)
+        >= 0; ``covars_prior`` / ``covars_weight`` in hmmlearn's parameterisation per type
+        (diag and spherical: inverse-gamma ``alpha`` / ``beta``; full and tied:
+        inverse-Wishart ``psi`` / ``nu``, tied per state). ``None`` (the default) is maximum
+        likelihood; for spherical that is ``alpha = -(D + 2) / 2`` where hmmlearn 0.3.3 uses
+        ``-(n_mix + 2) / 2`` (maximum likelihood only when ``n_mix == D``).
+        The update is ``covars = (covars_num + scatter + w (mu - mu0)^2) / (covars_den +
+        post)`` with the terms returned as ``covars_num`` / ``covars_den``.
+        """
+        k, m, d = values["means"].shape
+        cov_shape = values["covars"].shape
+        out = {"weights_prior": pr.dirichlet("weights_prior", raw["weights_prior"], (k, m)),
+               "means_prior": pr.broadcast("means_prior", raw["means_prior"], (k, m, d)),
+               "means_weight": pr.nonnegative("means_weight", pr.broadcast(
+                   "means_weight", raw["means_weight"], (k, m)))}
+        a, b = raw["covars_prior"], raw["covars_weight"]
+        ct = self.covariance_type
+        if ct == "diag":
+            a = pr.broadcast("covars_prior", -1.5 if a is None else a, cov_shape)
+            b = pr.broadcast("covars_weight", 0.0 if b is None else b, cov_shape)
+            num, den = 2 * b, 2 * a + 3
+        elif ct == "spherical":
+            a = pr.broadcast("covars_prior", -(d + 2) / 2 if a is None else a, cov_shape)
+            b = pr.broadcast("covars_weight", 0.0 if b is None else b, cov_shape)
+            num, den = 2 * b / d, 1 + (2 * a + 2) / d
+        else:
+            lead = (k, m) if ct == "full" else (k,)
+            psi = pr.broadcast("covars_prior", 0.0 if a is None else a, lead + (d, d))
+            nu = pr.broadcast("covars_weight", (-(d + 2) if ct == "full" else -(m + d + 1))
+                              if b is None else b, lead)
+            plus = d + 2 if ct == "full" else m + d + 1
+            if ct == "tied":
+                psi = np.repeat(psi[:, None], m, axis=1)
+                nu = np.repeat(nu[:, None], m, axis=1)
+            num = np.swapaxes(psi, -1, -2)
+            den = np.broadcast_to((nu + plus)[..., None, None], cov_shape)
+        out["covars_num"] = np.ascontiguousarray(num, dtype=float)
+        out["covars_den"] = np.ascontiguousarray(den, dtype=float)
+        return out
+
     def m_step(self, values: dict[str, np.ndarray], stats: dict[str, np.ndarray], pool: Pool,
-               keep: Keep, frozen: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+               keep: Keep, frozen: dict[str, np.ndarray],
+               priors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         k, m = values["weights"].shape
         weights = simplex_mstep("weights", stats["post"].reshape(k, m), values["weights"], pool,
-                                frozen["weights"])
-        # hmmlearn's GMMHMM order (both orders are exact conditional maximisations): the
-        # covariances given the current means, then the means given the new covariances
+                                frozen["weights"], priors.get("weights_prior"))
+        mean_prior = _mean_prior(priors)
+        # hmmlearn's GMMHMM: the scatter about the current means, the means prior's term about
+        # the new ones; then the means given the new covariances (exact conditional steps)
+        cp = None
+        if priors:
+            centre = values["means"] if mean_prior is None else gc.mstep_means(
+                "means", values["means"], values["covars"], self.kind, stats, pool, keep,
+                mean_prior)
+            cp = gc.covar_prior(pool, "means", "covars", centre, values["covars"].shape,
+                                self.kind, mean_prior, priors["covars_num"],
+                                priors["covars_den"])
         covars = gc.mstep_covars("covars", values["means"], values["covars"], self.kind, stats,
-                                 pool, keep, min_covar=self.min_covar, prior=0.0, weight=1.0)
-        means = gc.mstep_means("means", values["means"], covars, self.kind, stats, pool, keep)
+                                 pool, keep, min_covar=self.min_covar, prior=cp)
+        means = gc.mstep_means("means", values["means"], covars, self.kind, stats, pool, keep,
+                               mean_prior)
         return {"weights": weights, "means": means, "covars": covars}
 
     def to_public(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

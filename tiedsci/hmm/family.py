@@ -7,7 +7,8 @@ frames (samples, packed), ``D`` features, ``M`` mixture components or symbols. T
 two callables from the EM driver, so no family knows anything about ties:
 ``pool(name, stats, unit_axes=0)`` (the registry's ``Layout.pool_stats``: a tie sums the
 statistics of its members; mirror copies of a symmetric matrix count once; ``unit_axes=1`` pools
-one statistic per vector of the last axis) and
+one statistic per vector of the last axis; ``pool.once(name, term)`` adds a prior term once per
+tie group, :class:`tiedsci.hmm.em.Pooling`) and
 ``keep(name, new, old, valid)`` (restores fixed elements and elements without posterior mass).
 """
 
@@ -22,7 +23,7 @@ from tiedsci.core import Registry
 
 __all__ = ["EmissionFamily", "Pool", "Keep", "Frames", "Values"]
 
-Pool = Callable[..., np.ndarray]  # pool(name, stats, unit_axes=0) -> pooled stats
+Pool = Any  # tiedsci.hmm.em.Pooling: pool(name, stats, unit_axes=0), pool.once, pool.sizes
 Keep = Callable[[str, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 Frames = dict[str, Any]
 Values = dict[str, np.ndarray]
@@ -37,9 +38,14 @@ class EmissionFamily(Protocol):
     letters : mapping of str to str
         hmmlearn letter code -> registry name of each emission parameter, e.g.
         ``{"m": "means", "c": "covars"}``; the names are also the keys of ``values``.
+    prior_defaults : mapping of str to object
+        hmmlearn's prior attribute names for this family and their defaults (e.g.
+        ``{"means_prior": 0.0, "means_weight": 0.0, ...}``); the estimator reads these
+        attributes and hands them to :meth:`check_priors`.
     """
 
     letters: Mapping[str, str]
+    prior_defaults: Mapping[str, Any]
 
     def check(self) -> None:
         """Validate the configuration; raise ``ValueError`` naming the bad field."""
@@ -118,9 +124,15 @@ class EmissionFamily(Protocol):
         """
         ...
 
+    def check_priors(self, raw: Mapping[str, Any], values: Values) -> Values:
+        """Checked prior arrays (state axis first) from the raw attributes named in
+        ``prior_defaults``; :class:`~tiedsci.errors.PriorError` naming a bad one (shape, sign,
+        NaN). See :mod:`tiedsci.hmm.priors`."""
+        ...
+
     def m_step(self, values: Values, stats: Values, pool: Pool, keep: Keep,
-               frozen: Values) -> Values:
-        """New emission values from statistics pooled over tie groups.
+               frozen: Values, priors: Values) -> Values:
+        """New emission values (MAP) from statistics pooled over tie groups.
 
         Parameters
         ----------
@@ -132,6 +144,9 @@ class EmissionFamily(Protocol):
             See the module docstring.
         frozen : dict
             ``name -> bool array`` (the parameter's shape): elements the M-step must not change.
+        priors : dict
+            As returned by :meth:`check_priors` (stacked over models); each prior term is added
+            once per tie group through ``pool.once``. Empty: maximum likelihood.
         """
         ...
 

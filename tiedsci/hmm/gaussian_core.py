@@ -14,18 +14,20 @@ when the members' variances differ; without a tie it is ``obs / post`` (hmmlearn
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from tiedsci.hmm.engines import Engine
 
-__all__ = ["log_density", "accumulate", "mstep_means", "mstep_covars", "LOG_2PI", "MIN_POST"]
+__all__ = ["log_density", "accumulate", "mstep_means", "mstep_covars", "covar_prior",
+           "MeanPrior", "CovarPrior", "LOG_2PI", "MIN_POST"]
 
 LOG_2PI = float(np.log(2 * np.pi))
 MIN_POST = 1e-10  # pooled posterior mass below which a component keeps its parameters
 
-Pool = Callable[..., np.ndarray]  # pool(name, stats, unit_axes=0): Layout.pool_stats
+Pool = Any  # tiedsci.hmm.em.Pooling: pool(name, stats, unit_axes=0), pool.once, pool.sizes
 Keep = Callable[[str, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -88,19 +90,45 @@ def accumulate(g: Any, x: Any, x2: Any, kind: str, eng: Engine) -> dict[str, np.
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
 
+@dataclass(frozen=True)
+class MeanPrior:
+    """Normal prior of the means (hmmlearn's ``means_prior`` / ``means_weight``).
+
+    Attributes
+    ----------
+    centre : ndarray, shape comp + (D,)
+    weight : ndarray, shape comp
+        Prior precision in units of the component's precision (a pseudo-count).
+    """
+
+    centre: np.ndarray
+    weight: np.ndarray
+
+
 def mstep_means(name: str, means: np.ndarray, covars: np.ndarray, kind: str,
-                stats: dict[str, np.ndarray], pool: Pool, keep: Keep) -> np.ndarray:
-    """Pooled, precision-weighted update of the means (shape ``means.shape``)."""
+                stats: dict[str, np.ndarray], pool: Pool, keep: Keep,
+                prior: MeanPrior | None = None) -> np.ndarray:
+    """Pooled, precision-weighted (MAP) update of the means (shape ``means.shape``).
+
+    With ``prior`` a tie group's update is ``(w mu0 + sum obs) / (w + sum post)`` in
+    precision-weighted form, the prior counted once per group (``pool.once``).
+    """
     shape = means.shape
     d = shape[-1]
     comp = shape[:-1]
     n_comp = int(np.prod(comp, dtype=int))
     post = stats["post"].reshape(n_comp)
     obs = stats["obs"].reshape(n_comp, d)
+    if prior is not None:
+        w = prior.weight.reshape(n_comp)
+        mu0 = prior.centre.reshape(n_comp, d)
     if kind in ("spherical", "diag"):
         prec = 1.0 / _diag_var(covars, kind, n_comp, d)
         st = np.stack([post[:, None] * prec, obs * prec], axis=-1).reshape(shape + (2,))
         pooled = pool(name, st).reshape(n_comp, d, 2)
+        if prior is not None:
+            pst = np.stack([w[:, None] * prec, w[:, None] * mu0 * prec], axis=-1)
+            pooled = pooled + pool.once(name, pst.reshape(shape + (2,))).reshape(n_comp, d, 2)
         den = pooled[..., 0]
         valid = (pooled[..., 0] / prec > MIN_POST)
         new = pooled[..., 1] / np.where(valid, den, 1.0)
@@ -111,6 +139,11 @@ def mstep_means(name: str, means: np.ndarray, covars: np.ndarray, kind: str,
     row = np.concatenate([g, h.reshape(n_comp, d * d), post[:, None]], axis=1)
     # one statistic per mean vector: the precision couples its coordinates
     pooled = pool(name, row.reshape(comp + (row.shape[1],)), unit_axes=1).reshape(n_comp, -1)
+    if prior is not None:
+        prow = np.concatenate([w[:, None] * np.einsum("cij,cj->ci", prec, mu0),
+                               (w[:, None, None] * prec).reshape(n_comp, d * d), w[:, None]], 1)
+        pooled = pooled + pool.once(name, prow.reshape(comp + (row.shape[1],)),
+                                    unit_axes=1).reshape(n_comp, -1)
     p_post = pooled[:, -1]
     valid = p_post > MIN_POST
     h_p = pooled[:, d:d + d * d].reshape(n_comp, d, d)
@@ -120,20 +153,63 @@ def mstep_means(name: str, means: np.ndarray, covars: np.ndarray, kind: str,
     return keep(name, new.reshape(shape), means, valid_el)
 
 
+@dataclass(frozen=True)
+class CovarPrior:
+    """Prior terms of a covariance update ``(num + scatter) / (den + post)``.
+
+    Attributes
+    ----------
+    num : ndarray, shape of the covariances
+        Added to the pooled scatter (hmmlearn's ``covars_prior`` and the means prior's
+        ``w (mu - mu0)^2`` term), already counted once per tie group.
+    den : ndarray, shape of the covariances
+        Added to the pooled posterior mass (pseudo-counts), once per tie group.
+    """
+
+    num: np.ndarray
+    den: np.ndarray
+
+
+def covar_prior(pool: Pool, means_name: str, covars_name: str, means: np.ndarray,
+                covars_shape: tuple[int, ...], kind: str, mean_prior: MeanPrior | None,
+                num: np.ndarray, den: np.ndarray) -> CovarPrior:
+    """Assemble :class:`CovarPrior` for a tie layout.
+
+    ``num`` and ``den`` (covariance shape) count once per covariance group; the means prior's
+    term ``w (mu - mu0)^2`` (``w (mu - mu0)(mu - mu0)^T`` for full, its feature mean for
+    spherical) counts once per *means* group and is summed into the covariance groups.
+    """
+    out_num = pool.once(covars_name, num)
+    if mean_prior is not None and np.any(mean_prior.weight):
+        diff = means - mean_prior.centre
+        w = mean_prior.weight[..., None]
+        share = 1.0 / pool.sizes(means_name)[..., 0]  # comp + (D,)
+        if kind == "spherical":
+            term = (w * diff * diff * share).mean(-1)
+        elif kind == "diag":
+            term = w * diff * diff * share
+        else:
+            term = (w * share[..., :1])[..., None] * diff[..., :, None] * diff[..., None, :]
+        out_num = out_num + pool(covars_name, term.reshape(covars_shape))
+    return CovarPrior(out_num, pool.once(covars_name, den))
+
+
 def mstep_covars(name: str, means: np.ndarray, covars: np.ndarray, kind: str,
                  stats: dict[str, np.ndarray], pool: Pool, keep: Keep, *, min_covar: float,
-                 prior: float = 0.0, weight: float = 1.0) -> np.ndarray:
-    """Pooled covariance update given the (new) means.
+                 prior: CovarPrior | None = None) -> np.ndarray:
+    """Pooled covariance update given ``means`` (the centre of the scatter).
 
-    ``prior`` and ``weight`` follow hmmlearn's GaussianHMM ``covars_prior`` / ``covars_weight``
-    (applied once per tie group); ``prior=0, weight=1`` is maximum likelihood. Variances are
-    floored at ``min_covar`` (full: the smallest eigenvalue).
+    ``prior`` (see :func:`covar_prior`) makes it MAP: ``(num + scatter) / (den + post)``;
+    ``None`` is maximum likelihood. Variances are floored at ``min_covar`` (full: the smallest
+    eigenvalue); spherical and diagonal denominators at 1e-5 (hmmlearn's guard).
     """
     d = means.shape[-1]
     n_comp = int(np.prod(means.shape[:-1], dtype=int))
     post = stats["post"].reshape(n_comp)
     obs = stats["obs"].reshape(n_comp, d)
     mu = means.reshape(n_comp, d)
+    num = 0.0 if prior is None else prior.num
+    extra = 0.0 if prior is None else prior.den
     if kind in ("spherical", "diag"):
         c = stats["obs2"].reshape(n_comp, d) - 2 * mu * obs + mu * mu * post[:, None]
         if kind == "spherical":
@@ -142,8 +218,8 @@ def mstep_covars(name: str, means: np.ndarray, covars: np.ndarray, kind: str,
             st = np.stack([c, np.repeat(post[:, None], d, axis=1)], axis=-1)
         st = st.reshape(covars.shape + (2,))
         pooled = pool(name, st)
-        den = np.maximum(max(weight - 1.0, 0.0) + pooled[..., 1], 1e-5)
-        new = np.maximum((prior + pooled[..., 0]) / den, min_covar)
+        den = np.maximum(extra + pooled[..., 1], 1e-5)
+        new = np.maximum((num + pooled[..., 0]) / den, min_covar)
         # a zero variance (no spread, min_covar = 0) would make the next E-step infinite
         return keep(name, new, covars, (pooled[..., 1] > MIN_POST) & (new > 0))
     outer = stats["obs2"].reshape(n_comp, d, d)
@@ -153,9 +229,10 @@ def mstep_covars(name: str, means: np.ndarray, covars: np.ndarray, kind: str,
     st = np.stack([c, np.broadcast_to(post[:, None, None], c.shape)], axis=-1)
     # covars is declared symmetric (Registry.symmetric): pool_stats counts each pair once
     pooled = pool(name, st.reshape(covars.shape + (2,))).reshape(n_comp, d, d, 2)
-    den = max(weight - d, 0.0) + pooled[..., 1]
-    valid = pooled[:, 0, 0, 1] > MIN_POST
-    new = (prior + pooled[..., 0]) / np.where(valid[:, None, None], den, 1.0)
+    num = np.reshape(num, (-1, d, d)) if prior is not None else 0.0
+    den = (np.reshape(extra, (-1, d, d)) if prior is not None else 0.0) + pooled[..., 1]
+    valid = (pooled[:, 0, 0, 1] > MIN_POST) & (den[:, 0, 0] > 0)
+    new = (num + pooled[..., 0]) / np.where(valid[:, None, None], den, 1.0)
     new = 0.5 * (new + np.transpose(new, (0, 2, 1)))
     eig_min = np.linalg.eigvalsh(np.where(valid[:, None, None], new, np.eye(d))).min(1)
     low = eig_min < min_covar

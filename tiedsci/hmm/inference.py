@@ -115,6 +115,35 @@ def _sequence_loglik(c: Array, shift: Array, idx: PackedIndex, eng: Engine) -> n
     return idx.packing.per_sequence(np.asarray(eng.to_numpy(per_seq), dtype=np.float64))
 
 
+def _kernels(eng: Engine, pk: Packing) -> Any:
+    """Compiled one-sequence kernels of the engine (see ``NumpyEngine.sequence_kernels``), used
+    for a single sequence, where the batched recursion has nothing to batch; else None."""
+    get = getattr(eng, "sequence_kernels", None)
+    return get() if get is not None and pk.n_sequences == 1 else None
+
+
+def _host(startprob: np.ndarray, transmat: np.ndarray, b: Array) -> tuple[np.ndarray, ...]:
+    return (np.ascontiguousarray(startprob, dtype=np.float64),
+            np.ascontiguousarray(transmat, dtype=np.float64),
+            np.ascontiguousarray(b, dtype=np.float64))
+
+
+def _forward_backward_compiled(kernels: Any, startprob: np.ndarray, transmat: np.ndarray,
+                               log_frame: Array, idx: PackedIndex, eng: Engine) -> Posteriors:
+    """:func:`forward_backward` of one sequence with compiled kernels (same scaled numerics:
+    emissions shifted by their row maximum, so the kernels never underflow)."""
+    b, shift = _scaled_emissions(log_frame, eng)
+    start, trans, frames = _host(startprob, transmat, b)
+    _, alpha, scale = kernels.forward_scaling(start, trans, frames)
+    beta = kernels.backward_scaling(start, trans, frames, scale)
+    gamma = alpha * beta
+    gamma /= gamma.sum(1, keepdims=True)
+    xi = (kernels.compute_scaling_xi_sum(alpha, trans, beta, frames) if len(frames) > 1
+          else trans * 0.0)
+    c = 1.0 / scale
+    return Posteriors(gamma, gamma[0].copy(), xi, _sequence_loglik(c, shift, idx, eng))
+
+
 def forward_backward(startprob: np.ndarray, transmat: np.ndarray, log_frame: Array,
                      idx: PackedIndex, eng: Engine) -> Posteriors:
     """Posterior state probabilities and expected transition counts of every sequence.
@@ -138,6 +167,9 @@ def forward_backward(startprob: np.ndarray, transmat: np.ndarray, log_frame: Arr
 
         return forward_backward_chunked(startprob, transmat, log_frame, idx.chunking, eng)
     pk = idx.packing
+    kernels = _kernels(eng, pk)
+    if kernels is not None:
+        return _forward_backward_compiled(kernels, startprob, transmat, log_frame, idx, eng)
     start = eng.asarray(startprob)
     trans = eng.asarray(transmat)
     b, shift = _scaled_emissions(log_frame, eng)
@@ -161,7 +193,11 @@ def log_likelihood(startprob: np.ndarray, transmat: np.ndarray, log_frame: Array
     if idx.chunking is not None:
         return forward_backward(startprob, transmat, log_frame, idx, eng).log_likelihood
     b, shift = _scaled_emissions(log_frame, eng)
-    _, c = _forward(eng.asarray(startprob), eng.asarray(transmat), b, idx.packing, eng)
+    kernels = _kernels(eng, idx.packing)
+    if kernels is not None:
+        c = 1.0 / kernels.forward_scaling(*_host(startprob, transmat, b))[2]
+    else:
+        _, c = _forward(eng.asarray(startprob), eng.asarray(transmat), b, idx.packing, eng)
     return _sequence_loglik(c, shift, idx, eng)
 
 

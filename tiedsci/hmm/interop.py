@@ -24,11 +24,10 @@ def to_hmmlearn(model: Any) -> Any:
     hmm = _hmmlearn()
     cls = type(model).__name__
     common = dict(n_components=model.n_components, n_iter=model.n_iter, tol=model.tol,
-                  algorithm=model.algorithm, init_params="")
+                  algorithm=model.algorithm, init_params="", **_priors(model, model))
     if cls == "GaussianHMM":
         out = hmm.GaussianHMM(covariance_type=model.covariance_type, min_covar=model.min_covar,
-                              covars_prior=model.covars_prior,
-                              covars_weight=model.covars_weight, **common)
+                              **common)
         names = ("startprob_", "transmat_", "means_", "covars_")
     elif cls == "CategoricalHMM":
         out = hmm.CategoricalHMM(n_features=int(model.emissionprob_.shape[1]), **common)
@@ -43,7 +42,7 @@ def to_hmmlearn(model: Any) -> Any:
     else:
         raise TypeError(f"to_hmmlearn does not know {cls}")
     for n in names:
-        setattr(out, n, np.array(getattr(model, n), dtype=float))
+        setattr(out, n, np.array(model._stored(n), dtype=float))
     if cls != "CategoricalHMM":
         out.n_features = int(np.shape(model.means_ if hasattr(model, "means_")
                                       else model.lambdas_)[-1])
@@ -63,8 +62,7 @@ def from_hmmlearn(hm: Any, **kwargs: Any) -> Any:
     common.update(kwargs)
     if cls == "GaussianHMM":
         out = est.GaussianHMM(covariance_type=hm.covariance_type, min_covar=hm.min_covar,
-                              covars_prior=float(np.mean(hm.covars_prior)),
-                              covars_weight=float(np.mean(hm.covars_weight)), **common)
+                              **common)
         cov = hm._covars_
         if hm.covariance_type == "spherical":
             cov = cov[:, 0] if np.ndim(cov) == 2 else cov
@@ -83,6 +81,13 @@ def from_hmmlearn(hm: Any, **kwargs: Any) -> Any:
         out.covars_ = np.array(hm.covars_, float)
     else:
         raise TypeError(f"from_hmmlearn does not know {cls}")
+    out.set_params(**_priors(out, hm))
     out.startprob_ = np.array(hm.startprob_, float)
     out.transmat_ = np.array(hm.transmat_, float)
     return out
+
+
+def _priors(model: Any, source: Any) -> dict[str, Any]:
+    """The prior attributes of ``model``'s family (hmmlearn names), read from ``source``."""
+    names = ["startprob_prior", "transmat_prior", *model._emission().prior_defaults]
+    return {n: getattr(source, n) for n in names if hasattr(source, n)}

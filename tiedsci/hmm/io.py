@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 
 from tiedsci.errors import DataError, NotFittedError
+from tiedsci.hmm.model import STORED_ATTRIBUTES
 from tiedsci.persist import bundle_stem, jsonable, read_bundle, write_bundle
 
 __all__ = ["save", "load", "load_with_extra", "FORMAT"]
 
 FORMAT = "tiedsci.hmm/2"
-_ARRAYS = ("startprob_", "transmat_", "means_", "covars_", "emissionprob_", "lambdas_",
-           "weights_")
+_ARRAYS = STORED_ATTRIBUTES
 
 
 def _classes() -> dict[str, type]:
@@ -62,12 +62,12 @@ def save(model: Any, path: str | Path, *, extra: Mapping[str, Any] | None = None
     if cls not in _classes():
         raise TypeError(f"save supports {sorted(_classes())}, got {cls}")
     params = {k: _param(v) for k, v in model.get_params().items() if k != "random_state"}
-    arrays = {k: np.asarray(getattr(model, k)) for k in _ARRAYS
-              if getattr(model, k, None) is not None}
+    arrays = {k: np.asarray(model._stored(k)) for k in _ARRAYS
+              if model._stored(k) is not None}
     meta: dict[str, Any] = {"class": cls, "params": params, "arrays": sorted(arrays),
                             "extra": dict(extra or {})}
-    monitor = getattr(model, "monitor_", None)
-    if monitor is not None:
+    monitor = model._own_monitor()
+    if monitor.history:
         meta["monitor"] = asdict(monitor)
     json_path = write_bundle(path, FORMAT, meta, arrays=arrays)
     return json_path, json_path.with_suffix(".npz")

@@ -12,6 +12,7 @@ them and fitting with ``init_params=""`` starts EM there. ``report()``, ``plot()
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -28,9 +29,12 @@ from tiedsci.hmm.em import ConvergenceMonitor, EMState, Problem, ResidentShards,
 from tiedsci.hmm.engines import get_engine
 from tiedsci.hmm.packing import make_packing
 
-__all__ = ["TiedHMM", "check_lengths"]
+__all__ = ["TiedHMM", "check_lengths", "STORED_ATTRIBUTES"]
 
+_log = logging.getLogger(__name__)
 _BASE_LETTERS = {"s": "startprob", "t": "transmat"}
+STORED_ATTRIBUTES = ("startprob_", "transmat_", "means_", "covars_", "emissionprob_", "lambdas_",
+                     "weights_")
 
 
 def check_lengths(lengths: Any, n_samples: int) -> np.ndarray:
@@ -130,6 +134,12 @@ class TiedHMM:
         Where the E-step runs. ``dtype`` defaults to float64.
     random_state : int, Generator or None
     verbose : bool
+    startprob_prior, transmat_prior : float or array
+        Dirichlet concentrations (hmmlearn's names and defaults; 1 is maximum likelihood).
+        The emission family's priors (``emission.prior_defaults``, e.g. ``means_prior``) are
+        read from attributes of the same names. EM is then MAP: each prior counts once per tie
+        group (:mod:`tiedsci.hmm.priors`); ``monitor_`` and ``score`` report the
+        log-likelihood, as hmmlearn does.
 
     Notes
     -----
@@ -146,8 +156,13 @@ class TiedHMM:
                  params: Any = None, init_params: Any = None, n_iter: int = 10,
                  tol: float = 1e-2, algorithm: str = "viterbi", engine: str = "numpy",
                  device: Any = None, dtype: Any = None, random_state: Any = None,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, startprob_prior: Any = 1.0,
+                 transmat_prior: Any = 1.0) -> None:
         self.emission = emission
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        # hmmlearn creates the monitor with the estimator (a user may replace it, see fit)
+        self.monitor_ = ConvergenceMonitor(tol=tol, n_iter=n_iter, verbose=verbose)
         self.n_components = n_components
         self.tie_states = tie_states
         self.ties = ties
@@ -194,8 +209,10 @@ class TiedHMM:
         if math.isnan(tol):
             raise DeclarationError(f"tol must be a number, got {self.tol!r}")
 
-    def _rng(self) -> np.random.Generator:
-        rs = self.random_state
+    def _rng(self, rs: Any = None) -> np.random.Generator:
+        """A Generator from ``rs`` (default: ``random_state``): None, an int seed, a numpy
+        ``Generator``, ``RandomState`` or ``SeedSequence`` (what hmmlearn and numpy accept)."""
+        rs = self.random_state if rs is None else rs
         if isinstance(rs, np.random.Generator):
             return rs
         if isinstance(rs, np.random.RandomState):
@@ -205,9 +222,7 @@ class TiedHMM:
     # ------------------------------------------------------------------ values <-> attributes
     def _attribute_values(self, x: np.ndarray | None = None) -> dict[str, np.ndarray]:
         em = self._emission()
-        attrs = {k: getattr(self, k) for k in ("startprob_", "transmat_", "means_", "covars_",
-                                               "emissionprob_", "lambdas_", "weights_")
-                 if getattr(self, k, None) is not None}
+        attrs = {k: self._stored(k) for k in STORED_ATTRIBUTES if self._stored(k) is not None}
         if x is not None:
             attrs = _broadcast_scalars(attrs, em, x, int(self.n_components))
         out: dict[str, np.ndarray] = {}
@@ -217,6 +232,10 @@ class TiedHMM:
             out["transmat"] = np.asarray(attrs["transmat_"], dtype=float).copy()
         out.update(em.from_public(attrs, int(self.n_components)))
         return out
+
+    def _stored(self, name: str) -> Any:
+        """The fitted attribute ``name`` as stored (hmmlearn's compact form; None if unset)."""
+        return getattr(self, name, None)
 
     def _set_attributes(self, values: Mapping[str, np.ndarray]) -> None:
         self.startprob_ = np.asarray(values["startprob"]).copy()
@@ -278,6 +297,10 @@ class TiedHMM:
         init = letters_to_names("stmcewl" if self.init_params is None else self.init_params,
                                  ALL_LETTERS)
         current = self._attribute_values(x)
+        for name in sorted(init & set(current), key=self._param_names().index):
+            letter = next(c for c, n in ALL_LETTERS.items() if n == name)
+            _log.warning("Even though the %r attribute is set, it will be overwritten during "
+                         "initialization because 'init_params' contains %r", name + "_", letter)
         values: dict[str, np.ndarray] = {}
         if "startprob" in init or "startprob" not in current:
             values["startprob"] = np.full(k, 1.0 / k)
@@ -362,21 +385,40 @@ class TiedHMM:
                           f"data); fewer states or more ties would help",
                           DegenerateDataWarning, stacklevel=2)
         problem, runner = self._problem(x, lengths, values, executor, client, n_shards)
+        watcher = self._user_monitor()
 
         def step(state: EMState) -> Any:
             if self.verbose:
                 print(f"iteration {state.monitor.iter:4d}  log-likelihood "
                       f"{state.monitor.history[-1]:.6f}")
-            if on_iteration is None:
-                return None
-            self._publish(layout, state)
-            return on_iteration(state)
+            stop = None
+            if on_iteration is not None:
+                self._publish(layout, state)
+                stop = on_iteration(state)
+            if watcher is not None:
+                watcher.report(state.monitor.history[-1])
+                stop = True if watcher.converged else stop
+            return stop
 
         state = baum_welch(values if start is None else start, [problem], layout, blocks,
                            int(self.n_iter), float(self.tol), on_iteration=step,
                            executor=runner)
         self._publish(layout, state)
+        if watcher is not None:
+            self.monitor_ = watcher
         return self
+
+    def _user_monitor(self) -> Any:
+        """A monitor the user put in ``monitor_`` before ``fit`` (hmmlearn's pattern: a
+        ``ConvergenceMonitor`` subclass), reset; EM reports every log-likelihood to it and
+        stops when its ``converged`` says so, and it stays ``monitor_``. None for tiedsci's
+        own monitor."""
+        mon = self.__dict__.get("monitor_")
+        if mon is None or isinstance(mon, ConvergenceMonitor):
+            return None
+        if hasattr(mon, "_reset"):
+            mon._reset()
+        return mon
 
     def _problem(self, x: np.ndarray, lengths: Any, values: dict[str, np.ndarray],
                  executor: Any, client: Any, n_shards: int | None) -> tuple[Any, Any]:
@@ -406,10 +448,18 @@ class TiedHMM:
         """The fitted parameters and monitor as an EM state (``fit(X, start=...)`` resumes)."""
         from copy import deepcopy
 
-        monitor = deepcopy(getattr(self, "monitor_", None))
-        if monitor is None:
-            monitor = ConvergenceMonitor(tol=float(self.tol), n_iter=int(self.n_iter))
-        return EMState(self._values(), monitor)
+        return EMState(self._values(), deepcopy(self._own_monitor()))
+
+    def _own_monitor(self) -> ConvergenceMonitor:
+        """``monitor_`` as tiedsci's :class:`ConvergenceMonitor` (a user's hmmlearn-style
+        monitor is converted from its ``history``)."""
+        mon = self.__dict__.get("monitor_")
+        if isinstance(mon, ConvergenceMonitor):
+            return mon
+        own = ConvergenceMonitor(tol=float(self.tol), n_iter=int(self.n_iter))
+        history = list(getattr(mon, "history", []) or [])
+        own.history, own.iter = [float(h) for h in history], len(history)
+        return own
 
     def _n_features(self, values: Mapping[str, np.ndarray]) -> int:
         return int(self._emission().n_features_of(dict(values)))
@@ -477,8 +527,7 @@ class TiedHMM:
         if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) \
                 or n_samples < 0:
             raise ValueError(f"n_samples must be an integer >= 0, got {n_samples!r}")
-        rng = np.random.default_rng(random_state) if not isinstance(
-            random_state, np.random.Generator) else random_state
+        rng = self._rng(random_state)
         em = self._emission()
         k = int(self.n_components)
         if currstate is not None and not (isinstance(currstate, int | np.integer)
@@ -581,6 +630,13 @@ class TiedHMM:
         return {n: getattr(self, n) for n in names}
 
     def set_params(self, **params: Any) -> TiedHMM:
+        """Set constructor arguments (sklearn contract); an unknown name is a ``ValueError``
+        listing the valid ones, and nothing is set."""
+        valid = self.get_params()
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ValueError(f"Invalid parameter(s) {unknown} for {type(self).__name__}; "
+                             f"valid parameters: {sorted(valid)}")
         for k, v in params.items():
             setattr(self, k, v)
         return self
