@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from tiedsci.pinn.reference import Reference
 
 __all__ = ["solve_time_marching", "TimeMarchingSolution", "Window", "build_field",
-           "build_windows", "Observations"]
+           "build_windows", "Observations", "field_residual", "stratified"]
 
 
 @dataclass(frozen=True)
@@ -290,7 +290,24 @@ def _state_jets(problem: PDEProblem, done: list[Window], x: torch.Tensor, order:
     return tuple(c)
 
 
-def _stratified(gen: torch.Generator, n: int, lo: float, hi: float, dtype: torch.dtype,
+def field_residual(problem: PDEProblem, fld: nn.Module, x: torch.Tensor, t: torch.Tensor,
+                   t0: float | None, c: torch.Tensor | tuple[torch.Tensor, ...],
+                   p: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """PDE residual of ``u = c(x) + N(x, t) - N(x, t0)`` on the grid ``t x x``; (n_t, n_x).
+
+    ``c`` holds the carried state and its x-derivatives up to the problem's x-order (each
+    (n_x,)); ``p`` the coefficient values by local name.
+    """
+    x_order = int(problem.orders.get("x", 2))
+    d = fld.grid(x, t, t0, x_order)
+    for m, name in enumerate(_names(x_order)):
+        d[name] = d[name] + c[m][None, :]
+    d = ResidualInputs(d, "field derivative", problem.name,
+                       f" (x-derivatives up to the problem's order {x_order})")
+    return problem.residual(d, {"x": x[None, :], "t": t[:, None]}, p)
+
+
+def stratified(gen: torch.Generator, n: int, lo: float, hi: float, dtype: torch.dtype,
                 device: torch.device) -> torch.Tensor:
     r = torch.rand(n, generator=gen, dtype=torch.float64)
     pts = lo + (hi - lo) * (torch.arange(n, dtype=torch.float64) + r) / n
@@ -563,8 +580,8 @@ def _window_objective(problem: PDEProblem, layout: Layout, spec: NetSpec, cfg: T
 
     def sample(gen: torch.Generator, phase: str) -> dict[str, torch.Tensor]:
         nx, nt = (cfg.n_x, cfg.n_t) if phase == "adam" else (cfg.n_x_lbfgs, cfg.n_t_lbfgs)
-        x = _stratified(gen, nx, a, b, dtype, dev)
-        t = _stratified(gen, nt, win.t_start, win.t_end, dtype, dev)
+        x = stratified(gen, nx, a, b, dtype, dev)
+        t = stratified(gen, nt, win.t_start, win.t_end, dtype, dev)
         batch = {"x": x, "t": t, "c": torch.stack(_state_jets(problem, done, x, x_order,
                                                               subtract_first))}
         if need_ic:
@@ -576,12 +593,7 @@ def _window_objective(problem: PDEProblem, layout: Layout, spec: NetSpec, cfg: T
         values = layout.unpack(theta)
         p = problem.coefficient_values(values)
         x, t, c = batch["x"], batch["t"], batch["c"]
-        d = win.field.grid(x, t, t0, x_order)
-        for m, name in enumerate(_names(x_order)):
-            d[name] = d[name] + c[m][None, :]
-        d = ResidualInputs(d, "field derivative", problem.name,
-                           f" (x-derivatives up to the problem's order {x_order})")
-        r = problem.residual(d, {"x": x[None, :], "t": t[:, None]}, p)
+        r = field_residual(problem, win.field, x, t, t0, c, p)
         terms: dict[str, torch.Tensor] = {}
         info: dict[str, float] = {}
         r2 = (r**2).mean(dim=1)
