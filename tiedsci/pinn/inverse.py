@@ -240,7 +240,7 @@ def _model(fld: nn.Module, ex: _Exp, values: dict[str, torch.Tensor], t0: float
 def solve_inverse(problem: PDEProblem, experiments: Sequence[Experiment],
                   net: NetSpec | None = None, train: TrainConfig | None = None, *,
                   data_weight: float = 1.0, covariance_grid: tuple[int, int] = (64, 32),
-                  rcond: float = 1e-10) -> InverseSolution:
+                  rcond: float = 1e-5) -> InverseSolution:
     """Fit several experiments of one PDE with shared coefficients, and their covariance.
 
     Parameters
