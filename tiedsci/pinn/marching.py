@@ -343,6 +343,7 @@ def solve_time_marching(
     resume: str | os.PathLike | None = None,
     max_steps: int | None = None,
     parallel: Parallel | None = None,
+    reference: Reference | None = None,
 ) -> TimeMarchingSolution:
     """Train a periodic PINN on ``problem`` window by window.
 
@@ -365,6 +366,11 @@ def solve_time_marching(
         returned solution has ``completed=False``). For time-sliced jobs and for testing resume.
     parallel : Parallel, optional
         Train as one rank of a data-parallel job (use :func:`tiedsci.pinn.ddp.solve_ddp`).
+    reference : Reference, optional
+        Check the error against it while training (once every window has started: the last
+        window of the first sweep, then every sweep), record it in the history
+        (:func:`tiedsci.pinn.budget.time_to_decades` reads it) and stop at
+        ``train.target_error``.
 
     Returns
     -------
@@ -380,7 +386,7 @@ def solve_time_marching(
     with torch_threads(cfg.threads):
         try:
             return _solve_time_marching(problem, net, cfg, observations, resume, max_steps,
-                                        parallel, written)
+                                        parallel, written, reference)
         except KeyboardInterrupt:
             source = written[-1] if written else resume
             if source is None or parallel is not None:
@@ -426,6 +432,7 @@ def _solve_time_marching(
     max_steps: int | None,
     parallel: Parallel | None = None,
     written: list[Path] | None = None,
+    reference: Reference | None = None,
 ) -> TimeMarchingSolution:
     net = net or NetSpec()
     cfg = train or TrainConfig()
@@ -472,6 +479,7 @@ def _solve_time_marching(
                         desc=problem.name, unit="step")
     wall0 = time.perf_counter()
     completed = True
+    monitor = _monitor(problem, net, cfg, windows, layout, theta, dev, reference, wall0)
     try:
         for sweep in range(start_sweep, cfg.n_sweeps):
             for w in range(start_w if sweep == start_sweep else 0, cfg.n_windows):
@@ -503,11 +511,16 @@ def _solve_time_marching(
                 state = optimize(params, loss_fn, sample, cfg, gen, limits, history,
                                  tag={"window": w, "sweep": sweep}, resume=inner, save=save,
                                  step_allowance=allowance, progress=progress,
-                                 parallel=parallel)
+                                 parallel=parallel,
+                                 monitor=monitor if w == cfg.n_windows - 1 or sweep else None)
                 inner = None
                 nxt = (w + 1, sweep) if w + 1 < cfg.n_windows else (0, sweep + 1)
                 checkpoint(nxt[0], nxt[1], None)
-                del state
+                if state.get("target_met"):
+                    break
+            else:
+                continue
+            break  # the target error is met
         stopped_at = None
     except Interrupted:
         completed = False
@@ -520,6 +533,22 @@ def _solve_time_marching(
         wall_s=time.perf_counter() - wall0, device=str(dev), completed=completed,
         stopped_at=stopped_at,
     )
+
+
+def _monitor(problem: PDEProblem, net: NetSpec, cfg: TrainConfig, windows: list[Window],
+             layout: Layout, theta: torch.Tensor, dev: torch.device,
+             reference: Reference | None, wall0: float) -> Any:
+    """The error monitor of a run with a reference (None without one)."""
+    if reference is None:
+        return None
+    from tiedsci.pinn.budget import reference_monitor
+
+    def predict(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        sol = TimeMarchingSolution(problem, net, cfg, windows, layout,
+                                   theta.detach().cpu().double().numpy(), device=str(dev))
+        return sol.predict(x, t)
+
+    return reference_monitor(predict, reference, clock0=wall0)
 
 
 def _read_checkpoint(path: str | os.PathLike, windows: list[Window], theta: torch.Tensor,
