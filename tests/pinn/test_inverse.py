@@ -12,7 +12,7 @@ import torch
 from tiedsci.errors import DataError
 from tiedsci.pinn import problem as P
 from tiedsci.pinn.config import NetSpec, TrainConfig
-from tiedsci.pinn.inverse import Experiment, solve_inverse
+from tiedsci.pinn.inverse import Experiment, load_inverse, solve_inverse
 from tiedsci.pinn.marching import Observations
 
 NU = 0.2
@@ -83,7 +83,7 @@ def test_esd_matches_the_gauss_newton_esd_of_the_exact_solution():
         assert sol.coefficients["nu"][1] == pytest.approx(exact, rel=0.05)
 
 
-def test_nuisance_is_local_and_exact_periodicity_holds():
+def test_nuisance_is_local_and_exact_periodicity_holds(tmp_path):
     exps = _experiments(3, modes=MODES[:2])
     sol = _fit(exps)
     assert set(sol.layout.free_names) == {"heat.nu", "e1.offset", "e2.offset"}
@@ -94,6 +94,16 @@ def test_nuisance_is_local_and_exact_periodicity_holds():
         u = sol.predict(e, np.array([0.0, 2 * math.pi]), t)
         np.testing.assert_allclose(u[:, 0], u[:, 1], atol=1e-12)
     assert "heat.nu" in sol.report()
+    fit = sol.fitted(0)
+    assert np.sqrt(np.mean((exps[0].observations.u - fit) ** 2)) == pytest.approx(sol.rms[0])
+    assert len(sol.plot(tmp_path / "fit.png").axes) == 2 and (tmp_path / "fit.png").exists()
+    sol.save(tmp_path / "inv")
+    again = load_inverse(tmp_path / "inv", P.heat(nu=0.15, trainable=True), exps)
+    x, t = np.linspace(0, 6, 9), np.linspace(0, 1, 5)
+    np.testing.assert_array_equal(again.predict(1, x, t), sol.predict(1, x, t))
+    assert again.coefficients == sol.coefficients
+    with pytest.raises(DataError, match="experiments"):
+        load_inverse(tmp_path / "inv", P.heat(nu=0.15, trainable=True), exps[:1])
 
 
 def test_errors_are_named():

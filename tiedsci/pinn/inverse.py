@@ -28,8 +28,9 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,9 +38,10 @@ from torch import nn
 
 from tiedsci.core import Layout
 from tiedsci.errors import DataError
+from tiedsci.persist import read_bundle, write_bundle
 from tiedsci.pinn.autodiff import derivatives_1d
 from tiedsci.pinn.budget import single_phase_steps
-from tiedsci.pinn.config import NetSpec, TrainConfig
+from tiedsci.pinn.config import NetSpec, TrainConfig, from_dict
 from tiedsci.pinn.marching import (
     Observations,
     _check_problem,
@@ -50,7 +52,13 @@ from tiedsci.pinn.marching import (
 from tiedsci.pinn.problem import PDEProblem
 from tiedsci.pinn.train import Limits, optimize, resolve_device, resolve_dtype, torch_threads
 
-__all__ = ["Experiment", "InverseSolution", "solve_inverse", "NUISANCE"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["Experiment", "InverseSolution", "solve_inverse", "load_inverse", "NUISANCE",
+           "INVERSE_FORMAT"]
+
+INVERSE_FORMAT = "tiedsci.pinn.inverse/1"
 
 NUISANCE = {"offset": 0.0, "gain": 1.0}
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -177,6 +185,51 @@ class InverseSolution:
             u0 = derivatives_1d(self.experiments[e].initial, xt, 0)[0]
             u = self.fields[e].grid(xt, tt, t0, 0)["u"] + u0[None, :]
         return u.cpu().double().numpy()
+
+    def fitted(self, experiment: int | str) -> np.ndarray:
+        """Model of the observations ``gain * u + offset`` of one experiment, shape (n_obs,)."""
+        e = self._index(experiment)
+        dev, dt = resolve_device(self.device), resolve_dtype(self.train.dtype)
+        ex = _tensors(self.experiments[e], dt, dev)
+        values = self.layout.unpack(torch.as_tensor(self.theta, dtype=dt, device=dev))
+        with torch.no_grad():
+            m = _model(self.fields[e], ex, values, self.problem.bounds["t"][0])
+        return m.cpu().double().numpy()
+
+    def plot(self, path: str | Path | None = None) -> Figure:
+        """Normalised data residuals ``(y - model) / sigma`` against time, per experiment."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(7, 1.8 * len(self.experiments) + 0.6))
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(len(self.experiments), 1, squeeze=False)[:, 0]
+        for e, (ax, exp, s) in enumerate(zip(axes, self.experiments, self.sigma)):
+            o = exp.observations
+            ax.plot(o.t, (o.u - self.fitted(e)) / s, ".", ms=3)
+            ax.axhline(0.0, color="gray", lw=0.8)
+            ax.set_ylabel(f"{exp.name}\n(y - fit) / sigma")
+        axes[-1].set_xlabel("t")
+        fig.suptitle(", ".join(f"{k} = {v:.5g} +- {d:.2g}"
+                               for k, (v, d) in self.coefficients.items()))
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=110)
+        return fig
+
+    def save(self, path: str | Path) -> Path:
+        """Write the bundle ``path`` (JSON values and metadata, npz arrays, network weights);
+        :func:`load_inverse` reads it back given the problem and experiments. Returns the JSON."""
+        meta = {"problem": self.problem.name, "net": asdict(self.net),
+                "train": asdict(self.train), "free_names": list(self.layout.free_names),
+                "experiments": [e.name for e in self.experiments], "history": self.history,
+                "wall_s": self.wall_s, "covariance_s": self.covariance_s, "device": self.device,
+                "coefficients": self.coefficients}
+        arrays = {"theta": self.theta, "sigma": self.sigma, "rms": self.rms}
+        if self.cov_theta is not None:
+            arrays["cov_theta"] = self.cov_theta
+        return write_bundle(path, INVERSE_FORMAT, meta, arrays=arrays,
+                            weights={"fields": [f.state_dict() for f in self.fields]})
 
     def report(self) -> str:
         """Coefficients with esds, nuisance parameters, per-experiment fit, timing."""
@@ -399,3 +452,37 @@ def _covariance(problem: PDEProblem, experiments: Sequence[Experiment], fields: 
     except np.linalg.LinAlgError:
         cov = None
     return cov, np.asarray(sigma), np.asarray(rms)
+
+
+def load_inverse(path: str | Path, problem: PDEProblem, experiments: Sequence[Experiment], *,
+                 device: str = "cpu") -> InverseSolution:
+    """Read an :class:`InverseSolution` written by :meth:`InverseSolution.save`.
+
+    ``problem`` and ``experiments`` are the ones it was fitted with (initial conditions are
+    functions, so they are not stored); the experiment names and free parameters are checked.
+    """
+    bundle = read_bundle(path, INVERSE_FORMAT)
+    meta, arrays = bundle.meta, bundle.arrays
+    experiments = tuple(experiments)
+    where = repr(str(bundle.path))
+    if [e.name for e in experiments] != list(meta["experiments"]):
+        raise DataError(f"{where} holds experiments {meta['experiments']}, not "
+                        f"{[e.name for e in experiments]}")
+    declare_nuisance(problem, experiments)
+    layout = problem.registry.compile()
+    if list(layout.free_names) != list(meta["free_names"]):
+        raise DataError(f"{where} was fitted with the free parameters {meta['free_names']}; "
+                        f"this problem has {list(layout.free_names)}")
+    net, cfg = from_dict(NetSpec, meta["net"]), from_dict(TrainConfig, meta["train"])
+    dev, dtype = resolve_device(device), resolve_dtype(cfg.dtype)
+    t0, t1 = problem.bounds["t"]
+    fields = []
+    for state in (bundle.weights or {})["fields"]:
+        fld = build_field(problem, layout, net, t0, t1, 0)[0].to(dev, dtype)
+        fld.load_state_dict(state)
+        fields.append(fld)
+    return InverseSolution(problem, experiments, net, cfg, fields, layout,
+                           np.asarray(arrays["theta"]), arrays.get("cov_theta"),
+                           np.asarray(arrays["sigma"]), np.asarray(arrays["rms"]),
+                           list(meta["history"]), float(meta["wall_s"]),
+                           float(meta["covariance_s"]), str(dev))
