@@ -42,7 +42,7 @@ from tiedsci.pinn.features import (
     PeriodicFeatures,
     ScaledInput,
 )
-from tiedsci.pinn.inverse import Experiment, InverseSolution, solve_inverse
+from tiedsci.pinn.inverse import Experiment, InverseSolution, load_inverse, solve_inverse
 from tiedsci.pinn.io import load
 from tiedsci.pinn.marching import Observations, TimeMarchingSolution, solve_time_marching
 from tiedsci.pinn.net import MLP, FactorizedLinear, FieldNet, MLPField, SeparableField
@@ -78,7 +78,7 @@ __all__ = [
     "Reference", "load_reference", "spectral_reference",
     "SpectralPDE", "spectral_pde", "solve_periodic", "SpectralSolution",
     "Metrics", "evaluate", "relative_l2",
-    "Experiment", "InverseSolution", "solve_inverse", "time_to_decades",
+    "Experiment", "InverseSolution", "solve_inverse", "load_inverse", "time_to_decades",
 ]
 
 _DDP = ("solve_ddp", "spawn_solve", "DDPHooks", "EmulatedRanks")
