@@ -115,3 +115,14 @@ def test_errors_are_named():
     with pytest.raises(DataError, match="free"):
         solve_inverse(P.heat(), [Experiment("a", _sine(1, 1.0), exps[0].observations)],
                       TINY_NET, TINY)
+
+
+def test_gain_and_offset_of_the_sensor_are_recovered():
+    rng = np.random.default_rng(11)
+    x, t = rng.uniform(0, 2 * np.pi, 40), rng.uniform(0, 1, 40)
+    y = 1.3 * 0.8 * np.exp(-4 * NU * t) * np.sin(2 * x) - 0.1 + 0.02 * rng.normal(size=40)
+    exp = Experiment("cam", _sine(2, 0.8), Observations(x, t, y), sigma=0.02,
+                     nuisance=("gain", "offset"))
+    sol = _fit([exp])
+    for name, truth in (("cam.gain", 1.3), ("cam.offset", -0.1), ("heat.nu", NU)):
+        assert abs(sol.values[name] - truth) < 4 * sol.esd[name], name
