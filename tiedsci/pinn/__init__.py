@@ -17,6 +17,10 @@ Quick start::
     sol.save("ac")                   # ac.json + ac.npz + ac.pt
     again = pinn.load("ac")          # predicts bit for bit what sol predicts
 
+Joint inverse problems (several experiments, coefficients shared in the registry, esds):
+:func:`solve_inverse`. Budgets: ``solve(..., time_budget=, steps=, reference=)``,
+``TrainConfig(target_error=, plateau_steps=)``, :func:`time_to_decades`.
+
 Every solver (:func:`solve`, :func:`solve_time_marching`, :func:`solve_steady`,
 :func:`solve_ddp`) returns a solution with ``report()``, ``plot()`` and ``save(path)``;
 :func:`load` reads one back.
@@ -25,6 +29,7 @@ This package imports torch; ``import tiedsci`` does not import it.
 """
 
 from tiedsci.pinn.autodiff import derivatives_1d, grad, laplacian, partial
+from tiedsci.pinn.budget import time_to_decades
 from tiedsci.pinn.config import NetSpec, TrainConfig
 from tiedsci.pinn.domain import declare_periodic_axis, periodic_axes, periodic_features
 from tiedsci.pinn.evaluate import Metrics, evaluate, relative_l2
@@ -37,6 +42,7 @@ from tiedsci.pinn.features import (
     PeriodicFeatures,
     ScaledInput,
 )
+from tiedsci.pinn.inverse import Experiment, InverseSolution, load_inverse, solve_inverse
 from tiedsci.pinn.io import load
 from tiedsci.pinn.marching import Observations, TimeMarchingSolution, solve_time_marching
 from tiedsci.pinn.net import MLP, FactorizedLinear, FieldNet, MLPField, SeparableField
@@ -72,6 +78,7 @@ __all__ = [
     "Reference", "load_reference", "spectral_reference",
     "SpectralPDE", "spectral_pde", "solve_periodic", "SpectralSolution",
     "Metrics", "evaluate", "relative_l2",
+    "Experiment", "InverseSolution", "solve_inverse", "load_inverse", "time_to_decades",
 ]
 
 _DDP = ("solve_ddp", "spawn_solve", "DDPHooks", "EmulatedRanks")

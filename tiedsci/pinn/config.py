@@ -146,6 +146,17 @@ class TrainConfig:
         :func:`~tiedsci.pinn.marching.solve_time_marching` resumes from it exactly.
     checkpoint_every : int
         Also write it every this many Adam steps and after every L-BFGS call (0: window ends).
+    target_error : float or None
+        Stop the solve as soon as the error against a reference (``solve(...,
+        reference=...)``) is at or below this (checked every ``monitor_every`` Adam steps and
+        after every L-BFGS call).
+    monitor_every : int
+        Adam steps between two error checks against the reference.
+    plateau_steps : int
+        End a window's Adam phase (go on to L-BFGS) when the logged loss has not fallen by a
+        factor ``1 - plateau_rtol`` for this many steps, and end its L-BFGS phase after
+        ``plateau_steps // lbfgs_chunk`` (at least 1) calls without such a fall; 0 disables.
+    plateau_rtol : float
     threads : int or None
         torch intra-op threads during the solve (restored afterwards). The networks are small:
         on a shared or busy CPU a second thread costs far more than it gives (measured here:
@@ -181,18 +192,24 @@ class TrainConfig:
     progress: bool = False
     checkpoint: str | None = None
     checkpoint_every: int = 0
+    target_error: float | None = None
+    monitor_every: int = 100
+    plateau_steps: int = 0
+    plateau_rtol: float = 1e-3
     threads: int | None = 1
 
     def __post_init__(self) -> None:
         for name in ("adam_steps", "lbfgs_steps", "resample_every", "lbfgs_resample_every",
-                     "checkpoint_every"):
+                     "checkpoint_every", "plateau_steps"):
             _check_int(self, name, 0)
         for name in ("lbfgs_history", "lbfgs_chunk", "n_x", "n_t", "n_x_lbfgs", "n_t_lbfgs",
-                     "n_windows", "n_sweeps", "causal_chunks", "balance_every", "decay_steps"):
+                     "n_windows", "n_sweeps", "causal_chunks", "balance_every", "decay_steps",
+                     "monitor_every"):
             _check_int(self, name, 1)
         if not _is_int(self.seed):
             raise DataError(f"seed must be an integer, got {self.seed!r}")
-        for name in ("lr", "lr_decay", "causal_eps", "adam_fraction", "boundary_weight"):
+        for name in ("lr", "lr_decay", "causal_eps", "adam_fraction", "boundary_weight",
+                     "plateau_rtol"):
             v = _number(self, name)
             if not math.isfinite(v) or v < 0:
                 raise DataError(f"{name} must be finite and >= 0, got {v!r}")
@@ -201,6 +218,9 @@ class TrainConfig:
         if self.budget_s is not None and not (math.isfinite(_number(self, "budget_s"))
                                               and self.budget_s > 0):
             raise DataError(f"budget_s must be None or > 0, got {self.budget_s!r}")
+        if self.target_error is not None and not (
+                math.isfinite(_number(self, "target_error")) and self.target_error > 0):
+            raise DataError(f"target_error must be None or > 0, got {self.target_error!r}")
         if self.threads is not None and (isinstance(self.threads, bool)
                                          or int(self.threads) != self.threads or self.threads < 1):
             raise DataError(f"threads must be None or an integer >= 1, got {self.threads!r}")

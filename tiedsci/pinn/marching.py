@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from tiedsci.pinn.reference import Reference
 
 __all__ = ["solve_time_marching", "TimeMarchingSolution", "Window", "build_field",
-           "build_windows", "Observations"]
+           "build_windows", "Observations", "field_residual", "stratified"]
 
 
 @dataclass(frozen=True)
@@ -291,7 +291,24 @@ def _state_jets(problem: PDEProblem, done: list[Window], x: torch.Tensor, order:
     return tuple(c)
 
 
-def _stratified(gen: torch.Generator, n: int, lo: float, hi: float, dtype: torch.dtype,
+def field_residual(problem: PDEProblem, fld: nn.Module, x: torch.Tensor, t: torch.Tensor,
+                   t0: float | None, c: torch.Tensor | tuple[torch.Tensor, ...],
+                   p: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """PDE residual of ``u = c(x) + N(x, t) - N(x, t0)`` on the grid ``t x x``; (n_t, n_x).
+
+    ``c`` holds the carried state and its x-derivatives up to the problem's x-order (each
+    (n_x,)); ``p`` the coefficient values by local name.
+    """
+    x_order = int(problem.orders.get("x", 2))
+    d = fld.grid(x, t, t0, x_order)
+    for m, name in enumerate(_names(x_order)):
+        d[name] = d[name] + c[m][None, :]
+    d = ResidualInputs(d, "field derivative", problem.name,
+                       f" (x-derivatives up to the problem's order {x_order})")
+    return problem.residual(d, {"x": x[None, :], "t": t[:, None]}, p)
+
+
+def stratified(gen: torch.Generator, n: int, lo: float, hi: float, dtype: torch.dtype,
                 device: torch.device) -> torch.Tensor:
     r = torch.rand(n, generator=gen, dtype=torch.float64)
     pts = lo + (hi - lo) * (torch.arange(n, dtype=torch.float64) + r) / n
@@ -327,6 +344,7 @@ def solve_time_marching(
     resume: str | os.PathLike | None = None,
     max_steps: int | None = None,
     parallel: Parallel | None = None,
+    reference: Reference | None = None,
 ) -> TimeMarchingSolution:
     """Train a periodic PINN on ``problem`` window by window.
 
@@ -349,6 +367,11 @@ def solve_time_marching(
         returned solution has ``completed=False``). For time-sliced jobs and for testing resume.
     parallel : Parallel, optional
         Train as one rank of a data-parallel job (use :func:`tiedsci.pinn.ddp.solve_ddp`).
+    reference : Reference, optional
+        Check the error against it while training (once every window has started: the last
+        window of the first sweep, then every sweep), record it in the history
+        (:func:`tiedsci.pinn.budget.time_to_decades` reads it) and stop at
+        ``train.target_error``.
 
     Returns
     -------
@@ -364,7 +387,7 @@ def solve_time_marching(
     with torch_threads(cfg.threads):
         try:
             return _solve_time_marching(problem, net, cfg, observations, resume, max_steps,
-                                        parallel, written)
+                                        parallel, written, reference)
         except KeyboardInterrupt:
             source = written[-1] if written else resume
             if source is None or parallel is not None:
@@ -410,6 +433,7 @@ def _solve_time_marching(
     max_steps: int | None,
     parallel: Parallel | None = None,
     written: list[Path] | None = None,
+    reference: Reference | None = None,
 ) -> TimeMarchingSolution:
     net = net or NetSpec()
     cfg = train or TrainConfig()
@@ -454,6 +478,7 @@ def _solve_time_marching(
                             ends[start_sweep - 1][-1])
     wall0 = time.perf_counter()
     completed = True
+    monitor = _monitor(problem, net, cfg, windows, layout, theta, dev, reference, wall0)
     try:
         for sweep in range(start_sweep, cfg.n_sweeps):
             for w in range(start_w if sweep == start_sweep else 0, cfg.n_windows):
@@ -486,12 +511,18 @@ def _solve_time_marching(
                                  tag={"window": w, "sweep": sweep}, resume=inner, save=save,
                                  step_allowance=allowance,
                                  progress=_WindowBar(progress, ends, sweep, w, cfg),
-                                 parallel=parallel)
+                                 parallel=parallel,
+                                 monitor=monitor if w == cfg.n_windows - 1 or sweep else None)
                 inner = None
                 progress.advance_to(ends[sweep][w])  # a window that stopped early is done
                 nxt = (w + 1, sweep) if w + 1 < cfg.n_windows else (0, sweep + 1)
                 checkpoint(nxt[0], nxt[1], None)
-                del state
+                if state.get("target_met"):
+                    progress.advance_to(ends[-1][-1])  # the run is done: the bar ends at 100 %
+                    break
+            else:
+                continue
+            break  # the target error is met
         stopped_at = None
     except Interrupted:
         completed = False
@@ -548,6 +579,22 @@ class _WindowBar:
 
     def set_postfix(self, **values: Any) -> None:
         self.bar.set_postfix(**values)
+
+
+def _monitor(problem: PDEProblem, net: NetSpec, cfg: TrainConfig, windows: list[Window],
+             layout: Layout, theta: torch.Tensor, dev: torch.device,
+             reference: Reference | None, wall0: float) -> Any:
+    """The error monitor of a run with a reference (None without one)."""
+    if reference is None:
+        return None
+    from tiedsci.pinn.budget import reference_monitor
+
+    def predict(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        sol = TimeMarchingSolution(problem, net, cfg, windows, layout,
+                                   theta.detach().cpu().double().numpy(), device=str(dev))
+        return sol.predict(x, t)
+
+    return reference_monitor(predict, reference, clock0=wall0)
 
 
 def _read_checkpoint(path: str | os.PathLike, windows: list[Window], theta: torch.Tensor,
@@ -608,8 +655,8 @@ def _window_objective(problem: PDEProblem, layout: Layout, spec: NetSpec, cfg: T
 
     def sample(gen: torch.Generator, phase: str) -> dict[str, torch.Tensor]:
         nx, nt = (cfg.n_x, cfg.n_t) if phase == "adam" else (cfg.n_x_lbfgs, cfg.n_t_lbfgs)
-        x = _stratified(gen, nx, a, b, dtype, dev)
-        t = _stratified(gen, nt, win.t_start, win.t_end, dtype, dev)
+        x = stratified(gen, nx, a, b, dtype, dev)
+        t = stratified(gen, nt, win.t_start, win.t_end, dtype, dev)
         batch = {"x": x, "t": t, "c": torch.stack(_state_jets(problem, done, x, x_order,
                                                               subtract_first))}
         if need_ic:
@@ -621,12 +668,7 @@ def _window_objective(problem: PDEProblem, layout: Layout, spec: NetSpec, cfg: T
         values = layout.unpack(theta)
         p = problem.coefficient_values(values)
         x, t, c = batch["x"], batch["t"], batch["c"]
-        d = win.field.grid(x, t, t0, x_order)
-        for m, name in enumerate(_names(x_order)):
-            d[name] = d[name] + c[m][None, :]
-        d = ResidualInputs(d, "field derivative", problem.name,
-                           f" (x-derivatives up to the problem's order {x_order})")
-        r = problem.residual(d, {"x": x[None, :], "t": t[:, None]}, p)
+        r = field_residual(problem, win.field, x, t, t0, c, p)
         terms: dict[str, torch.Tensor] = {}
         info: dict[str, float] = {}
         r2 = (r**2).mean(dim=1)

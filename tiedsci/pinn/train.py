@@ -145,6 +145,7 @@ def optimize(
     step_allowance: list[int] | None = None,
     progress: Any = None,
     parallel: Parallel | None = None,
+    monitor: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Minimise ``sum_k w_k L_k`` over ``params``: Adam, then L-BFGS (strong Wolfe).
 
@@ -172,11 +173,18 @@ def optimize(
     progress : tqdm, optional
     parallel : Parallel, optional
         Run as one rank of a data-parallel job (see :mod:`tiedsci.pinn.ddp`).
+    monitor : callable, optional
+        ``monitor() -> {"error": e, ...}``, called every ``cfg.monitor_every`` Adam steps and
+        after every L-BFGS call; the record goes to ``history`` (``phase="monitor"``) and the
+        loop ends (``state["target_met"] = True``) once ``e <= cfg.target_error``.
 
     Returns
     -------
     dict
         The final loop state (what ``save`` receives).
+
+    Plateau stops (``cfg.plateau_steps``) are tracked from the start of this call (a resumed
+    run starts counting afresh).
     """
     params = list(params)
     tag = dict(tag or {})
@@ -223,6 +231,24 @@ def optimize(
         w = state["weights"] or {}
         return sum(w.get(k, 1.0) * v for k, v in terms.items())
 
+    plateau = {"best": math.inf, "at": 0}
+
+    def stalled(loss: float, at: int, patience: int) -> bool:
+        """True when ``loss`` has not improved by ``plateau_rtol`` for ``patience`` units."""
+        if loss < plateau["best"] * (1 - cfg.plateau_rtol):
+            plateau["best"], plateau["at"] = loss, at
+        return bool(cfg.plateau_steps) and at - plateau["at"] >= patience
+
+    def target_met() -> bool:
+        if monitor is None:
+            return False
+        record = {"phase": "monitor", "step": state["step"], "lbfgs_iter": state["lbfgs_iter"],
+                  **monitor(), **tag}
+        history.append(record)
+        met = cfg.target_error is not None and record["error"] <= cfg.target_error
+        state["target_met"] = met
+        return met
+
     def spend(n: int) -> None:
         if step_allowance is None:
             return
@@ -258,6 +284,7 @@ def optimize(
             adam.step()
             sched.step()
             state["step"] += 1
+            stop = False
             if state["step"] % 10 == 0 or state["step"] == 1:
                 lv = values(loss, terms)
                 if not all(math.isfinite(v) for v in lv):
@@ -265,6 +292,9 @@ def optimize(
                 history.append({"phase": "adam", "step": state["step"], "loss": lv[0],
                                 "time": time.perf_counter() - start,
                                 **dict(zip(terms, lv[1:])), **info, **tag})
+                stop = stalled(lv[0], state["step"], cfg.plateau_steps)
+            if state["step"] % cfg.monitor_every == 0 and target_met():
+                return snapshot()
             if progress is not None:
                 progress.update(1)
                 if state["step"] % 50 == 0:
@@ -274,8 +304,11 @@ def optimize(
                     state["step"] % cfg.checkpoint_every == 0:
                 save(snapshot())
             spend(1)
+            if stop:
+                break
         state["phase"] = "lbfgs"
         state["batch"] = None
+        plateau.update(best=math.inf, at=0)
 
     # ---------------------------------------------------------------- L-BFGS
     start = time.perf_counter()
@@ -336,5 +369,8 @@ def optimize(
             if done == 0:
                 break  # converged to the tolerance
             spend(max(int(done), 1))
+            if target_met() or stalled(lv[0], state["lbfgs_calls"],
+                                       max(1, cfg.plateau_steps // cfg.lbfgs_chunk)):
+                break
         state["phase"] = "done"
     return snapshot()
