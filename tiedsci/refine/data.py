@@ -27,6 +27,8 @@ def _as_1d(name: str, arg: str, value: Any, n: int | None) -> np.ndarray:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise DataError(f"dataset {name!r}: {arg} is not numeric ({exc})") from None
+    if arr.ndim == 0 and n is not None and arg in ("sigma", "weights"):
+        arr = np.full(n, float(arr))  # one value for every point
     if arr.ndim != 1:
         raise DataError(f"dataset {name!r}: {arg} must be 1-D, got shape {arr.shape}")
     if n is not None and arr.shape[0] != n:
@@ -49,8 +51,9 @@ class Dataset:
         Abscissa (2theta in degrees, time of flight, q, ...).
     y : array_like, shape (n_points,)
         Observed values.
-    sigma : array_like, shape (n_points,), optional
-        Standard uncertainties (> 0); the weights are ``1 / sigma**2``.
+    sigma : float or array_like, shape (n_points,), optional
+        Standard uncertainties (> 0; one number for all points); the weights are
+        ``1 / sigma**2``.
     weights : array_like, shape (n_points,), optional
         Least-squares weights (>= 0), instead of ``sigma``. With neither, all weights are 1.
     mask : array_like of bool, shape (n_points,), optional

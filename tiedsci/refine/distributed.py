@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from tiedsci.parallel import StatefulExecutor
-from tiedsci.refine.lm import scaled_gradient_max, sum_squares
+from tiedsci.refine.lm import scale_floor, scaled_gradient_max, sum_squares
 from tiedsci.refine.problem import Problem
 from tiedsci.refine.solver import (
     NormalSystem,
@@ -129,7 +129,8 @@ class Reduced:
 
 @dataclass(frozen=True)
 class TrialSums:
-    """Sums over batches at a trial point: chi-square, ``|dl|^2``, ``|theta_l|^2`` and
+    """Sums over batches at a trial point: chi-square, ``|D^1/2 dl|^2``, ``|D^1/2 theta_l|^2``
+    (``D`` the Marquardt scaling) and
     ``dl . (mu D_l dl - g_l)`` (the local share of the predicted reduction)."""
 
     chi2: float
@@ -236,7 +237,8 @@ def _trial(state: BatchState, ds: np.ndarray, mu: float, floor: float) -> TrialS
     idx = _local_idx(part)
     dl, th = delta[idx], state.theta[idx]
     pred = float(dl @ (mu * scale[idx] * dl - _local_gradient(state.system)))
-    sums = TrialSums(sum_squares(resids), float(dl @ dl), float(th @ th), pred)
+    sl = scale[idx]
+    sums = TrialSums(sum_squares(resids), float(dl @ (sl * dl)), float(th @ (sl * th)), pred)
     return TrialState(state.shard, trial, resids, state.scale, sums)
 
 
@@ -404,7 +406,7 @@ class ExecutorBatches:
         diag_s = hss_diag + np.diag(cur.r_sys.hss)
         if scale is None:
             scale_s = np.maximum(diag_s, 0.0)
-            self.floor = max(float(max(scale_s.max(initial=0.0), local_max)), 1.0) * 1e-12
+            self.floor = scale_floor(max(scale_s.max(initial=0.0), local_max))
             self.scale_s = np.maximum(scale_s, self.floor)
         else:  # the resumed scaling holds the floor already
             self.floor, self.scale_s = 0.0, np.maximum(scale[self.part.shared], diag_s)
@@ -430,7 +432,9 @@ class ExecutorBatches:
         sums = self.executor.map_reduce(_trial_sums, trials, combine=_add_trial)
         self._proposal = (ds, mu, trials, sums)
         th = cur.theta_s
-        return float(np.sqrt(ds @ ds + sums.step2)), float(np.sqrt(th @ th + sums.theta2))
+        sc = self.scale_s
+        return (float(np.sqrt(ds @ (sc * ds) + sums.step2)),
+                float(np.sqrt(th @ (sc * th) + sums.theta2)))
 
     def evaluate(self) -> tuple[float, float]:
         assert self._proposal is not None

@@ -33,7 +33,7 @@ from tiedsci.refine.checkpoint import (
     save_checkpoint,
 )
 from tiedsci.refine.contribution import Contribution
-from tiedsci.refine.covariance import bound_hits, invert_blocks, invert_normal
+from tiedsci.refine.covariance import bound_hits, invert_blocks, invert_normal, no_influence
 from tiedsci.refine.data import Dataset
 from tiedsci.refine.lm import INTERRUPTED, LMOutcome, LMState, levenberg_marquardt
 from tiedsci.refine.problem import Problem, compile_problem
@@ -400,6 +400,9 @@ def _finish(res: RefinementResult, on_singular: str, raise_on_failure: bool,
         from tiedsci.refine.covariance import CovarianceInfo
 
         msg = CovarianceInfo(None, res.singular).message()
+        if not res.converged:  # the primary cause first: a singular verdict there is secondary
+            msg = (f"refinement did not converge ({res.message}); at the point where it stopped, "
+                   + msg)
         if on_singular == "raise":
             err = SingularMatrixError(msg)
             err.result = res  # type: ignore[attr-defined]
@@ -526,9 +529,12 @@ def build_result(problem: Problem, outcome: LMOutcome, *, optimizer: str,
                             float(np.sqrt(redchi)) if dof > 0 else float("nan"))
 
     # covariance in theta space, then propagated to the values
-    info = invert_blocks(problem.partition, outcome.system)
+    dead = no_influence(outcome.system.diagonal(problem.partition), theta,
+                        float(np.sqrt(redchi)) if np.isfinite(redchi) else 0.0)
+    info = invert_blocks(problem.partition, outcome.system, dead=dead)
     if info is None:  # singular or ill-posed somewhere: the dense matrix names the culprits
-        info = invert_normal(dense_normal(problem.partition, outcome.system), layout.free_names)
+        info = invert_normal(dense_normal(problem.partition, outcome.system), layout.free_names,
+                             dead=dead)
     n = layout.n_free
     factor = redchi if (scale_covar and np.isfinite(redchi)) else 1.0
     variances, cov_free = layout.propagate_covariance(info.cov_theta, theta)
@@ -538,12 +544,10 @@ def build_result(problem: Problem, outcome: LMOutcome, *, optimizer: str,
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov_free / np.outer(d, d)
     hits = tuple(bound_hits(layout, theta))
-    warns = []
+    warns = [] if outcome.converged else [outcome.message]  # why it stopped comes first
     if hits:
         warns.append("parameters at a bound (esd not meaningful): "
                      + ", ".join(f"{lab} ({side})" for lab, side in hits))
-    if not outcome.converged:
-        warns.append(outcome.message)
     return RefinementResult(
         values={k: np.asarray(v, dtype=float) for k, v in values.items()},
         esd=esd, esd_unscaled=esd_u, free_names=tuple(layout.free_names), theta=theta.copy(),

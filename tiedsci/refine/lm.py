@@ -115,7 +115,7 @@ class NormalProvider(Protocol):
         """Evaluate residuals and Jacobian at ``theta`` (shape (n_free,)); return the cost.
 
         ``scale`` is the Marquardt scaling of a resumed iteration (shape (n_free,)), or None
-        to start it from ``diag(J^T J)`` with a floor of ``1e-12 * max(1, max diag)``.
+        to start it from ``diag(J^T J)`` floored at :func:`scale_floor`.
         """
         ...
 
@@ -126,8 +126,9 @@ class NormalProvider(Protocol):
     def propose(self, mu: float) -> tuple[float, float]:
         """Solve ``(J^T J + mu D) delta = -J^T r``; keep ``theta + delta`` as the proposal.
 
-        Returns ``(|delta|, |theta|)``. Raises numpy.linalg.LinAlgError when the damped
-        matrix is not positive definite.
+        Returns ``(|D^1/2 delta|, |D^1/2 theta|)`` with ``D`` the Marquardt scaling (norms
+        invariant to the parameters' units, as MINPACK's). Raises numpy.linalg.LinAlgError
+        when the damped matrix is not positive definite.
         """
         ...
 
@@ -157,11 +158,21 @@ def scaled_gradient_max(g: np.ndarray, scale: np.ndarray, cost: float) -> float:
     return float(np.max(np.abs(g) / np.sqrt(scale * max(cost, 1e-300)), initial=0.0))
 
 
+SCALE_FLOOR = 1e-100
+"""Relative floor of the Marquardt scaling: low enough that parameters whose Jacobian columns
+differ by many orders of magnitude (units) are each damped on their own scale, high enough that
+an all-zero column keeps the damped matrix positive definite."""
+
+
+def scale_floor(max_diagonal: float) -> float:
+    """Floor of the Marquardt scaling: ``SCALE_FLOOR * max(1, max diag(J^T J))``."""
+    return max(float(max_diagonal), 1.0) * SCALE_FLOOR
+
+
 def initial_scale(diagonal: np.ndarray) -> np.ndarray:
-    """Marquardt scaling at the start: ``diag(J^T J)`` floored at ``1e-12 * max(1, max)``."""
+    """Marquardt scaling at the start: ``diag(J^T J)`` floored at :func:`scale_floor`."""
     scale = np.maximum(diagonal, 0.0)
-    floor = max(float(scale.max(initial=0.0)), 1.0) * 1e-12
-    return np.maximum(scale, floor)
+    return np.maximum(scale, scale_floor(scale.max(initial=0.0)))
 
 
 def sum_squares(resids: Sequence[np.ndarray]) -> float:
@@ -290,7 +301,8 @@ def levenberg_marquardt(
         Starting point (not used with ``start``).
     ftol, xtol, gtol : float
         Stop when the actual and predicted relative reductions of the cost are both below
-        ``ftol``, when the step is below ``xtol * (|theta| + xtol)``, or when the scaled gradient
+        ``ftol``, when the scaled step is below ``xtol * (|D^1/2 theta| + xtol)`` (``D`` the
+        Marquardt scaling: a test invariant to units), or when the scaled gradient
         ``max |g_j| / sqrt(D_j cost)`` is below ``gtol``.
     max_nfev : int
         Budget of residual evaluations.

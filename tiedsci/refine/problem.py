@@ -9,7 +9,7 @@ theta entries each block depends on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,16 +201,74 @@ def _check_jacobian(block: ModelBlock, jv: np.ndarray, v: np.ndarray) -> None:
 
 
 def _probe(contribution: Contribution, layout: Layout, values0: dict[str, np.ndarray]
-           ) -> tuple[str, ...]:
+           ) -> tuple[tuple[str, ...], str | None]:
+    """The full names a model reads and, when found on the way, its Jacobian mode.
+
+    Without ``uses``, the model is run once on torch tensors (unless ``jac`` is ``"fd"`` or a
+    callable) and the names it reads are recorded; a model that cannot run on tensors is run
+    on numpy arrays instead (mode ``"fd"``). Returns ``(names, mode or None)``; None leaves the
+    mode to :func:`_pick_mode`.
+    """
     prefix = contribution.name
     if contribution.uses is not None:
         return tuple(dict.fromkeys(resolve_name(k, prefix, layout.names)
-                                   for k in contribution.uses))
-    record: set[str] = set()
-    scoped = ScopedValues(values0, prefix, layout.names, record)
+                                   for k in contribution.uses)), None
     ds = contribution.dataset
-    contribution.model(scoped, ds.x[ds.used])
+    x = ds.x[ds.used]
+    jac = contribution.jac
+    if not callable(jac) and jac != "fd":
+        names = _record_torch(contribution, layout, values0, x)
+        if names is not None:
+            return names, "torch"
+        if jac == "torch":
+            _pick_mode_failed(contribution.name, "it did not return a tensor on tensor inputs")
+    record: set[str] = set()
+    contribution.model(ScopedValues(values0, prefix, layout.names, record), x)
+    return tuple(n for n in layout.names if n in record), (
+        "analytic" if callable(jac) else "fd")
+
+
+def _record_torch(contribution: Contribution, layout: Layout, values0: dict[str, np.ndarray],
+                  x: np.ndarray) -> tuple[str, ...] | None:
+    """Names read by a model run on torch tensors, or None when it cannot run on them."""
+    import torch
+
+    record: set[str] = set()
+    tvals = _LazyTensors(values0)
+    try:
+        with torch.no_grad():
+            out = contribution.model(ScopedValues(tvals, contribution.name, layout.names,
+                                                  record), torch.as_tensor(x))
+    except Exception:
+        return None
+    if not isinstance(out, torch.Tensor):
+        return None
     return tuple(n for n in layout.names if n in record)
+
+
+class _LazyTensors(Mapping[str, Any]):
+    """``name -> torch tensor`` view of numpy values, converted on first read."""
+
+    def __init__(self, values: Mapping[str, np.ndarray]) -> None:
+        self._values = values
+
+    def __getitem__(self, key: str) -> Any:
+        import torch
+
+        return torch.as_tensor(np.asarray(self._values[key], dtype=float))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def _pick_mode_failed(name: str, why: str) -> None:
+    raise DeclarationError(
+        f"model of dataset {name!r} cannot run on torch tensors ({why}); write it with "
+        "torch-compatible operations (tiedsci.backends.namespace_of(x) gives them for numpy "
+        "and torch alike) or use jac='fd'")
 
 
 def _pick_mode(block: ModelBlock, v0: np.ndarray) -> str:
@@ -229,9 +287,7 @@ def _pick_mode(block: ModelBlock, v0: np.ndarray) -> str:
         ok = True
     except Exception as exc:
         if jac == "torch":
-            raise DeclarationError(
-                f"model of dataset {block.name!r} cannot run on torch tensors ({exc}); write it "
-                "with torch-compatible operations or use jac='fd'") from exc
+            _pick_mode_failed(block.name, str(exc))
         ok = False
     return "torch" if ok else "fd"
 
@@ -288,7 +344,7 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Pr
     blocks = []
     seen: dict[tuple[int, int, tuple[str, ...]], tuple[str, bool]] = {}
     for c in contributions:
-        used_names = _probe(c, layout, values0)
+        used_names, probed_mode = _probe(c, layout, values0)
         shapes = tuple(layout.shapes[n] for n in used_names)
         elem = [np.arange(layout.flat_slice(n).start, layout.flat_slice(n).stop)
                 for n in used_names]
@@ -304,7 +360,7 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Pr
         # one probe per (model, jac option, short names): many datasets share one model
         key = (id(c.model), id(c.jac), tuple(n.split(".")[-1] for n in used_names))
         if key not in seen or c.pointwise is not None:
-            mode = _pick_mode(block, v0)
+            mode = probed_mode or _pick_mode(block, v0)
             pointwise = mode == "torch" and _is_pointwise(block, v0)
             seen[key] = (mode, pointwise)
         object.__setattr__(block, "mode", seen[key][0])

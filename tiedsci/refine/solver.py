@@ -312,7 +312,8 @@ class SerialBlocks:
         assert cur.system is not None
         delta = solve_damped(self.part, cur.system, mu, cur.scale)
         self._trial = (delta, mu)
-        return float(np.linalg.norm(delta)), float(np.linalg.norm(cur.theta))
+        root = np.sqrt(cur.scale)
+        return float(np.linalg.norm(root * delta)), float(np.linalg.norm(root * cur.theta))
 
     def evaluate(self) -> tuple[float, float]:
         cur = self._current()

@@ -1,0 +1,133 @@
+"""Everyday global fitting: models written once, unit-invariant diagnostics, hard starts."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from tiedsci.backends import namespace_of
+from tiedsci.errors import SingularMatrixError
+from tiedsci.refine import Dataset, JointRefinement
+
+RNG = np.random.default_rng(7)
+
+
+def _exp_data(name, a, k, n=40, noise=0.01, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0.0, 5.0, n)
+    return Dataset(x, a * np.exp(-k * x) + noise * rng.standard_normal(n), sigma=noise,
+                   name=name)
+
+
+def test_torch_only_model_fits_without_uses():
+    jr = JointRefinement()
+    for i, a in enumerate((2.0, 3.0)):
+        jr.add(_exp_data(f"d{i}", a, 0.7, seed=i),
+               lambda v, x: v["a"] * torch.exp(-v["k"] * x))
+    jr.shared("k", 1.0)
+    jr.local("a", 1.0)
+    res = jr.fit()
+    assert res.converged
+    assert abs(float(res.values["k"]) - 0.7) < 5 * float(res.esd["k"])
+    # the probe found exactly what the model reads
+    assert set(res.free_names) == {"k", "d0.a", "d1.a"}
+
+
+def test_model_written_once_with_the_math_namespace_fits_like_its_numpy_twin():
+    x = np.linspace(-3, 3, 60)
+    rng = np.random.default_rng(3)
+    y = 1.5 * np.arctan(2.0 * x) + 0.3 * np.sin(x) + 0.05 * rng.standard_normal(60)
+
+    def model(v, x):
+        xp = namespace_of(x)
+        return v["a"] * xp.arctan(v["b"] * x) + v["c"] * xp.sin(x) + 0 * xp.erf(x)
+
+    fits = []
+    for jac in ("auto", "fd"):
+        jr = JointRefinement()
+        jr.add(Dataset(x, y, sigma=0.05, name="d"), model, jac=jac)
+        jr.shared("a", 1.0)
+        jr.shared("b", 1.0)
+        jr.shared("c", 0.0)
+        fits.append(jr.fit())
+    for name in ("a", "b", "c"):
+        np.testing.assert_allclose(fits[0].values[name], fits[1].values[name], rtol=1e-6)
+        np.testing.assert_allclose(fits[0].esd[name], fits[1].esd[name], rtol=1e-4)
+
+
+def _line_fit(big, a0):
+    x = np.linspace(0.0, 1.0, 20)
+    rng = np.random.default_rng(1)
+    y = a0 * big * x + 0.5 + 0.01 * rng.standard_normal(20)
+    jr = JointRefinement()
+    jr.add(Dataset(x, y, sigma=0.01, name="d"), lambda v, x: v["a"] * big * x + v["b"])
+    jr.shared("a", a0 * 1.1)
+    jr.shared("b", 0.0)
+    return jr.fit(), x, y
+
+
+@pytest.mark.parametrize("big", [1e6, 1e15])
+def test_a_line_with_a_tiny_slope_in_big_units_fits(big):
+    res, x, y = _line_fit(big, 2.0 / big)
+    # ordinary least squares: exact values and esds
+    a_mat = np.column_stack([x, np.ones_like(x)])  # OLS in unit-free columns, then rescaled
+    unit = np.array([big, 1.0])
+    coef = np.linalg.lstsq(a_mat, y, rcond=None)[0] / unit
+    cov = np.linalg.inv(a_mat.T @ a_mat) * 1e-4 * res.redchi / np.outer(unit, unit)
+    np.testing.assert_allclose(float(res.values["a"]), coef[0], rtol=1e-9)
+    np.testing.assert_allclose(float(res.values["b"]), coef[1], rtol=1e-9)
+    np.testing.assert_allclose([float(res.esd["a"]), float(res.esd["b"])],
+                               np.sqrt(np.diag(cov)), rtol=1e-6)
+    assert not res.singular
+
+
+def test_parameters_of_scale_1e_minus_9_and_1e6_get_correct_esds():
+    """Two parameters 15 orders of magnitude apart: values and esds as linear algebra says."""
+    x = np.linspace(0.0, 1.0, 30)
+    rng = np.random.default_rng(5)
+    sig = 0.02
+    y = 3e-9 * 1e9 * x + 4e6 * 1e-6 * x**2 + sig * rng.standard_normal(30)
+    jr = JointRefinement()
+    jr.add(Dataset(x, y, sigma=sig, name="d"),
+           lambda v, x: v["small"] * 1e9 * x + v["large"] * 1e-6 * x**2)
+    jr.shared("small", 1e-9)
+    jr.shared("large", 1e6)
+    res = jr.fit(scale_covar=False)
+    unit = np.array([1e9, 1e-6])
+    a_mat = np.column_stack([x, x**2]) / sig
+    coef = np.linalg.lstsq(a_mat, y / sig, rcond=None)[0] / unit
+    esd = np.sqrt(np.diag(np.linalg.inv(a_mat.T @ a_mat))) / unit
+    np.testing.assert_allclose([float(res.values["small"]), float(res.values["large"])], coef,
+                               rtol=1e-8)
+    np.testing.assert_allclose([float(res.esd["small"]), float(res.esd["large"])], esd,
+                               rtol=1e-6)
+
+
+def test_a_parameter_the_model_ignores_is_still_named():
+    x = np.linspace(0.0, 1.0, 20)
+    jr = JointRefinement()
+    jr.add(Dataset(x, 2 * x + 1, name="d"), lambda v, x: v["a"] * x + v["b"] + 0 * v["c"])
+    jr.shared("a", 1.0)
+    jr.shared("b", 0.0)
+    jr.shared("c", 1e-3)
+    with pytest.raises(SingularMatrixError, match="c has"):
+        jr.fit()
+
+
+def test_a_stopped_fit_names_non_convergence_before_singular():
+    """Out of budget on a model with a dead parameter: the error names non-convergence first."""
+    x = np.linspace(0.0, 5.0, 30)
+    data = Dataset(x, 3.0 * np.exp(-1.3 * x) + 0.2, name="d")
+    jr = JointRefinement()
+    jr.add(data, lambda v, x: v["a"] * torch.exp(-v["k"] * x) + v["c"] + 0 * v["dead"])
+    for name, val in (("a", 1.0), ("k", 5.0), ("c", 0.0), ("dead", 1.0)):
+        jr.shared(name, val)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(SingularMatrixError) as info:
+            jr.fit(max_nfev=2)
+    msg = str(info.value)
+    assert msg.index("did not converge") < msg.index("singular")
+    assert not info.value.result.converged
+    assert "max_nfev" in info.value.result.warnings[0]
