@@ -95,11 +95,12 @@ def invert_normal(h: np.ndarray, labels: Sequence[str], rcond: float = 1e-13,
     d = np.sqrt(np.clip(np.diag(h), 0.0, None))
     dead = no_influence(np.diag(h)) if dead is None else np.asarray(dead, dtype=bool)
     groups: list[tuple[str, ...]] = [(labels[i],) for i in np.flatnonzero(dead)]
-    dd = np.where(dead, 1.0, d)
+    inert = dead | (d == 0)  # a zero column not called dead (at a bound) is left out silently
+    dd = np.where(inert, 1.0, d)
     hs = h / np.outer(dd, dd)
-    hs[dead, :] = 0.0
-    hs[:, dead] = 0.0
-    hs[dead, dead] = 1.0
+    hs[inert, :] = 0.0
+    hs[:, inert] = 0.0
+    hs[inert, inert] = 1.0
     w, v = np.linalg.eigh(hs)
     small = w < rcond * max(float(w.max()), 1.0)
     for k in np.flatnonzero(small):
@@ -144,7 +145,7 @@ def invert_blocks(part: Partition, system: NormalSystem, rcond: float = 1e-13,
         return CovarianceInfo(np.zeros((0, 0)), ())
     diag = system.diagonal(part)
     d = np.sqrt(np.clip(diag, 0.0, None))
-    if np.any(no_influence(diag) if dead is None else dead):
+    if np.any(no_influence(diag) if dead is None else dead) or np.any(d == 0):
         return None
     shared = part.shared
     ns = shared.size

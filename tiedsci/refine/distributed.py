@@ -211,8 +211,8 @@ def _local_gradient(system: NormalSystem) -> np.ndarray:
 def _reduce(state: BatchState, mu: float, floor: float, cost: float) -> Reduced:
     """Eliminate the batch's damped local blocks: its share of the shared system."""
     system = state.system
-    idx = _local_idx(state.shard.problem.partition)
-    gmax = scaled_gradient_max(_local_gradient(system), np.maximum(state.scale, floor)[idx],
+    part = state.shard.problem.partition
+    gmax = scaled_gradient_max(_local_gradient(system), system.diagonal(part)[_local_idx(part)],
                                cost)
     ns = system.gs.size
     try:
@@ -381,6 +381,7 @@ class ExecutorBatches:
         self.floor = 0.0
         self.scale_s = np.zeros(self.part.shared.size)
         self._red: Reduced | None = None
+        self._red_mu = float("nan")
         self._gs = np.zeros(self.part.shared.size)
         self._proposal: tuple[np.ndarray, float, list[Any], TrialSums] | None = None
 
@@ -414,15 +415,24 @@ class ExecutorBatches:
         return cur.cost
 
     def gradient_max(self, mu: float, cost: float) -> float:
+        red = self._reduce(mu, cost)
+        diag_s = red.hss_diag + np.diag(self._current().r_sys.hss)
+        return max(red.gmax, scaled_gradient_max(self._gs, diag_s, cost))
+
+    def _reduce(self, mu: float, cost: float) -> Reduced:
+        """The batches' share of the shared system at damping ``mu`` (kept for propose)."""
         cur = self._current()
         red = self.executor.map_reduce(_reduce, cur.states, mu, self.floor, cost,
                                        combine=_add_reduced)
         self.scale_s = np.maximum(self.scale_s, red.hss_diag + np.diag(cur.r_sys.hss))
-        self._red, self._gs = red, red.gs + cur.r_sys.gs
-        return max(red.gmax, scaled_gradient_max(self._gs, self.scale_s, cost))
+        self._red, self._red_mu, self._gs = red, mu, red.gs + cur.r_sys.gs
+        return red
 
     def propose(self, mu: float) -> tuple[float, float]:
-        cur, red = self._current(), self._red
+        cur = self._current()
+        if self._red is None or mu != self._red_mu:  # another damping: eliminate again
+            self._reduce(mu, cur.cost)
+        red = self._red
         assert red is not None
         if red.failed:
             raise np.linalg.LinAlgError("a damped local block is not positive definite")

@@ -148,7 +148,8 @@ class JointRefinement:
     def fit(self, *, stages: Sequence[Stage | Mapping[str, Any]] | None = None,
             optimizer: str = "tiedsci", method: str = "leastsq", scale_covar: bool = True,
             ftol: float = 1e-10, xtol: float = 1e-10, gtol: float = 1e-10,
-            max_nfev: int | None = None, on_singular: str = "raise",
+            max_nfev: int | None = None, damping: str = "trust-region",
+            on_singular: str = "raise",
             raise_on_failure: bool = False, executor: Any = None, client: Any = None,
             n_batches: int | None = None, callback: Callable[[int, float], None] | None = None,
             checkpoint: str | os.PathLike[str] | Callable[[dict[str, Any]], None] | None = None,
@@ -171,6 +172,9 @@ class JointRefinement:
         ftol, xtol, gtol, max_nfev :
             Stopping rules (see :func:`tiedsci.refine.lm.levenberg_marquardt`);
             ``max_nfev`` defaults to ``100 * (n_free + 1)``.
+        damping : "trust-region" or "nielsen"
+            How the LM iteration is damped (see :func:`tiedsci.refine.lm.levenberg_marquardt`):
+            MINPACK's trust region (default), or Nielsen's update of the damping parameter.
         on_singular : "raise" or "warn"
             A singular normal matrix at the optimum raises :class:`SingularMatrixError`
             (naming the dependent parameters; the result is in its ``result`` attribute), or
@@ -215,7 +219,8 @@ class JointRefinement:
             raise ValueError(f"on_singular must be 'raise' or 'warn', got {on_singular!r}")
         _check_tolerances(ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
         opts = dict(optimizer=optimizer, method=method, scale_covar=scale_covar, ftol=ftol,
-                    xtol=xtol, gtol=gtol, max_nfev=max_nfev, optimizer_kws=optimizer_kws,
+                    xtol=xtol, gtol=gtol, max_nfev=max_nfev, damping=damping,
+                    optimizer_kws=optimizer_kws,
                     executor=executor, client=client, n_batches=n_batches, callback=callback)
         stages = [st if isinstance(st, Stage) else Stage(**st) for st in stages or ()]
         run = _Checkpoints(checkpoint, resume, self._fingerprint(stages, opts)
@@ -282,7 +287,8 @@ class JointRefinement:
             parts += [c.name, c.weight, *(np.asarray(a, dtype=float)
                                           for a in (d.x, d.y, d.weights, d.used))]
         parts += [repr(list(stages)), *(repr(opts[k]) for k in (
-            "optimizer", "method", "scale_covar", "ftol", "xtol", "gtol", "max_nfev"))]
+            "optimizer", "method", "scale_covar", "ftol", "xtol", "gtol", "max_nfev",
+            "damping"))]
         return fingerprint(parts)
 
 
@@ -338,9 +344,10 @@ def _state(stage: int, name: str | None, values: Mapping[str, Any], lm: LMState 
 def _lm_state(lm: Any) -> LMState | None:
     if lm is None or isinstance(lm, LMState):
         return lm
+    radius = lm.get("radius")
     return LMState(np.asarray(lm["theta"], dtype=float), float(lm["cost"]), float(lm["mu"]),
                    np.asarray(lm["scale"], dtype=float), int(lm["nfev"]), int(lm["njev"]),
-                   int(lm["n_iter"]))
+                   int(lm["n_iter"]), float("nan") if radius is None else float(radius))
 
 
 def _resume_stages(resume: Mapping[str, Any], stages: Sequence[Stage], layout: Layout
@@ -440,6 +447,7 @@ def _run_lmfit(problem: Problem, method: str, max_nfev: int, ftol: float, xtol: 
 def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "leastsq",
                 scale_covar: bool = True, ftol: float = 1e-10, xtol: float = 1e-10,
                 gtol: float = 1e-10, max_nfev: int | None = None,
+                damping: str = "trust-region",
                 optimizer_kws: Mapping[str, Any] | None = None,
                 stage_name: str | None = None, executor: Any = None, client: Any = None,
                 n_batches: int | None = None,
@@ -485,7 +493,8 @@ def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "
         outcome = levenberg_marquardt(
             _provider(problem, executor, client, n_batches) if distributed else
             SerialBlocks(problem.residuals, problem.jacobians, part), layout.theta0,
-            ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev, callback=lm_callback,
+            ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev, damping=damping,
+            callback=lm_callback,
             start=start, on_accept=on_accept)
     return build_result(problem, outcome, optimizer=optimizer, scale_covar=scale_covar,
                         y_calcs=outcome.y_calcs)
@@ -531,6 +540,7 @@ def build_result(problem: Problem, outcome: LMOutcome, *, optimizer: str,
     # covariance in theta space, then propagated to the values
     dead = no_influence(outcome.system.diagonal(problem.partition), theta,
                         float(np.sqrt(redchi)) if np.isfinite(redchi) else 0.0)
+    dead &= layout.at_bounds(theta) == 0  # a bound hit is reported as such, not as dead
     info = invert_blocks(problem.partition, outcome.system, dead=dead)
     if info is None:  # singular or ill-posed somewhere: the dense matrix names the culprits
         info = invert_normal(dense_normal(problem.partition, outcome.system), layout.free_names,

@@ -18,7 +18,12 @@ import numpy as np
 from tiedsci.core import Layout
 from tiedsci.errors import DeclarationError, ModelError
 from tiedsci.refine.contribution import Contribution, ScopedValues, resolve_name
-from tiedsci.refine.jacobian import jacobian_fd, jacobian_pointwise, jacobian_torch
+from tiedsci.refine.jacobian import (
+    jacobian_copies,
+    jacobian_fd,
+    jacobian_pointwise,
+    jacobian_torch,
+)
 from tiedsci.refine.solver import Partition, partition_blocks
 
 __all__ = ["ModelBlock", "Problem", "compile_problem"]
@@ -53,6 +58,7 @@ class ModelBlock:
     mode: str
     all_names: tuple[str, ...]
     pointwise: bool = False
+    copies: bool = False
 
     @property
     def name(self) -> str:
@@ -70,6 +76,11 @@ class ModelBlock:
         scoped = ScopedValues(self._split(v), self.name, self.all_names)
         return self.contribution.model(scoped, x)
 
+    def _call_copies(self, vb: Any, x: Any) -> Any:
+        """The model on per-point copies of scalar values, ``vb`` of shape (n_points, m)."""
+        parts = {n: vb[:, k] for k, n in enumerate(self.names)}
+        return self.contribution.model(ScopedValues(parts, self.name, self.all_names), x)
+
     def y_calc(self, v: np.ndarray) -> np.ndarray:
         """Model values at the used points for the block's value vector ``v`` (numpy out)."""
         if self.mode == "torch":
@@ -86,6 +97,8 @@ class ModelBlock:
             import torch
 
             xt = torch.as_tensor(self.x)
+            if self.copies:
+                return jacobian_copies(self._call_copies, v, xt)
             if self.pointwise:
                 return jacobian_pointwise(self._call, v, xt)
             return jacobian_torch(lambda vt: self._call(vt, xt), v)
@@ -135,6 +148,17 @@ class Problem:
     restraint_names: tuple[str, ...]
     restraint_jac: np.ndarray  # d restraint residuals / d restrained elements (constant)
     partition: Partition
+    tie_map: Any = None  # d values / d free values when constant (see _constant_tie_map)
+
+    def value_jacobian(self, theta: np.ndarray) -> Any:
+        """``d flat values / d theta`` (sparse, shape (n_values, n_free)): the core's tie map,
+        or, without derived relations, the constant linear map times the bound transforms'
+        diagonal derivative (no autodiff through the layout)."""
+        if self.tie_map is None:
+            return self.layout.jacobian(theta)
+        import scipy.sparse as sp
+
+        return self.tie_map @ sp.diags(self.layout.transform_derivative(theta).diagonal())
 
     @property
     def n_restraint_rows(self) -> int:
@@ -161,7 +185,7 @@ class Problem:
     def jacobians(self, theta: np.ndarray) -> list[np.ndarray]:
         """Per block ``d r_k / d theta[deps_k]``, shape (n_k, len(deps_k))."""
         theta = np.asarray(theta, dtype=float)
-        dv = self.layout.jacobian(theta)  # d values / d theta: the core's tie map
+        dv = self.value_jacobian(theta)  # d values / d theta: the core's tie map
         flat = self.layout.flatten(self.values(theta))
         out = []
         for b in self.blocks:
@@ -322,6 +346,25 @@ def _is_pointwise(block: ModelBlock, v0: np.ndarray) -> bool:
         return False
 
 
+def _copies_work(block: ModelBlock, v0: np.ndarray) -> bool:
+    """Can a pointwise model's Jacobian come from per-point copies of its values
+    (:func:`~tiedsci.refine.jacobian.jacobian_copies`)? Scalar values only; checked against
+    forward mode on the first points."""
+    if any(shp != () for shp in block.shapes):
+        return False
+    import torch
+
+    sub = torch.as_tensor(block.x[:4])
+    try:
+        j_copies = jacobian_copies(block._call_copies, v0, sub)
+        j_full = jacobian_torch(lambda t: block._call(t, sub), v0)
+    except Exception:
+        return False
+    return bool(j_copies.shape == j_full.shape and np.allclose(
+        j_copies, j_full, rtol=1e-9, atol=1e-12 * max(1.0, float(np.abs(j_full).max(
+            initial=0.0)))))
+
+
 def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Problem:
     """Bind contributions to a layout; check the model outputs at the initial values.
 
@@ -362,9 +405,10 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Pr
         if key not in seen or c.pointwise is not None:
             mode = probed_mode or _pick_mode(block, v0)
             pointwise = mode == "torch" and _is_pointwise(block, v0)
-            seen[key] = (mode, pointwise)
+            seen[key] = (mode, pointwise, pointwise and _copies_work(block, v0))
         object.__setattr__(block, "mode", seen[key][0])
         object.__setattr__(block, "pointwise", seen[key][1])
+        object.__setattr__(block, "copies", seen[key][2])
         y0 = block.y_calc(v0)
         bad = ~np.isfinite(y0)
         if bad.any():
@@ -390,5 +434,26 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Pr
         r_jac = np.zeros((0, 0))
     deps = [b.deps for b in blocks] + ([r_deps] if r_names else [])
     part = partition_blocks(deps, layout.n_free, force_shared=r_deps)
-    layout.jacobian(layout.theta0)  # plan the coloured d values / d theta once, here
-    return Problem(layout, tuple(blocks), r_deps.astype(np.intp), r_elem, r_names, r_jac, part)
+    return Problem(layout, tuple(blocks), r_deps.astype(np.intp), r_elem, r_names, r_jac, part,
+                   _constant_tie_map(layout))
+
+
+def _constant_tie_map(layout: Layout) -> Any:
+    """``d values / d free values`` when it is constant, else None.
+
+    Without derived (non-linear) relations the values are ``A z + b`` in the free values
+    ``z``, and ``z`` depends on theta element by element (bound transforms): then
+    ``d values / d theta = A diag(dz / dtheta)``, with ``A`` taken once from the core's exact
+    Jacobian at the start. Simplex blocks (not diagonal) keep the general path.
+    """
+    import scipy.sparse as sp
+
+    dv0 = layout.jacobian(layout.theta0)  # also plans the coloured general path once, here
+    if any(r["status"].startswith("derived") for r in layout.element_rows()):
+        return None
+    t0 = layout.transform_derivative(layout.theta0)
+    diag = t0.diagonal()
+    if (t0 - sp.diags(diag)).count_nonzero() or not np.all(np.isfinite(diag)) or np.any(
+            diag == 0):
+        return None
+    return sp.csr_matrix(dv0 @ sp.diags(1.0 / diag))

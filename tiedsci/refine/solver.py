@@ -305,7 +305,7 @@ class SerialBlocks:
         cur = self._current()
         assert cur.system is not None
         self._g = cur.system.gradient(self.part)
-        return scaled_gradient_max(self._g, cur.scale, cost)
+        return scaled_gradient_max(self._g, cur.system.diagonal(self.part), cost)
 
     def propose(self, mu: float) -> tuple[float, float]:
         cur = self._current()
