@@ -68,6 +68,7 @@ class JointRefinement:
         self.registry = registry if registry is not None else Registry()
         self.contributions: list[Contribution] = []
         self.groups: dict[str, tuple[str, ...]] = {}
+        self._compiled: dict[Any, Any] = {}  # what compile_problem learnt about the models
 
     # ------------------------------------------------------------------ building
     def add(self, dataset: Dataset, model: Callable[..., Any], *, uses: Sequence[str] | None = None,
@@ -142,7 +143,7 @@ class JointRefinement:
 
     def compile(self) -> Problem:
         """Compile the registry and bind the contributions (see :func:`compile_problem`)."""
-        return compile_problem(self.registry.compile(), self.contributions)
+        return compile_problem(self.registry.compile(), self.contributions, self._compiled)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, *, stages: Sequence[Stage | Mapping[str, Any]] | None = None,
@@ -253,7 +254,8 @@ class JointRefinement:
         for si in range(first, len(stages)):
             st = stages[si]
             chosen = select_names(st.vary, base_layout.names, self.groups)
-            problem = compile_problem(base_layout.freeze(chosen, values), self.contributions)
+            problem = compile_problem(base_layout.freeze(chosen, values), self.contributions,
+                                      self._compiled)
             res = fit_problem(problem, **{**opts, "max_nfev": st.max_nfev or opts["max_nfev"],
                                           "ftol": opts["ftol"] if st.ftol is None else st.ftol},
                               stage_name=st.name, start=start if si == first else None,

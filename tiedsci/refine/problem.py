@@ -148,17 +148,23 @@ class Problem:
     restraint_names: tuple[str, ...]
     restraint_jac: np.ndarray  # d restraint residuals / d restrained elements (constant)
     partition: Partition
-    tie_map: Any = None  # d values / d free values when constant (see _constant_tie_map)
+    tie_map: TieMap | None = None  # constant d values / d free values (no derived relation)
 
-    def value_jacobian(self, theta: np.ndarray) -> Any:
-        """``d flat values / d theta`` (sparse, shape (n_values, n_free)): the core's tie map,
-        or, without derived relations, the constant linear map times the bound transforms'
-        diagonal derivative (no autodiff through the layout)."""
-        if self.tie_map is None:
-            return self.layout.jacobian(theta)
-        import scipy.sparse as sp
-
-        return self.tie_map @ sp.diags(self.layout.transform_derivative(theta).diagonal())
+    def _value_maps(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Per block (then restraints) dense ``d values[elem] / d theta[deps]``: the core's
+        tie map, or, without derived relations, constant maps times the bound transforms'
+        derivative (no autodiff through the layout, no sparse slicing per step)."""
+        rows = [(b.elem_idx, b.deps) for b in self.blocks]
+        if self.n_restraint_rows:
+            rows.append((self.restraint_elem, self.restraint_deps))
+        tm = self.tie_map
+        if tm is None:
+            dv = self.layout.jacobian(theta)
+            return [dv[e][:, d].toarray() for e, d in rows]
+        if tm.identity:
+            return list(tm.maps)
+        t = self.layout.transform_derivative(theta).diagonal()
+        return [a * t[d] for a, (_, d) in zip(tm.maps, rows)]
 
     @property
     def n_restraint_rows(self) -> int:
@@ -185,17 +191,15 @@ class Problem:
     def jacobians(self, theta: np.ndarray) -> list[np.ndarray]:
         """Per block ``d r_k / d theta[deps_k]``, shape (n_k, len(deps_k))."""
         theta = np.asarray(theta, dtype=float)
-        dv = self.value_jacobian(theta)  # d values / d theta: the core's tie map
+        maps = self._value_maps(theta)  # d values / d theta: the core's tie map
         flat = self.layout.flatten(self.values(theta))
         out = []
-        for b in self.blocks:
+        for b, sub in zip(self.blocks, maps):
             jv = b.value_jacobian(flat[b.elem_idx])
             _check_jacobian(b, jv, flat[b.elem_idx])
-            sub = dv[b.elem_idx][:, b.deps].toarray()
             out.append(b.sqrt_w[:, None] * (jv @ sub))
         if self.n_restraint_rows:
-            sub = dv[self.restraint_elem][:, self.restraint_deps].toarray()
-            out.append(self.restraint_jac @ sub)
+            out.append(self.restraint_jac @ maps[-1])
         return out
 
 
@@ -316,13 +320,28 @@ def _pick_mode(block: ModelBlock, v0: np.ndarray) -> str:
     return "torch" if ok else "fd"
 
 
-def _is_pointwise(block: ModelBlock, v0: np.ndarray) -> bool:
-    """Does ``y_calc[i]`` depend on ``x[i]`` only? (split test + Jacobian check on 4 points)."""
+def _reference_jacobian(block: ModelBlock, v0: np.ndarray, sub: Any) -> np.ndarray:
+    """``d y_calc / d v`` on a few points by plain reverse mode (one backward per point)."""
+    import torch
+
+    vt = torch.as_tensor(np.asarray(v0, dtype=float)).clone().requires_grad_(True)
+    y = block._call(vt, sub).reshape(-1)
+    rows = []
+    for i in range(int(y.shape[0])):
+        (g,) = torch.autograd.grad(y[i], vt, retain_graph=True, allow_unused=True)
+        rows.append(torch.zeros_like(vt) if g is None else g)
+    return torch.stack(rows).detach().numpy()
+
+
+def _pointwise_kind(block: ModelBlock, v0: np.ndarray) -> tuple[bool, bool]:
+    """``(pointwise, copies)``: does ``y_calc[i]`` depend on ``x[i]`` only (split test and a
+    Jacobian check on 4 points), and can its Jacobian come from per-point copies of its
+    (scalar) values (:func:`~tiedsci.refine.jacobian.jacobian_copies`)?"""
     import torch
 
     flag = block.contribution.pointwise
     if flag is not None and not flag:
-        return False
+        return False, False
     n = block.x.shape[0]
     try:
         vt = torch.as_tensor(v0)
@@ -334,39 +353,31 @@ def _is_pointwise(block: ModelBlock, v0: np.ndarray) -> bool:
                 parts = torch.cat([block._call(vt, xt[:k]).reshape(-1),
                                    block._call(vt, xt[k:]).reshape(-1)])
             if not torch.allclose(whole.reshape(-1), parts, rtol=1e-12, atol=0.0):
-                return False
+                return False, False
         sub = xt[: min(n, 4)]
-        j_point = jacobian_pointwise(block._call, v0, sub)
-        j_full = jacobian_torch(lambda t: block._call(t, sub), v0)
-        return bool(np.allclose(j_point, j_full, rtol=1e-9, atol=1e-12 * max(
-            1.0, float(np.abs(j_full).max(initial=0.0)))))
+        j_ref = _reference_jacobian(block, v0, sub)
+        if all(shp == () for shp in block.shapes) and _close(
+                jacobian_copies(block._call_copies, v0, sub), j_ref):
+            return True, True
+        return _close(jacobian_pointwise(block._call, v0, sub), j_ref), False
     except Exception:
         if flag:
             raise
-        return False
+        return False, False
 
 
-def _copies_work(block: ModelBlock, v0: np.ndarray) -> bool:
-    """Can a pointwise model's Jacobian come from per-point copies of its values
-    (:func:`~tiedsci.refine.jacobian.jacobian_copies`)? Scalar values only; checked against
-    forward mode on the first points."""
-    if any(shp != () for shp in block.shapes):
-        return False
-    import torch
-
-    sub = torch.as_tensor(block.x[:4])
-    try:
-        j_copies = jacobian_copies(block._call_copies, v0, sub)
-        j_full = jacobian_torch(lambda t: block._call(t, sub), v0)
-    except Exception:
-        return False
-    return bool(j_copies.shape == j_full.shape and np.allclose(
-        j_copies, j_full, rtol=1e-9, atol=1e-12 * max(1.0, float(np.abs(j_full).max(
-            initial=0.0)))))
+def _close(j: np.ndarray, ref: np.ndarray) -> bool:
+    return bool(j.shape == ref.shape and np.allclose(j, ref, rtol=1e-9, atol=1e-12 * max(
+        1.0, float(np.abs(ref).max(initial=0.0)))))
 
 
-def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Problem:
+def compile_problem(layout: Layout, contributions: Sequence[Contribution],
+                    cache: dict[Any, Any] | None = None) -> Problem:
     """Bind contributions to a layout; check the model outputs at the initial values.
+
+    ``cache`` (a dict owned by the caller, e.g. a :class:`JointRefinement`) keeps what was
+    found out about each model (names read, Jacobian mode, pointwise) between compilations of
+    the same declarations: a refit, a new stage or a new start does not probe again.
 
     Raises
     ------
@@ -385,9 +396,14 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Pr
     values0 = layout.values0
     flat0 = layout.flatten(values0)
     blocks = []
-    seen: dict[tuple[int, int, tuple[str, ...]], tuple[str, bool]] = {}
+    seen: dict[Any, Any] = {} if cache is None else cache
+    names_key = tuple(layout.names)
     for c in contributions:
-        used_names, probed_mode = _probe(c, layout, values0)
+        hit = seen.get(("probe", id(c), names_key))
+        if hit is None or hit[0] is not c:
+            hit = (c, *_probe(c, layout, values0))
+            seen[("probe", id(c), names_key)] = hit
+        used_names, probed_mode = hit[1], hit[2]
         shapes = tuple(layout.shapes[n] for n in used_names)
         elem = [np.arange(layout.flat_slice(n).start, layout.flat_slice(n).stop)
                 for n in used_names]
@@ -401,11 +417,11 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Pr
                            np.sqrt(c.weight * ds.weights[u]), "pending", tuple(layout.names))
         v0 = flat0[elem_idx]
         # one probe per (model, jac option, short names): many datasets share one model
-        key = (id(c.model), id(c.jac), tuple(n.split(".")[-1] for n in used_names))
-        if key not in seen or c.pointwise is not None:
+        key = (c.model, c.jac, c.pointwise, tuple(n.split(".")[-1] for n in used_names))
+        if key not in seen:
             mode = probed_mode or _pick_mode(block, v0)
-            pointwise = mode == "torch" and _is_pointwise(block, v0)
-            seen[key] = (mode, pointwise, pointwise and _copies_work(block, v0))
+            seen[key] = (mode, *(_pointwise_kind(block, v0) if mode == "torch" else
+                                 (False, False)))
         object.__setattr__(block, "mode", seen[key][0])
         object.__setattr__(block, "pointwise", seen[key][1])
         object.__setattr__(block, "copies", seen[key][2])
@@ -434,26 +450,70 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Pr
         r_jac = np.zeros((0, 0))
     deps = [b.deps for b in blocks] + ([r_deps] if r_names else [])
     part = partition_blocks(deps, layout.n_free, force_shared=r_deps)
+    rows = [(b.elem_idx, b.deps) for b in blocks] + ([(r_elem, r_deps)] if r_names else [])
     return Problem(layout, tuple(blocks), r_deps.astype(np.intp), r_elem, r_names, r_jac, part,
-                   _constant_tie_map(layout))
+                   TieMap.of(layout, rows))
 
 
-def _constant_tie_map(layout: Layout) -> Any:
-    """``d values / d free values`` when it is constant, else None.
+SMALL_LAYOUT = 64
+"""Up to this many values, ``d values / d theta`` at the start is assembled row by row from
+the core's exact numpy chain rule (``Layout.pool_grad``) instead of its autodiff plan."""
 
-    Without derived (non-linear) relations the values are ``A z + b`` in the free values
-    ``z``, and ``z`` depends on theta element by element (bound transforms): then
-    ``d values / d theta = A diag(dz / dtheta)``, with ``A`` taken once from the core's exact
-    Jacobian at the start. Simplex blocks (not diagonal) keep the general path.
-    """
+
+def _value_jacobian0(layout: Layout) -> Any:
+    """``d values / d theta`` at ``theta0`` (sparse), exactly."""
     import scipy.sparse as sp
 
-    dv0 = layout.jacobian(layout.theta0)  # also plans the coloured general path once, here
-    if any(r["status"].startswith("derived") for r in layout.element_rows()):
-        return None
-    t0 = layout.transform_derivative(layout.theta0)
-    diag = t0.diagonal()
-    if (t0 - sp.diags(diag)).count_nonzero() or not np.all(np.isfinite(diag)) or np.any(
-            diag == 0):
-        return None
-    return sp.csr_matrix(dv0 @ sp.diags(1.0 / diag))
+    if layout.n_values > SMALL_LAYOUT:
+        return layout.jacobian(layout.theta0)
+    rows = []
+    for name in layout.names:
+        shape = layout.shapes[name]
+        for k in range(layout.size(name)):
+            onehot = np.zeros(layout.size(name))
+            onehot[k] = 1.0
+            rows.append(layout.pool_grad({name: onehot.reshape(shape)}, layout.theta0))
+    return sp.csr_matrix(np.array(rows).reshape(layout.n_values, layout.n_free))
+
+
+@dataclass(frozen=True)
+class TieMap:
+    """Constant ``d values / d free values`` per residual block, for a layout without derived
+    (non-linear) relations.
+
+    There the values are ``A z + b`` in the free values ``z``, and ``z`` depends on theta
+    element by element (bound transforms), so ``d values / d theta = A diag(dz / dtheta)``:
+    ``A`` is taken once from the core's exact Jacobian. ``identity`` is true when no free
+    parameter has a bound transform (then the map is constant in theta).
+
+    Attributes
+    ----------
+    maps : tuple of ndarray
+        Per block ``A[elem_k][:, deps_k]``, dense.
+    identity : bool
+    """
+
+    maps: tuple[np.ndarray, ...]
+    identity: bool
+
+    @classmethod
+    def of(cls, layout: Layout, rows: Sequence[tuple[np.ndarray, np.ndarray]]
+           ) -> TieMap | None:
+        """The map of ``layout`` restricted to ``rows`` (``(elem, deps)`` per block), or None
+        when there are derived relations or non-diagonal (simplex) transforms."""
+        import scipy.sparse as sp
+
+        if any(r["status"].startswith("derived") for r in layout.element_rows()):
+            layout.jacobian(layout.theta0)  # plan the core's general path once, here
+            return None
+        dv0 = _value_jacobian0(layout)
+        diags = [layout.transform_derivative(layout.theta0 + off) for off in (0.0, 0.37, -1.91)]
+        t0 = diags[0].diagonal()
+        if (diags[0] - sp.diags(t0)).count_nonzero() or not np.all(np.isfinite(t0)) or \
+                np.any(t0 == 0):
+            return None
+        # the derivative is 1 at three points only for the identity (exp and the logistic
+        # take any value at most twice)
+        identity = all(np.array_equal(t.diagonal(), np.ones_like(t0)) for t in diags)
+        a = sp.csr_matrix(dv0 @ sp.diags(1.0 / t0))
+        return cls(tuple(a[e][:, d].toarray() for e, d in rows), identity)
