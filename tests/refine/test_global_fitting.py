@@ -131,3 +131,21 @@ def test_a_stopped_fit_names_non_convergence_before_singular():
     assert msg.index("did not converge") < msg.index("singular")
     assert not info.value.result.converged
     assert "max_nfev" in info.value.result.warnings[0]
+
+
+def test_global_kinetics_example_matches_lmfit_on_real_data():
+    import importlib.util
+    from pathlib import Path
+
+    pytest.importorskip("lmfit")
+    path = Path(__file__).resolve().parents[2] / "examples" / "global_kinetics.py"
+    spec = importlib.util.spec_from_file_location("global_kinetics_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.run(repeats=1)
+    assert out["n_points"] == 66 and out["n_free"] == 14
+    assert out["tiedsci"]["converged"]
+    # the same optimum as lmfit's MINPACK, and the same esds
+    assert out["max_diff_in_esd"] < 1e-2
+    assert out["max_rel_esd_diff"] < 1e-3
+    assert out["tiedsci"]["chi2"] <= out["lmfit"]["chi2"] * (1 + 1e-9)
