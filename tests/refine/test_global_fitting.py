@@ -172,3 +172,55 @@ def test_meyer_from_its_hard_start_converges_within_lmfits_budget():
     got = np.array([float(res.values[n]) for n in ("b1", "b2", "b3")])
     # default tolerances: good to ~1e-8 relative on a well-posed problem
     np.testing.assert_allclose(got, MEYER_CERTIFIED, rtol=1e-8)
+
+
+def _arrhenius_data(seed=0):
+    """First-order decay at three temperatures: k(T) = A exp(-Ea / (R T)), two columns."""
+    rng = np.random.default_rng(seed)
+    t = np.tile(np.linspace(0.0, 10.0, 25), 3)
+    temp = np.repeat([300.0, 320.0, 340.0], 25)
+    k = 5e3 * np.exp(-3000.0 / temp)
+    y = 2.0 * np.exp(-k * t) + 0.01 * rng.standard_normal(t.size)
+    return t, temp, y
+
+
+def _arrhenius(v, x):
+    xp = namespace_of(x["t"])
+    return v["c0"] * xp.exp(-v["A"] * xp.exp(-v["Ea"] / x["T"]) * x["t"])
+
+
+@pytest.mark.parametrize("how", ["mapping", "array"])
+def test_multi_column_x_reaches_the_model_by_name(how):
+    t, temp, y = _arrhenius_data()
+    if how == "mapping":
+        ds = Dataset({"t": t, "T": temp}, y, sigma=0.01, name="d")
+    else:
+        ds = Dataset(np.column_stack([t, temp]), y, sigma=0.01, name="d", columns=("t", "T"))
+    assert ds.columns == ("t", "T") and ds.n_points == 75
+    jr = JointRefinement()
+    jr.add(ds, _arrhenius)
+    jr.shared("c0", 1.5)
+    jr.shared("A", 3e3, bounds=None)
+    jr.shared("Ea", 2800.0)
+    res = jr.fit()
+    assert res.converged
+    for name, truth in (("c0", 2.0), ("A", 5e3), ("Ea", 3000.0)):
+        assert abs(float(res.values[name]) - truth) < 5 * float(res.esd[name])
+    # numpy (differences) and torch (autodiff) agree on the same multi-column model
+    jr_fd = JointRefinement()
+    jr_fd.add(ds, _arrhenius, jac="fd")
+    for name in ("c0", "A", "Ea"):
+        jr_fd.shared(name, float(res.values[name]))
+    res_fd = jr_fd.fit()
+    np.testing.assert_allclose(float(res_fd.values["Ea"]), float(res.values["Ea"]), rtol=1e-6)
+
+
+def test_multi_column_errors_are_named():
+    from tiedsci.errors import DataError
+
+    with pytest.raises(DataError, match="column"):
+        Dataset({"t": np.arange(3.0), "T": np.arange(4.0)}, np.zeros(3), name="d")
+    with pytest.raises(DataError, match="shape"):
+        Dataset(np.zeros((5, 3)), np.zeros(5), name="d", columns=("t", "T"))
+    with pytest.raises(DataError, match="not finite"):
+        Dataset({"t": [0.0, np.nan], "T": [1.0, 2.0]}, np.zeros(2), name="d")

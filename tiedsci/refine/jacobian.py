@@ -59,7 +59,8 @@ def jacobian_pointwise(fn: Callable[[Any, Any], Any], v: np.ndarray, x: Any) -> 
     import torch
 
     vt = torch.as_tensor(np.asarray(v, dtype=float))
-    xt = torch.as_tensor(x).reshape(-1, 1)
+    xt = torch.as_tensor(x)
+    xt = xt.reshape(-1, 1) if xt.ndim == 1 else xt  # one row per point (columns kept)
     jac = torch.func.vmap(torch.func.jacrev(fn), in_dims=(None, 0))(vt, xt)
     return jac.detach().numpy().reshape(xt.shape[0], vt.shape[0])
 

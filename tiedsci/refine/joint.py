@@ -526,8 +526,8 @@ def build_result(problem: Problem, outcome: LMOutcome, *, optimizer: str,
     for b, yc in zip(problem.blocks, y_calcs):
         w = b.sqrt_w**2
         fits.append(DatasetFit(b.name, b.x.copy(), b.y.copy(), yc, w,
-                               agreement(b.y, yc, w, b.x.size)))
-    n_obs = sum(int(b.x.size) for b in problem.blocks)
+                               agreement(b.y, yc, w, b.y.size)))
+    n_obs = sum(int(b.y.size) for b in problem.blocks)
     n_rr = problem.n_restraint_rows
     penalty = float(np.sum(outcome.resids[-1] ** 2)) if n_rr else 0.0
     dof = n_obs + n_rr - layout.n_free

@@ -18,6 +18,7 @@ import numpy as np
 from tiedsci.core import Layout
 from tiedsci.errors import DeclarationError, ModelError
 from tiedsci.refine.contribution import Contribution, ScopedValues, resolve_name
+from tiedsci.refine.data import model_x
 from tiedsci.refine.jacobian import (
     jacobian_copies,
     jacobian_fd,
@@ -59,6 +60,7 @@ class ModelBlock:
     all_names: tuple[str, ...]
     pointwise: bool = False
     copies: bool = False
+    columns: tuple[str, ...] | None = None  # names of the columns of a 2-D x
 
     @property
     def name(self) -> str:
@@ -74,12 +76,19 @@ class ModelBlock:
 
     def _call(self, v: Any, x: Any) -> Any:
         scoped = ScopedValues(self._split(v), self.name, self.all_names)
-        return self.contribution.model(scoped, x)
+        return self.contribution.model(scoped, model_x(x, self.columns))
 
     def _call_copies(self, vb: Any, x: Any) -> Any:
         """The model on per-point copies of scalar values, ``vb`` of shape (n_points, m)."""
         parts = {n: vb[:, k] for k, n in enumerate(self.names)}
-        return self.contribution.model(ScopedValues(parts, self.name, self.all_names), x)
+        return self.contribution.model(ScopedValues(parts, self.name, self.all_names),
+                                       model_x(x, self.columns))
+
+    def x_text(self, i: int) -> str:
+        """The abscissa of used point ``i``, for messages."""
+        if self.columns is None:
+            return f"x = {float(self.x[i])!r}"
+        return ", ".join(f"{c} = {float(v)!r}" for c, v in zip(self.columns, self.x[i]))
 
     def y_calc(self, v: np.ndarray) -> np.ndarray:
         """Model values at the used points for the block's value vector ``v`` (numpy out)."""
@@ -88,8 +97,8 @@ class ModelBlock:
 
             with torch.no_grad():
                 out = self._call(torch.as_tensor(v), torch.as_tensor(self.x))
-            return _to_numpy(out, self.x.shape, self.name)
-        return _to_numpy(self._call(v, self.x), self.x.shape, self.name)
+            return _to_numpy(out, self.y.shape, self.name)
+        return _to_numpy(self._call(v, self.x), self.y.shape, self.name)
 
     def value_jacobian(self, v: np.ndarray) -> np.ndarray:
         """``d y_calc / d v``, shape (n_obs, m)."""
@@ -106,7 +115,7 @@ class ModelBlock:
             return jacobian_fd(lambda vv: self._call(vv, self.x), v)
         parts = self._split(v)
         scoped = ScopedValues(parts, self.name, self.all_names)
-        given = self.contribution.jac(scoped, self.x)
+        given = self.contribution.jac(scoped, model_x(self.x, self.columns))
         cols = []
         full = {resolve_name(k, self.name, self.all_names): np.asarray(g, float)
                 for k, g in given.items()}
@@ -223,7 +232,7 @@ def _check_jacobian(block: ModelBlock, jv: np.ndarray, v: np.ndarray) -> None:
             used = ", ".join(scalars)
             raise ModelError(
                 f"model of dataset {block.name!r}: the derivative with respect to {label} is "
-                f"not finite at used point {i} (x = {float(block.x[i])!r}); the model is "
+                f"not finite at used point {i} ({block.x_text(i)}); the model is "
                 f"singular at these values (e.g. a zero width): {used}")
         o += size
 
@@ -243,21 +252,22 @@ def _probe(contribution: Contribution, layout: Layout, values0: dict[str, np.nda
                                    for k in contribution.uses)), None
     ds = contribution.dataset
     x = ds.x[ds.used]
+    cols = ds.columns
     jac = contribution.jac
     if not callable(jac) and jac != "fd":
-        names = _record_torch(contribution, layout, values0, x)
+        names = _record_torch(contribution, layout, values0, x, cols)
         if names is not None:
             return names, "torch"
         if jac == "torch":
             _pick_mode_failed(contribution.name, "it did not return a tensor on tensor inputs")
     record: set[str] = set()
-    contribution.model(ScopedValues(values0, prefix, layout.names, record), x)
+    contribution.model(ScopedValues(values0, prefix, layout.names, record), model_x(x, cols))
     return tuple(n for n in layout.names if n in record), (
         "analytic" if callable(jac) else "fd")
 
 
 def _record_torch(contribution: Contribution, layout: Layout, values0: dict[str, np.ndarray],
-                  x: np.ndarray) -> tuple[str, ...] | None:
+                  x: np.ndarray, columns: tuple[str, ...] | None) -> tuple[str, ...] | None:
     """Names read by a model run on torch tensors, or None when it cannot run on them."""
     import torch
 
@@ -266,7 +276,8 @@ def _record_torch(contribution: Contribution, layout: Layout, values0: dict[str,
     try:
         with torch.no_grad():
             out = contribution.model(ScopedValues(tvals, contribution.name, layout.names,
-                                                  record), torch.as_tensor(x))
+                                                  record),
+                                     model_x(torch.as_tensor(x), columns))
     except Exception:
         return None
     if not isinstance(out, torch.Tensor):
@@ -414,7 +425,8 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution],
         u = ds.used
         block = ModelBlock(c, used_names, shapes, elem_idx, dep_idx.astype(np.intp),
                            np.array(ds.x[u]), np.array(ds.y[u]),
-                           np.sqrt(c.weight * ds.weights[u]), "pending", tuple(layout.names))
+                           np.sqrt(c.weight * ds.weights[u]), "pending", tuple(layout.names),
+                           columns=ds.columns)
         v0 = flat0[elem_idx]
         # one probe per (model, jac option, short names): many datasets share one model
         key = (c.model, c.jac, c.pointwise, tuple(n.split(".")[-1] for n in used_names))
@@ -430,7 +442,7 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution],
         if bad.any():
             i = int(np.argmax(bad))
             raise ModelError(f"model of dataset {c.name!r} gives a non-finite value at used "
-                            f"point {i} (x = {block.x[i]!r}) for the initial parameters")
+                            f"point {i} ({block.x_text(i)}) for the initial parameters")
         blocks.append(block)
     # restraints: constant Jacobian with respect to the restrained elements
     r_names = tuple(dict.fromkeys(ref.name for rst in layout.restraints for ref in rst.refs))
