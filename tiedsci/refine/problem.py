@@ -61,6 +61,7 @@ class ModelBlock:
     pointwise: bool = False
     copies: bool = False
     columns: tuple[str, ...] | None = None  # names of the columns of a 2-D x
+    tie_map: np.ndarray | None = None  # constant d values[elem] / d free values[deps]
 
     @property
     def name(self) -> str:
@@ -170,10 +171,12 @@ class Problem:
         if tm is None:
             dv = self.layout.jacobian(theta)
             return [dv[e][:, d].toarray() for e, d in rows]
+        maps = [b.tie_map for b in self.blocks] + (
+            [tm.restraint] if self.n_restraint_rows else [])
         if tm.identity:
-            return list(tm.maps)
+            return maps
         t = self.layout.transform_derivative(theta).diagonal()
-        return [a * t[d] for a, (_, d) in zip(tm.maps, rows)]
+        return [a * t[d] for a, (_, d) in zip(maps, rows)]
 
     @property
     def n_restraint_rows(self) -> int:
@@ -463,8 +466,13 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution],
     deps = [b.deps for b in blocks] + ([r_deps] if r_names else [])
     part = partition_blocks(deps, layout.n_free, force_shared=r_deps)
     rows = [(b.elem_idx, b.deps) for b in blocks] + ([(r_elem, r_deps)] if r_names else [])
+    tie = TieMap.of(layout, rows)
+    if tie is not None:
+        for b, m in zip(blocks, tie.maps):
+            object.__setattr__(b, "tie_map", m)
+        tie = TieMap((), tie.maps[-1] if r_names else None, tie.identity)
     return Problem(layout, tuple(blocks), r_deps.astype(np.intp), r_elem, r_names, r_jac, part,
-                   TieMap.of(layout, rows))
+                   tie)
 
 
 SMALL_LAYOUT = 64
@@ -501,11 +509,15 @@ class TieMap:
     Attributes
     ----------
     maps : tuple of ndarray
-        Per block ``A[elem_k][:, deps_k]``, dense.
+        Per block ``A[elem_k][:, deps_k]``, dense, as built (:func:`compile_problem` then
+        hands each to its :class:`ModelBlock`, so that a subset of blocks keeps its maps).
+    restraint : ndarray or None
+        The restraint block's map.
     identity : bool
     """
 
     maps: tuple[np.ndarray, ...]
+    restraint: np.ndarray | None
     identity: bool
 
     @classmethod
@@ -528,4 +540,4 @@ class TieMap:
         # take any value at most twice)
         identity = all(np.array_equal(t.diagonal(), np.ones_like(t0)) for t in diags)
         a = sp.csr_matrix(dv0 @ sp.diags(1.0 / t0))
-        return cls(tuple(a[e][:, d].toarray() for e, d in rows), identity)
+        return cls(tuple(a[e][:, d].toarray() for e, d in rows), None, identity)
