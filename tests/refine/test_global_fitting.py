@@ -224,3 +224,46 @@ def test_multi_column_errors_are_named():
         Dataset(np.zeros((5, 3)), np.zeros(5), name="d", columns=("t", "T"))
     with pytest.raises(DataError, match="not finite"):
         Dataset({"t": [0.0, np.nan], "T": [1.0, 2.0]}, np.zeros(2), name="d")
+
+
+def _biexp_refinement(k1=2.0, k2=0.3):
+    from tiedsci.core import Positive
+
+    rng = np.random.default_rng(11)
+    t = np.array([0.25, 0.5, 0.75, 1, 1.25, 2, 3, 4, 5, 6, 8])
+    jr = JointRefinement()
+    for s, (a1, a2) in enumerate([(2.0, 0.6), (2.6, 0.9), (3.7, 1.0), (2.0, 1.0)]):
+        y = a1 * np.exp(-2.9 * t) + a2 * np.exp(-0.43 * t) + 0.03 * rng.standard_normal(t.size)
+        jr.add(Dataset(t, y, name=f"s{s}"),
+               lambda v, t: v["A1"] * torch.exp(-v["k1"] * t) + v["A2"] * torch.exp(-v["k2"] * t))
+    jr.shared("k1", k1, bounds=Positive())
+    jr.shared("k2", k2, bounds=Positive())
+    jr.local("A1", 1.0)
+    jr.local("A2", 1.0)
+    return jr
+
+
+def test_variable_projection_reaches_the_same_optimum_and_full_covariance_esds():
+    plain = _biexp_refinement().fit(ftol=1e-15, xtol=1e-15)
+    proj = _biexp_refinement().fit(linear=["A1", "A2"], ftol=1e-15, xtol=1e-15)
+    assert proj.converged
+    for name in plain.values:
+        np.testing.assert_allclose(proj.values[name], plain.values[name], rtol=1e-7)
+        # the linear parameters' esds come from the full covariance, not (A^T A)^-1 alone
+        np.testing.assert_allclose(proj.esd[name], plain.esd[name], rtol=1e-6)
+    np.testing.assert_allclose(proj.correlation, plain.correlation, atol=1e-6)
+
+
+def test_variable_projection_refuses_what_it_cannot_project():
+    from tiedsci.errors import DeclarationError
+
+    with pytest.raises(DeclarationError, match="local to one"):
+        _biexp_refinement().fit(linear=["k1"])
+    jr = _biexp_refinement()
+    jr.registry.tie("s1.A1", "s0.A1")
+    with pytest.raises(DeclarationError, match="local to one"):
+        jr.fit(linear=["s0.A1"])
+    with pytest.raises(DeclarationError, match="no declared parameter"):
+        _biexp_refinement().fit(linear=["nope"])
+    with pytest.raises(ValueError, match="serial tiedsci"):
+        _biexp_refinement().fit(linear=["A1"], optimizer="lmfit")

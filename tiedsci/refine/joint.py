@@ -150,7 +150,7 @@ class JointRefinement:
             optimizer: str = "tiedsci", method: str = "leastsq", scale_covar: bool = True,
             ftol: float = 1e-10, xtol: float = 1e-10, gtol: float = 1e-10,
             max_nfev: int | None = None, damping: str = "trust-region",
-            on_singular: str = "raise",
+            linear: Sequence[str] | None = None, on_singular: str = "raise",
             raise_on_failure: bool = False, executor: Any = None, client: Any = None,
             n_batches: int | None = None, callback: Callable[[int, float], None] | None = None,
             checkpoint: str | os.PathLike[str] | Callable[[dict[str, Any]], None] | None = None,
@@ -176,6 +176,12 @@ class JointRefinement:
         damping : "trust-region" or "nielsen"
             How the LM iteration is damped (see :func:`tiedsci.refine.lm.levenberg_marquardt`):
             MINPACK's trust region (default), or Nielsen's update of the damping parameter.
+        linear : sequence of str, optional
+            Parameters that enter their dataset's model linearly (amplitudes, scales,
+            background coefficients; short names such as ``"A1"`` mean every dataset's
+            ``<dataset>.A1``): eliminated exactly at every point by variable projection
+            (:mod:`tiedsci.refine.varpro`; serial, unbounded local parameters, no
+            restraints). Their esds come from the full covariance.
         on_singular : "raise" or "warn"
             A singular normal matrix at the optimum raises :class:`SingularMatrixError`
             (naming the dependent parameters; the result is in its ``result`` attribute), or
@@ -221,7 +227,7 @@ class JointRefinement:
         _check_tolerances(ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
         opts = dict(optimizer=optimizer, method=method, scale_covar=scale_covar, ftol=ftol,
                     xtol=xtol, gtol=gtol, max_nfev=max_nfev, damping=damping,
-                    optimizer_kws=optimizer_kws,
+                    linear=tuple(linear) if linear else None, optimizer_kws=optimizer_kws,
                     executor=executor, client=client, n_batches=n_batches, callback=callback)
         stages = [st if isinstance(st, Stage) else Stage(**st) for st in stages or ()]
         run = _Checkpoints(checkpoint, resume, self._fingerprint(stages, opts)
@@ -290,7 +296,7 @@ class JointRefinement:
                                           for a in (d.x, d.y, d.weights, d.used))]
         parts += [repr(list(stages)), *(repr(opts[k]) for k in (
             "optimizer", "method", "scale_covar", "ftol", "xtol", "gtol", "max_nfev",
-            "damping"))]
+            "damping", "linear"))]
         return fingerprint(parts)
 
 
@@ -449,7 +455,7 @@ def _run_lmfit(problem: Problem, method: str, max_nfev: int, ftol: float, xtol: 
 def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "leastsq",
                 scale_covar: bool = True, ftol: float = 1e-10, xtol: float = 1e-10,
                 gtol: float = 1e-10, max_nfev: int | None = None,
-                damping: str = "trust-region",
+                damping: str = "trust-region", linear: Sequence[str] | None = None,
                 optimizer_kws: Mapping[str, Any] | None = None,
                 stage_name: str | None = None, executor: Any = None, client: Any = None,
                 n_batches: int | None = None,
@@ -470,6 +476,8 @@ def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "
     if distributed and optimizer != "tiedsci":
         raise ValueError(f"executor=/client= need optimizer='tiedsci', got "
                          f"optimizer={optimizer!r}")
+    if linear and (distributed or optimizer != "tiedsci"):
+        raise ValueError("linear= (variable projection) needs the serial tiedsci optimizer")
     if start is not None:
         if optimizer != "tiedsci":
             raise ValueError("resuming from an LM state needs optimizer='tiedsci'")
@@ -492,9 +500,16 @@ def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "
         if callback is not None:
             def lm_callback(n_iter: int, cost: float) -> None:
                 callback(n_iter, 2.0 * cost)
+        if linear:
+            from tiedsci.refine.varpro import VarProBlocks, linear_columns
+
+            provider: Any = VarProBlocks(problem, linear_columns(problem, linear))
+        elif distributed:
+            provider = _provider(problem, executor, client, n_batches)
+        else:
+            provider = SerialBlocks(problem.residuals, problem.jacobians, part)
         outcome = levenberg_marquardt(
-            _provider(problem, executor, client, n_batches) if distributed else
-            SerialBlocks(problem.residuals, problem.jacobians, part), layout.theta0,
+            provider, layout.theta0,
             ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev, damping=damping,
             callback=lm_callback,
             start=start, on_accept=on_accept)
