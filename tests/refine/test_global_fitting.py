@@ -267,3 +267,31 @@ def test_variable_projection_refuses_what_it_cannot_project():
         _biexp_refinement().fit(linear=["nope"])
     with pytest.raises(ValueError, match="serial tiedsci"):
         _biexp_refinement().fit(linear=["A1"], optimizer="lmfit")
+
+
+def _indometh_refinement():
+    """The real indometacin data of examples/global_kinetics.py (6 subjects, 66 points)."""
+    from pathlib import Path
+
+    from tiedsci.core import Positive
+
+    path = Path(__file__).resolve().parents[2] / "tiedsci" / "data" / "indometh" / "indometh.csv"
+    raw = np.loadtxt(path, delimiter=",", skiprows=1)
+    jr = JointRefinement()
+    for s in np.unique(raw[:, 1]):
+        rows = raw[raw[:, 1] == s]
+        jr.add(Dataset(rows[:, 2], rows[:, 3], name=f"s{int(s)}"),
+               lambda v, t: v["A1"] * torch.exp(-v["k1"] * t) + v["A2"] * torch.exp(-v["k2"] * t))
+    jr.shared("k1", 2.0, bounds=Positive())
+    jr.shared("k2", 0.3, bounds=Positive())
+    jr.local("A1", 1.0)
+    jr.local("A2", 1.0)
+    return jr
+
+
+def test_default_tolerances_are_good_to_about_1e_8_relative():
+    """Real data, nonzero residual, correlated rates: ftol = 1e-10 stopped 2.8e-6 short."""
+    tight = _indometh_refinement().fit(ftol=1e-15, xtol=1e-15)
+    default = _indometh_refinement().fit()
+    for name in tight.values:
+        np.testing.assert_allclose(default.values[name], tight.values[name], rtol=5e-8)

@@ -148,7 +148,7 @@ class JointRefinement:
     # ------------------------------------------------------------------ fitting
     def fit(self, *, stages: Sequence[Stage | Mapping[str, Any]] | None = None,
             optimizer: str = "tiedsci", method: str = "leastsq", scale_covar: bool = True,
-            ftol: float = 1e-10, xtol: float = 1e-10, gtol: float = 1e-10,
+            ftol: float = 1e-14, xtol: float = 1e-10, gtol: float = 1e-10,
             max_nfev: int | None = None, damping: str = "trust-region",
             linear: Sequence[str] | None = None, on_singular: str = "raise",
             raise_on_failure: bool = False, executor: Any = None, client: Any = None,
@@ -453,7 +453,7 @@ def _run_lmfit(problem: Problem, method: str, max_nfev: int, ftol: float, xtol: 
 
 
 def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "leastsq",
-                scale_covar: bool = True, ftol: float = 1e-10, xtol: float = 1e-10,
+                scale_covar: bool = True, ftol: float = 1e-14, xtol: float = 1e-10,
                 gtol: float = 1e-10, max_nfev: int | None = None,
                 damping: str = "trust-region", linear: Sequence[str] | None = None,
                 optimizer_kws: Mapping[str, Any] | None = None,

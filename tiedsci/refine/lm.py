@@ -366,7 +366,7 @@ def levenberg_marquardt(
     provider: NormalProvider,
     theta0: np.ndarray,
     *,
-    ftol: float = 1e-10,
+    ftol: float = 1e-14,
     xtol: float = 1e-10,
     gtol: float = 1e-10,
     max_nfev: int = 1000,
