@@ -501,9 +501,9 @@ def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "
             def lm_callback(n_iter: int, cost: float) -> None:
                 callback(n_iter, 2.0 * cost)
         if linear:
-            from tiedsci.refine.varpro import VarProBlocks, linear_columns
+            from tiedsci.refine.varpro import linear_columns, varpro_provider
 
-            provider: Any = VarProBlocks(problem, linear_columns(problem, linear))
+            provider: Any = varpro_provider(problem, linear_columns(problem, linear))
         elif distributed:
             provider = _provider(problem, executor, client, n_batches)
         else:

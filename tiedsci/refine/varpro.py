@@ -19,16 +19,21 @@ nonlinear values), each accepted one a second Jacobian (at the projected linear 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from tiedsci.errors import DeclarationError
-from tiedsci.refine.lm import initial_scale, scaled_gradient_max, sum_squares
 from tiedsci.refine.problem import Problem
-from tiedsci.refine.solver import NormalSystem, assemble, partition_blocks, solve_damped
+from tiedsci.refine.solver import (
+    NormalSystem,
+    Partition,
+    SerialBlocks,
+    assemble,
+    partition_blocks,
+)
 
-__all__ = ["VarProBlocks", "linear_columns"]
+__all__ = ["VariableProjection", "linear_columns", "varpro_provider"]
 
 
 def linear_columns(problem: Problem, linear: Sequence[str]) -> list[np.ndarray]:
@@ -70,129 +75,80 @@ def linear_columns(problem: Problem, linear: Sequence[str]) -> list[np.ndarray]:
     return out
 
 
-@dataclass(frozen=True)
-class _Point:
-    theta: np.ndarray
-    resids: tuple[np.ndarray, ...]
-    cost: float
-    jacs: tuple[np.ndarray, ...] | None = None  # full Jacobian blocks at theta
-    system: NormalSystem | None = None          # projected normal blocks
-    scale: np.ndarray | None = None
+@dataclass(frozen=True, eq=False)
+class VariableProjection:
+    """The projection hooks of :class:`~tiedsci.refine.solver.SerialBlocks` (see the module
+    docstring).
 
-
-class VarProBlocks:
-    """:class:`~tiedsci.refine.lm.NormalProvider` with each block's linear parameters projected
-    out (Kaufman's variable projection); serial.
-
-    Parameters
+    Attributes
     ----------
     problem : Problem
     linear : list of int arrays
-        Per block, positions in its ``deps`` of the linear parameters
-        (:func:`linear_columns`).
+        Per block, positions in its ``deps`` of the linear parameters.
+    part : Partition
+        The nonlinear problem's split: the linear parameters in no block, forced shared and
+        pinned (unit diagonal, zero step).
+    pinned : ndarray of int
+        theta indices of the linear parameters.
     """
 
-    def __init__(self, problem: Problem, linear: list[np.ndarray]) -> None:
-        self.problem = problem
-        self.linear = linear
-        part = problem.partition
-        self.c_idx = [blk.deps[p] for blk, p in zip(part.blocks, linear)]
-        self.rest = [np.setdiff1d(np.arange(blk.deps.size), p)
-                     for blk, p in zip(part.blocks, linear)]
-        all_c = np.concatenate(self.c_idx) if self.c_idx else np.zeros(0, dtype=np.intp)
-        # the nonlinear problem: the linear parameters leave every block (their rows are
-        # pinned by a unit diagonal, so their step is 0)
-        self.part = partition_blocks([blk.deps[q] for blk, q in zip(part.blocks, self.rest)],
-                                     part.n_free, force_shared=all_c)
-        self.all_c = all_c
-        self._cur: _Point | None = None
-        self._trial: tuple[np.ndarray, float] | None = None
-        self._proposal: _Point | None = None
-        self._g = np.zeros(part.n_free)
+    problem: Problem
+    linear: list[np.ndarray]
+    part: Partition = field(init=False)
+    pinned: np.ndarray = field(init=False)
 
-    # ----------------------------------------------------------------- projection
-    def _project(self, theta: np.ndarray) -> _Point:
-        """Linear parameters to their optimum for the nonlinear ones in ``theta``."""
+    def __post_init__(self) -> None:
+        full = self.problem.partition
+        c_idx = [blk.deps[p] for blk, p in zip(full.blocks, self.linear)]
+        pinned = np.concatenate(c_idx) if c_idx else np.zeros(0, dtype=np.intp)
+        part = partition_blocks([np.delete(blk.deps, p) for blk, p in
+                                 zip(full.blocks, self.linear)], full.n_free,
+                                force_shared=pinned)
+        object.__setattr__(self, "part", part)
+        object.__setattr__(self, "pinned", pinned.astype(np.intp))
+
+    def project(self, theta: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """Linear parameters to their optimum for the nonlinear ones in ``theta``:
+        ``(theta*, projected residual blocks)`` (non-finite residuals when it fails)."""
         theta = np.array(theta, dtype=float)
         resids = list(self.problem.residuals(theta))
-        jacs = self.problem.jacobians(theta)
-        for k, (jac, p) in enumerate(zip(jacs, self.linear)):
-            if p.size == 0:
-                continue
-            dc = np.linalg.lstsq(jac[:, p], -resids[k], rcond=None)[0]
-            theta[self.c_idx[k]] += dc
-            resids[k] = resids[k] + jac[:, p] @ dc
-        return _Point(theta, tuple(resids), 0.5 * sum_squares(resids))
+        try:
+            jacs = self.problem.jacobians(theta)
+            for k, (jac, blk, p) in enumerate(zip(jacs, self.problem.partition.blocks,
+                                                  self.linear)):
+                if p.size:
+                    dc = np.linalg.lstsq(jac[:, p], -resids[k], rcond=None)[0]
+                    theta[blk.deps[p]] += dc
+                    resids[k] = resids[k] + jac[:, p] @ dc
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+            resids = [np.full_like(r, np.inf) for r in resids]
+        return theta, tuple(resids)
 
-    def _with_system(self, pt: _Point, scale: np.ndarray | None) -> _Point:
-        """Kaufman's projected Jacobian and its normal blocks at a projected point."""
-        jacs = tuple(self.problem.jacobians(pt.theta))
-        red = []
-        for jac, p, q in zip(jacs, self.linear, self.rest):
-            jq = jac[:, q]
+    def jacobians(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Kaufman's projected Jacobian blocks ``J_k - A_k (A_k^+ J_k)`` over :attr:`part`."""
+        out = []
+        for jac, p in zip(self.problem.jacobians(theta), self.linear):
+            jq = np.delete(jac, p, axis=1)
             if p.size:
                 a = jac[:, p]
                 jq = jq - a @ np.linalg.lstsq(a, jq, rcond=None)[0]
-            red.append(jq)
-        system = assemble(self.part, red, pt.resids)
-        pos = np.searchsorted(self.part.shared, self.all_c)
+            out.append(jq)
+        return out
+
+    def pin(self, system: NormalSystem) -> NormalSystem:
+        """Unit diagonal on the (gradient-free) linear parameters of the projected system."""
+        pos = np.searchsorted(self.part.shared, self.pinned)
         hss = system.hss.copy()
-        hss[pos, pos] += 1.0  # pinned linear parameters (zero gradient, zero step)
-        system = NormalSystem(hss, system.gs, system.c, system.b, system.gl)
-        diag = system.diagonal(self.part)
-        scale = initial_scale(diag) if scale is None else np.maximum(scale, diag)
-        return _Point(pt.theta, pt.resids, pt.cost, jacs, system, scale)
+        hss[pos, pos] += 1.0
+        return NormalSystem(hss, system.gs, system.c, system.b, system.gl)
 
-    # ----------------------------------------------------------------- provider
-    def start(self, theta: np.ndarray, scale: np.ndarray | None) -> float:
-        pt = self._project(theta)
-        if np.isfinite(pt.cost):
-            self._cur = self._with_system(pt, scale)
-        return pt.cost
+    def full_system(self, theta: np.ndarray, resids: tuple[np.ndarray, ...]) -> NormalSystem:
+        """The unprojected normal blocks (linear parameters as locals): the full covariance."""
+        return assemble(self.problem.partition, self.problem.jacobians(theta), resids)
 
-    def gradient_max(self, mu: float, cost: float) -> float:
-        cur = self._current()
-        assert cur.system is not None
-        self._g = cur.system.gradient(self.part)
-        return scaled_gradient_max(self._g, cur.system.diagonal(self.part), cost)
 
-    def propose(self, mu: float) -> tuple[float, float]:
-        cur = self._current()
-        assert cur.system is not None and cur.scale is not None
-        delta = solve_damped(self.part, cur.system, mu, cur.scale)
-        delta[self.all_c] = 0.0
-        self._trial = (delta, mu)
-        root = np.sqrt(cur.scale)
-        return float(np.linalg.norm(root * delta)), float(np.linalg.norm(root * cur.theta))
-
-    def evaluate(self) -> tuple[float, float]:
-        cur = self._current()
-        assert self._trial is not None and cur.scale is not None
-        delta, mu = self._trial
-        try:
-            self._proposal = self._project(cur.theta + delta)
-        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
-            self._proposal = _Point(cur.theta + delta, cur.resids, float("inf"))
-        return self._proposal.cost, 0.5 * float(delta @ (mu * cur.scale * delta - self._g))
-
-    def accept(self, cost: float) -> None:
-        p = self._proposal
-        assert p is not None
-        self._cur = self._with_system(p, self._current().scale)
-
-    def state(self) -> tuple[np.ndarray, np.ndarray]:
-        cur = self._current()
-        assert cur.scale is not None
-        return cur.theta.copy(), cur.scale.copy()
-
-    def outcome(self) -> tuple[np.ndarray, tuple[np.ndarray, ...], NormalSystem, float, None]:
-        """The point with the *unprojected* normal blocks (full covariance for the esds)."""
-        cur = self._current()
-        assert cur.jacs is not None
-        system = assemble(self.problem.partition, cur.jacs, cur.resids)
-        return cur.theta, cur.resids, system, cur.cost, None
-
-    def _current(self) -> _Point:
-        if self._cur is None:
-            raise RuntimeError("VarProBlocks.start() has not been called (or failed)")
-        return self._cur
+def varpro_provider(problem: Problem, linear: list[np.ndarray]) -> SerialBlocks:
+    """:class:`~tiedsci.refine.solver.SerialBlocks` with the ``linear`` columns
+    (:func:`linear_columns`) projected out."""
+    vp = VariableProjection(problem, linear)
+    return SerialBlocks(problem.residuals, vp.jacobians, vp.part, projection=vp)
