@@ -70,8 +70,10 @@ def _assert_same(a, b, rtol):
         np.testing.assert_allclose(b.esd[name], a.esd[name], rtol=rtol, atol=0)
     # off-diagonal covariances of nearly uncorrelated pairs are ~0: compare correlations
     np.testing.assert_allclose(b.correlation, a.correlation, rtol=0, atol=rtol)
-    np.testing.assert_allclose([b.chi2, b.redchi, b.penalty], [a.chi2, a.redchi, a.penalty],
-                               rtol=rtol)
+    np.testing.assert_allclose([b.chi2, b.redchi], [a.chi2, a.redchi], rtol=rtol)
+    # the restraint penalty is a small part of chi2: compare it on chi2's scale (two paths to
+    # the optimum that stop at rounding level differ there by ~1e-8 of the penalty alone)
+    np.testing.assert_allclose(b.penalty, a.penalty, rtol=0, atol=rtol * a.chi2)
     for da, db in zip(a.datasets, b.datasets):
         np.testing.assert_allclose(db.y_calc, da.y_calc, rtol=rtol)
     assert (a.converged, a.message, a.nfev, a.njev, a.n_iter) == \
