@@ -295,3 +295,21 @@ def test_default_tolerances_are_good_to_about_1e_8_relative():
     default = _indometh_refinement().fit()
     for name in tight.values:
         np.testing.assert_allclose(default.values[name], tight.values[name], rtol=5e-8)
+
+
+def test_an_interrupted_fit_names_the_interruption_before_anything_else():
+    x = np.linspace(0.0, 5.0, 30)
+    jr = JointRefinement()
+    jr.add(Dataset(x, 3.0 * np.exp(-1.3 * x) + 0.2, name="d"),
+           lambda v, x: v["a"] * torch.exp(-v["k"] * x) + v["c"] + 0 * v["dead"])
+    for name, val in (("a", 1.0), ("k", 5.0), ("c", 0.0), ("dead", 1.0)):
+        jr.shared(name, val)
+
+    def ctrl_c(n_iter, chi2):
+        raise KeyboardInterrupt
+
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        res = jr.fit(callback=ctrl_c)
+    assert not res.converged and res.message == "interrupted"
+    assert res.warnings[0] == "interrupted"
+    assert res.singular  # the dead parameter is still diagnosed, second
