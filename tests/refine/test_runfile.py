@@ -158,11 +158,12 @@ def test_ctrl_c_keeps_the_last_accepted_point_and_resume_ends_at_the_same_optimu
     _write_data(tmp_path, np.random.default_rng(0))
     (tmp_path / "run.toml").write_text(RUN)
     full = run_from_toml(tmp_path / "run.toml", tmp_path / "full")
-    chi2 = []
+    chi2, firsts = [], []
 
     def stop(n_iter, value):
         chi2.append(value)
-        if len(chi2) == 4:  # the first step of the second stage
+        firsts.append(n_iter == 1)
+        if sum(firsts) == 2:  # the first step of the second stage (n_iter restarts per stage)
             raise KeyboardInterrupt
 
     part = run_from_toml(tmp_path / "run.toml", tmp_path / "out", callback=stop)

@@ -56,18 +56,18 @@ def backend_of(x: Any) -> Backend:
     return NumpyBackend()
 
 
-# ---------------------------------------------------------------- array namespace (numpy or torch)
+# ---------------------------------------------------------------- math namespace (numpy or torch)
 def namespace_of(x: Any) -> Any:
-    """The array module matching ``x``: ``torch`` for a tensor, else ``numpy``.
+    """The math namespace matching ``x``: torch operations for a tensor, else numpy ones.
 
-    For code written once against the operations numpy and torch share (``exp``, ``sin``,
-    ``sqrt``, ...), e.g. forward models that are differentiated by torch autodiff and evaluated
-    with numpy. torch is imported only when ``x`` is a tensor.
+    Write a model once with ``xp = namespace_of(x)`` and ``xp.sin``, ``xp.cos``, ``xp.arctan``,
+    ``xp.arctan2``, ``xp.pow``, ``xp.erf``, ``xp.erfc``, ``xp.where``, ``xp.exp``, ``xp.log``,
+    ``xp.sqrt``, ``xp.abs``, ``xp.tanh``, ``xp.maximum``, ``xp.minimum``, ``xp.clip``,
+    ``xp.pi`` ...: the same names work on numpy arrays and on torch tensors (torch autodiff
+    differentiates them). Names not listed in :class:`~tiedsci.backends.math.MathNamespace`
+    are looked up in the array module itself (``numpy`` or ``torch``). torch is imported
+    only when ``x`` is a tensor.
     """
-    if is_torch(x):
-        import torch
+    from tiedsci.backends.math import numpy_math, torch_math
 
-        return torch
-    import numpy
-
-    return numpy
+    return torch_math() if is_torch(x) else numpy_math()

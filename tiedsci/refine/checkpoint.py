@@ -53,7 +53,9 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     lm_meta = None
     if lm is not None:
         arrays["lm/theta"], arrays["lm/scale"] = lm.theta, lm.scale
-        lm_meta = {"cost": lm.cost, "mu": lm.mu, **{k: getattr(lm, k) for k in _COUNTS}}
+        radius = float(lm.radius) if np.isfinite(lm.radius) else None
+        lm_meta = {"cost": lm.cost, "mu": lm.mu, "radius": radius,
+                   **{k: getattr(lm, k) for k in _COUNTS}}
     meta = {
         "fingerprint": state.get("fingerprint"),
         "state": {"stage": state["stage"], "stage_name": state.get("stage_name"),
@@ -90,8 +92,10 @@ def _decode(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> dict[s
     st = meta["state"]
     lm = st["lm"]
     if lm is not None:
+        radius = lm.get("radius")
         lm = LMState(arrays["lm/theta"], float(lm["cost"]), float(lm["mu"]), arrays["lm/scale"],
-                     *(int(lm[k]) for k in _COUNTS))
+                     *(int(lm[k]) for k in _COUNTS),
+                     radius=float("nan") if radius is None else float(radius))
     return {"stage": int(st["stage"]), "stage_name": st["stage_name"],
             "values": {k: arrays[f"values/{k}"] for k in st["values"]}, "lm": lm,
             "stages": [StageSummary(**{**s, "vary": tuple(s["vary"])}) for s in st["stages"]],

@@ -33,12 +33,16 @@ class Contribution:
         The observations; its ``name`` is the namespace of the local parameters.
     model : callable
         ``model(values, x) -> y_calc``: ``values`` a :class:`ScopedValues` mapping, ``x`` the
-        used abscissae, shape (n_obs,); returns shape (n_obs,). Write it with operations that
-        torch supports (``torch.exp`` etc.) to get exact autodiff Jacobians, or with numpy and
-        ``jac="fd"`` (finite differences, per dataset).
+        used abscissae, shape (n_obs,) (or :class:`~tiedsci.refine.data.Columns` for a
+        multi-column dataset: ``x["t"]``); returns shape (n_obs,). The model is run on torch
+        tensors (exact autodiff Jacobians) when it can be, else on numpy arrays with finite
+        differences. Write it once for both with ``xp = tiedsci.backends.namespace_of(x)``
+        (``xp.exp``, ``xp.sin``, ``xp.arctan``, ``xp.pow``, ``xp.erf``, ``xp.where`` ...), or
+        with torch operations only.
     uses : sequence of str, optional
         Names the model reads (short or full). By default they are recorded by calling the model
-        once on the initial values.
+        once on torch tensors of the initial values (on numpy arrays if it cannot run on
+        tensors).
     jac : "auto", "torch", "fd" or callable
         How the Jacobian of ``y_calc`` with respect to the used values is obtained. ``"auto"``
         tries torch autodiff and falls back to finite differences when the model is numpy-only.

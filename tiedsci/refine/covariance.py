@@ -11,7 +11,12 @@ import scipy.linalg as sla
 from tiedsci.core import Layout
 from tiedsci.refine.solver import NormalSystem, Partition
 
-__all__ = ["CovarianceInfo", "invert_normal", "invert_blocks", "bound_hits", "strongest"]
+__all__ = ["CovarianceInfo", "no_influence", "invert_normal", "invert_blocks", "bound_hits",
+           "strongest"]
+
+INFLUENCE_TOL = 1e-8
+"""A parameter has "no influence" when changing it by its own scale moves the whitened fit by
+less than this many noise units (``sqrt(chi^2 / dof)``)."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,35 @@ class CovarianceInfo:
                 + "; ".join(lines))
 
 
-def invert_normal(h: np.ndarray, labels: Sequence[str], rcond: float = 1e-13) -> CovarianceInfo:
+def no_influence(diagonal: np.ndarray, theta: np.ndarray | None = None, noise: float = 0.0
+                 ) -> np.ndarray:
+    """Which parameters have (almost) no influence on the residuals, independent of units.
+
+    ``|J_j| s_j`` is how far (in whitened units) the fit moves when parameter ``j`` changes by
+    its own scale ``s_j = |theta_j|`` (1 where ``theta_j`` is 0). A parameter has no influence
+    when its Jacobian column is exactly zero or ``|J_j| s_j <= INFLUENCE_TOL * noise``.
+
+    Parameters
+    ----------
+    diagonal : ndarray, shape (n_free,)
+        ``diag(J^T W J)``.
+    theta : ndarray, shape (n_free,), optional
+        The point (free coordinates); without it every scale is 1.
+    noise : float
+        ``sqrt(chi^2 / dof)``, the residual scale (0: only exact zero columns count).
+
+    Returns
+    -------
+    ndarray of bool, shape (n_free,)
+    """
+    col = np.sqrt(np.clip(np.asarray(diagonal, dtype=float), 0.0, None))
+    scale = np.ones_like(col) if theta is None else np.where(theta != 0, np.abs(theta), 1.0)
+    noise = float(noise) if np.isfinite(noise) else 0.0
+    return (col == 0.0) | (col * scale <= INFLUENCE_TOL * noise)
+
+
+def invert_normal(h: np.ndarray, labels: Sequence[str], rcond: float = 1e-13,
+                  dead: np.ndarray | None = None) -> CovarianceInfo:
     """Invert the normal matrix after scaling it to unit diagonal.
 
     Parameters
@@ -51,19 +84,23 @@ def invert_normal(h: np.ndarray, labels: Sequence[str], rcond: float = 1e-13) ->
     labels : sequence of str
         Names of the free parameters (for the diagnosis).
     rcond : float
-        Eigenvalues of the unit-diagonal matrix below ``rcond * max`` count as zero.
+        Eigenvalues of the unit-diagonal matrix below ``rcond * max`` count as zero (a test
+        invariant to the parameters' units).
+    dead : ndarray of bool, shape (n_free,), optional
+        Parameters with no influence (:func:`no_influence`); default: exactly zero columns.
     """
     n = h.shape[0]
     if n == 0:
         return CovarianceInfo(np.zeros((0, 0)), ())
     d = np.sqrt(np.clip(np.diag(h), 0.0, None))
-    dead = d <= 1e-150 + 1e-14 * d.max(initial=0.0)
+    dead = no_influence(np.diag(h)) if dead is None else np.asarray(dead, dtype=bool)
     groups: list[tuple[str, ...]] = [(labels[i],) for i in np.flatnonzero(dead)]
-    dd = np.where(dead, 1.0, d)
+    inert = dead | (d == 0)  # a zero column not called dead (at a bound) is left out silently
+    dd = np.where(inert, 1.0, d)
     hs = h / np.outer(dd, dd)
-    hs[dead, :] = 0.0
-    hs[:, dead] = 0.0
-    hs[dead, dead] = 1.0
+    hs[inert, :] = 0.0
+    hs[:, inert] = 0.0
+    hs[inert, inert] = 1.0
     w, v = np.linalg.eigh(hs)
     small = w < rcond * max(float(w.max()), 1.0)
     for k in np.flatnonzero(small):
@@ -84,8 +121,8 @@ def _well_posed(a: np.ndarray, rcond: float) -> bool:
     return bool(w.size == 0 or w.min() >= rcond * max(float(w.max()), 1.0))
 
 
-def invert_blocks(part: Partition, system: NormalSystem, rcond: float = 1e-13
-                  ) -> CovarianceInfo | None:
+def invert_blocks(part: Partition, system: NormalSystem, rcond: float = 1e-13,
+                  dead: np.ndarray | None = None) -> CovarianceInfo | None:
     """Covariance from the arrow-shaped blocks of ``J^T W J``, without a dense factorisation.
 
     With ``H = [[A, B], [B^T, C]]`` (``A`` shared, ``C`` block diagonal over the datasets'
@@ -99,14 +136,16 @@ def invert_blocks(part: Partition, system: NormalSystem, rcond: float = 1e-13
     -------
     CovarianceInfo or None
         ``None`` when a local block or the Schur complement is (nearly) singular by the
-        ``rcond`` test of :func:`invert_normal`, or a parameter has no influence: the caller then
-        diagnoses with :func:`invert_normal` on the dense matrix.
+        ``rcond`` test of :func:`invert_normal`, or a parameter has no influence (``dead``, see
+        :func:`invert_normal`): the caller then diagnoses with :func:`invert_normal` on the
+        dense matrix.
     """
     n = part.n_free
     if n == 0:
         return CovarianceInfo(np.zeros((0, 0)), ())
-    d = np.sqrt(np.clip(system.diagonal(part), 0.0, None))
-    if np.any(d <= 1e-150 + 1e-14 * d.max(initial=0.0)):
+    diag = system.diagonal(part)
+    d = np.sqrt(np.clip(diag, 0.0, None))
+    if np.any(no_influence(diag) if dead is None else dead) or np.any(d == 0):
         return None
     shared = part.shared
     ns = shared.size

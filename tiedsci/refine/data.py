@@ -8,6 +8,7 @@ never meets bad numbers. Errors name the dataset and the first offending index.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from tiedsci.errors import DataError
 
-__all__ = ["Dataset"]
+__all__ = ["Dataset", "Columns", "model_x"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -27,6 +28,8 @@ def _as_1d(name: str, arg: str, value: Any, n: int | None) -> np.ndarray:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise DataError(f"dataset {name!r}: {arg} is not numeric ({exc})") from None
+    if arr.ndim == 0 and n is not None and arg in ("sigma", "weights"):
+        arr = np.full(n, float(arr))  # one value for every point
     if arr.ndim != 1:
         raise DataError(f"dataset {name!r}: {arg} must be 1-D, got shape {arr.shape}")
     if n is not None and arr.shape[0] != n:
@@ -39,18 +42,83 @@ def _as_1d(name: str, arg: str, value: Any, n: int | None) -> np.ndarray:
     return arr
 
 
+class Columns(Mapping[str, Any]):
+    """Named columns of a multi-column abscissa, as a model sees them: ``x["t"]``.
+
+    Wraps a 2-D array or tensor of shape (..., n_columns) (numpy or torch); each column is
+    ``data[..., j]``, of the same kind. ``len(x)`` is the number of points.
+    """
+
+    def __init__(self, data: Any, names: tuple[str, ...]) -> None:
+        self.data = data
+        self.names = names
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            j = self.names.index(key)
+        except ValueError:
+            raise KeyError(f"no column {key!r}; the dataset's columns are "
+                           f"{list(self.names)}") from None
+        return self.data[..., j]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one column (``(n_points,)``)."""
+        return tuple(self.data.shape[:-1])
+
+
+def model_x(x: Any, columns: tuple[str, ...] | None) -> Any:
+    """What a model receives as ``x``: the array itself, or :class:`Columns` over it."""
+    return x if columns is None else Columns(x, columns)
+
+
+def _columns(name: str, x: Any, columns: Any) -> tuple[Any, tuple[str, ...] | None]:
+    """``(x as an array of shape (n,) or (n, k), column names or None)``."""
+    if isinstance(x, Mapping):
+        if columns is not None:
+            raise DataError(f"dataset {name!r}: give columns= or a mapping for x, not both")
+        names = tuple(str(k) for k in x)
+        cols = [_as_1d(name, f"x[{k!r}]", v, None) for k, v in x.items()]
+        if not cols:
+            raise DataError(f"dataset {name!r}: x has no column")
+        n = cols[0].shape[0]
+        for k, c in zip(names, cols):
+            if c.shape[0] != n:
+                raise DataError(f"dataset {name!r}: column x[{k!r}] has {c.shape[0]} points "
+                                f"but x[{names[0]!r}] has {n}")
+        return np.column_stack(cols), names
+    if columns is None:
+        return x, None
+    names = tuple(str(c) for c in columns)
+    arr = np.array(x, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != len(names):
+        raise DataError(f"dataset {name!r}: x with columns={list(names)} must have shape "
+                        f"(n_points, {len(names)}), got {arr.shape}")
+    return arr, names
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """One observed curve.
 
     Parameters
     ----------
-    x : array_like, shape (n_points,)
-        Abscissa (2theta in degrees, time of flight, q, ...).
+    x : array_like, shape (n_points,) or (n_points, n_columns), or mapping
+        Abscissa (2theta in degrees, time of flight, q, ...). Several independent variables:
+        a mapping ``{"t": ..., "T": ...}`` of equally long columns, or a 2-D array with
+        ``columns``; the model then receives ``x`` as :class:`Columns` (``x["t"]``), and
+        ``limits`` apply to the first column.
     y : array_like, shape (n_points,)
         Observed values.
-    sigma : array_like, shape (n_points,), optional
-        Standard uncertainties (> 0); the weights are ``1 / sigma**2``.
+    sigma : float or array_like, shape (n_points,), optional
+        Standard uncertainties (> 0; one number for all points); the weights are
+        ``1 / sigma**2``.
     weights : array_like, shape (n_points,), optional
         Least-squares weights (>= 0), instead of ``sigma``. With neither, all weights are 1.
     mask : array_like of bool, shape (n_points,), optional
@@ -59,6 +127,8 @@ class Dataset:
         Use only points with ``limits[0] <= x <= limits[1]``.
     name : str
         Identifier; local parameters are declared under it (``"xray"`` -> ``"xray.scale"``).
+    columns : sequence of str, optional
+        Names of the columns of a 2-D ``x``.
 
     Attributes
     ----------
@@ -75,6 +145,7 @@ class Dataset:
     mask: Any = None
     limits: tuple[float, float] | None = None
     name: str = "data"
+    columns: tuple[str, ...] | None = None
     used: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -82,7 +153,17 @@ class Dataset:
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise DataError(f"dataset name {name!r} must be an identifier such as 'xray' "
                             "(it prefixes the local parameter names)")
-        x = _as_1d(name, "x", self.x, None)
+        x, columns = _columns(name, self.x, self.columns)
+        if columns is None:
+            x = _as_1d(name, "x", x, None)
+        else:
+            bad = ~np.isfinite(x)
+            if bad.any():
+                i, j = (int(v) for v in np.argwhere(bad)[0])
+                raise DataError(f"dataset {name!r}: x[{columns[j]!r}] is not finite at index "
+                                f"{i} ({float(x[i, j])!r})")
+            x.setflags(write=False)
+        object.__setattr__(self, "columns", columns)
         n = x.shape[0]
         if n == 0:
             raise DataError(f"dataset {name!r}: x is empty")
@@ -131,7 +212,8 @@ class Dataset:
             if not lo < hi:
                 raise DataError(f"dataset {name!r}: limits {limits!r} need xmin < xmax")
             limits = (lo, hi)
-            used &= (x >= lo) & (x <= hi)
+            first = x if columns is None else x[:, 0]
+            used &= (first >= lo) & (first <= hi)
         if not used.any():
             raise DataError(f"dataset {name!r}: no point is left to fit (check limits, mask and "
                             "weights)")
@@ -157,4 +239,4 @@ class Dataset:
         """A copy with other limits (the mask and weights are kept)."""
         return Dataset(self.x, self.y, sigma=self.sigma,
                        weights=None if self.sigma is not None else self.weights,
-                       mask=self.mask, limits=limits, name=self.name)
+                       mask=self.mask, limits=limits, name=self.name, columns=self.columns)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from tiedsci.parallel import StatefulExecutor
-from tiedsci.refine.lm import scaled_gradient_max, sum_squares
+from tiedsci.refine.lm import scale_floor, scaled_gradient_max, sum_squares
 from tiedsci.refine.problem import Problem
 from tiedsci.refine.solver import (
     NormalSystem,
@@ -129,7 +129,8 @@ class Reduced:
 
 @dataclass(frozen=True)
 class TrialSums:
-    """Sums over batches at a trial point: chi-square, ``|dl|^2``, ``|theta_l|^2`` and
+    """Sums over batches at a trial point: chi-square, ``|D^1/2 dl|^2``, ``|D^1/2 theta_l|^2``
+    (``D`` the Marquardt scaling) and
     ``dl . (mu D_l dl - g_l)`` (the local share of the predicted reduction)."""
 
     chi2: float
@@ -210,8 +211,8 @@ def _local_gradient(system: NormalSystem) -> np.ndarray:
 def _reduce(state: BatchState, mu: float, floor: float, cost: float) -> Reduced:
     """Eliminate the batch's damped local blocks: its share of the shared system."""
     system = state.system
-    idx = _local_idx(state.shard.problem.partition)
-    gmax = scaled_gradient_max(_local_gradient(system), np.maximum(state.scale, floor)[idx],
+    part = state.shard.problem.partition
+    gmax = scaled_gradient_max(_local_gradient(system), system.diagonal(part)[_local_idx(part)],
                                cost)
     ns = system.gs.size
     try:
@@ -236,7 +237,8 @@ def _trial(state: BatchState, ds: np.ndarray, mu: float, floor: float) -> TrialS
     idx = _local_idx(part)
     dl, th = delta[idx], state.theta[idx]
     pred = float(dl @ (mu * scale[idx] * dl - _local_gradient(state.system)))
-    sums = TrialSums(sum_squares(resids), float(dl @ dl), float(th @ th), pred)
+    sl = scale[idx]
+    sums = TrialSums(sum_squares(resids), float(dl @ (sl * dl)), float(th @ (sl * th)), pred)
     return TrialState(state.shard, trial, resids, state.scale, sums)
 
 
@@ -379,6 +381,7 @@ class ExecutorBatches:
         self.floor = 0.0
         self.scale_s = np.zeros(self.part.shared.size)
         self._red: Reduced | None = None
+        self._red_mu = float("nan")
         self._gs = np.zeros(self.part.shared.size)
         self._proposal: tuple[np.ndarray, float, list[Any], TrialSums] | None = None
 
@@ -404,7 +407,7 @@ class ExecutorBatches:
         diag_s = hss_diag + np.diag(cur.r_sys.hss)
         if scale is None:
             scale_s = np.maximum(diag_s, 0.0)
-            self.floor = max(float(max(scale_s.max(initial=0.0), local_max)), 1.0) * 1e-12
+            self.floor = scale_floor(max(scale_s.max(initial=0.0), local_max))
             self.scale_s = np.maximum(scale_s, self.floor)
         else:  # the resumed scaling holds the floor already
             self.floor, self.scale_s = 0.0, np.maximum(scale[self.part.shared], diag_s)
@@ -412,15 +415,24 @@ class ExecutorBatches:
         return cur.cost
 
     def gradient_max(self, mu: float, cost: float) -> float:
+        red = self._reduce(mu, cost)
+        diag_s = red.hss_diag + np.diag(self._current().r_sys.hss)
+        return max(red.gmax, scaled_gradient_max(self._gs, diag_s, cost))
+
+    def _reduce(self, mu: float, cost: float) -> Reduced:
+        """The batches' share of the shared system at damping ``mu`` (kept for propose)."""
         cur = self._current()
         red = self.executor.map_reduce(_reduce, cur.states, mu, self.floor, cost,
                                        combine=_add_reduced)
         self.scale_s = np.maximum(self.scale_s, red.hss_diag + np.diag(cur.r_sys.hss))
-        self._red, self._gs = red, red.gs + cur.r_sys.gs
-        return max(red.gmax, scaled_gradient_max(self._gs, self.scale_s, cost))
+        self._red, self._red_mu, self._gs = red, mu, red.gs + cur.r_sys.gs
+        return red
 
     def propose(self, mu: float) -> tuple[float, float]:
-        cur, red = self._current(), self._red
+        cur = self._current()
+        if self._red is None or mu != self._red_mu:  # another damping: eliminate again
+            self._reduce(mu, cur.cost)
+        red = self._red
         assert red is not None
         if red.failed:
             raise np.linalg.LinAlgError("a damped local block is not positive definite")
@@ -430,7 +442,9 @@ class ExecutorBatches:
         sums = self.executor.map_reduce(_trial_sums, trials, combine=_add_trial)
         self._proposal = (ds, mu, trials, sums)
         th = cur.theta_s
-        return float(np.sqrt(ds @ ds + sums.step2)), float(np.sqrt(th @ th + sums.theta2))
+        sc = self.scale_s
+        return (float(np.sqrt(ds @ (sc * ds) + sums.step2)),
+                float(np.sqrt(th @ (sc * th) + sums.theta2)))
 
     def evaluate(self) -> tuple[float, float]:
         assert self._proposal is not None

@@ -17,6 +17,7 @@ import numpy as np
 __all__ = [
     "jacobian_torch",
     "jacobian_pointwise",
+    "jacobian_copies",
     "jacobian_fd",
 ]
 
@@ -58,9 +59,37 @@ def jacobian_pointwise(fn: Callable[[Any, Any], Any], v: np.ndarray, x: Any) -> 
     import torch
 
     vt = torch.as_tensor(np.asarray(v, dtype=float))
-    xt = torch.as_tensor(x).reshape(-1, 1)
+    xt = torch.as_tensor(x)
+    xt = xt.reshape(-1, 1) if xt.ndim == 1 else xt  # one row per point (columns kept)
     jac = torch.func.vmap(torch.func.jacrev(fn), in_dims=(None, 0))(vt, xt)
     return jac.detach().numpy().reshape(xt.shape[0], vt.shape[0])
+
+
+def jacobian_copies(fn: Callable[[Any, Any], Any], v: np.ndarray, x: Any) -> np.ndarray:
+    """Jacobian of a pointwise model of scalar values by one reverse pass over per-point copies.
+
+    ``fn(vb, x)`` takes ``vb`` of shape (n_points, m), column ``k`` the copies of value ``k``
+    (one per point), and returns shape (n_points,), ``y[i]`` depending on ``vb[i]`` and
+    ``x[i]`` only. Then ``d sum(y) / d vb[i, k] = d y[i] / d v_k``: the whole Jacobian from
+    one backward pass of plain reverse-mode autograd (no ``torch.func`` transform).
+
+    Returns
+    -------
+    ndarray, shape (n_points, m)
+    """
+    import torch
+
+    vt = torch.as_tensor(np.asarray(v, dtype=float))
+    xt = torch.as_tensor(x)
+    n = int(xt.shape[0])
+    vb = vt.expand(n, vt.shape[0]).clone().requires_grad_(True)
+    y = fn(vb, xt)
+    if not y.requires_grad:  # the model reads none of the values
+        return np.zeros((n, vt.shape[0]))
+    (grad,) = torch.autograd.grad(y.sum(), vb, allow_unused=True)
+    if grad is None:
+        return np.zeros((n, vt.shape[0]))
+    return grad.detach().numpy()
 
 
 def jacobian_fd(fn: Callable[[np.ndarray], np.ndarray], v: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from tiedsci.refine.checkpoint import (
     save_checkpoint,
 )
 from tiedsci.refine.contribution import Contribution
-from tiedsci.refine.covariance import bound_hits, invert_blocks, invert_normal
+from tiedsci.refine.covariance import bound_hits, invert_blocks, invert_normal, no_influence
 from tiedsci.refine.data import Dataset
 from tiedsci.refine.lm import INTERRUPTED, LMOutcome, LMState, levenberg_marquardt
 from tiedsci.refine.problem import Problem, compile_problem
@@ -68,6 +68,7 @@ class JointRefinement:
         self.registry = registry if registry is not None else Registry()
         self.contributions: list[Contribution] = []
         self.groups: dict[str, tuple[str, ...]] = {}
+        self._compiled: dict[Any, Any] = {}  # what compile_problem learnt about the models
 
     # ------------------------------------------------------------------ building
     def add(self, dataset: Dataset, model: Callable[..., Any], *, uses: Sequence[str] | None = None,
@@ -142,13 +143,14 @@ class JointRefinement:
 
     def compile(self) -> Problem:
         """Compile the registry and bind the contributions (see :func:`compile_problem`)."""
-        return compile_problem(self.registry.compile(), self.contributions)
+        return compile_problem(self.registry.compile(), self.contributions, self._compiled)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, *, stages: Sequence[Stage | Mapping[str, Any]] | None = None,
             optimizer: str = "tiedsci", method: str = "leastsq", scale_covar: bool = True,
-            ftol: float = 1e-10, xtol: float = 1e-10, gtol: float = 1e-10,
-            max_nfev: int | None = None, on_singular: str = "raise",
+            ftol: float = 1e-14, xtol: float = 1e-10, gtol: float = 1e-10,
+            max_nfev: int | None = None, damping: str = "trust-region",
+            linear: Sequence[str] | None = None, on_singular: str = "raise",
             raise_on_failure: bool = False, executor: Any = None, client: Any = None,
             n_batches: int | None = None, callback: Callable[[int, float], None] | None = None,
             checkpoint: str | os.PathLike[str] | Callable[[dict[str, Any]], None] | None = None,
@@ -171,6 +173,15 @@ class JointRefinement:
         ftol, xtol, gtol, max_nfev :
             Stopping rules (see :func:`tiedsci.refine.lm.levenberg_marquardt`);
             ``max_nfev`` defaults to ``100 * (n_free + 1)``.
+        damping : "trust-region" or "nielsen"
+            How the LM iteration is damped (see :func:`tiedsci.refine.lm.levenberg_marquardt`):
+            MINPACK's trust region (default), or Nielsen's update of the damping parameter.
+        linear : sequence of str, optional
+            Parameters that enter their dataset's model linearly (amplitudes, scales,
+            background coefficients; short names such as ``"A1"`` mean every dataset's
+            ``<dataset>.A1``): eliminated exactly at every point by variable projection
+            (:mod:`tiedsci.refine.varpro`; serial, unbounded local parameters, no
+            restraints). Their esds come from the full covariance.
         on_singular : "raise" or "warn"
             A singular normal matrix at the optimum raises :class:`SingularMatrixError`
             (naming the dependent parameters; the result is in its ``result`` attribute), or
@@ -215,7 +226,8 @@ class JointRefinement:
             raise ValueError(f"on_singular must be 'raise' or 'warn', got {on_singular!r}")
         _check_tolerances(ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
         opts = dict(optimizer=optimizer, method=method, scale_covar=scale_covar, ftol=ftol,
-                    xtol=xtol, gtol=gtol, max_nfev=max_nfev, optimizer_kws=optimizer_kws,
+                    xtol=xtol, gtol=gtol, max_nfev=max_nfev, damping=damping,
+                    linear=tuple(linear) if linear else None, optimizer_kws=optimizer_kws,
                     executor=executor, client=client, n_batches=n_batches, callback=callback)
         stages = [st if isinstance(st, Stage) else Stage(**st) for st in stages or ()]
         run = _Checkpoints(checkpoint, resume, self._fingerprint(stages, opts)
@@ -248,7 +260,8 @@ class JointRefinement:
         for si in range(first, len(stages)):
             st = stages[si]
             chosen = select_names(st.vary, base_layout.names, self.groups)
-            problem = compile_problem(base_layout.freeze(chosen, values), self.contributions)
+            problem = compile_problem(base_layout.freeze(chosen, values), self.contributions,
+                                      self._compiled)
             res = fit_problem(problem, **{**opts, "max_nfev": st.max_nfev or opts["max_nfev"],
                                           "ftol": opts["ftol"] if st.ftol is None else st.ftol},
                               stage_name=st.name, start=start if si == first else None,
@@ -282,7 +295,8 @@ class JointRefinement:
             parts += [c.name, c.weight, *(np.asarray(a, dtype=float)
                                           for a in (d.x, d.y, d.weights, d.used))]
         parts += [repr(list(stages)), *(repr(opts[k]) for k in (
-            "optimizer", "method", "scale_covar", "ftol", "xtol", "gtol", "max_nfev"))]
+            "optimizer", "method", "scale_covar", "ftol", "xtol", "gtol", "max_nfev",
+            "damping", "linear"))]
         return fingerprint(parts)
 
 
@@ -338,9 +352,10 @@ def _state(stage: int, name: str | None, values: Mapping[str, Any], lm: LMState 
 def _lm_state(lm: Any) -> LMState | None:
     if lm is None or isinstance(lm, LMState):
         return lm
+    radius = lm.get("radius")
     return LMState(np.asarray(lm["theta"], dtype=float), float(lm["cost"]), float(lm["mu"]),
                    np.asarray(lm["scale"], dtype=float), int(lm["nfev"]), int(lm["njev"]),
-                   int(lm["n_iter"]))
+                   int(lm["n_iter"]), float("nan") if radius is None else float(radius))
 
 
 def _resume_stages(resume: Mapping[str, Any], stages: Sequence[Stage], layout: Layout
@@ -400,6 +415,9 @@ def _finish(res: RefinementResult, on_singular: str, raise_on_failure: bool,
         from tiedsci.refine.covariance import CovarianceInfo
 
         msg = CovarianceInfo(None, res.singular).message()
+        if not res.converged:  # the primary cause first: a singular verdict there is secondary
+            msg = (f"refinement did not converge ({res.message}); at the point where it stopped, "
+                   + msg)
         if on_singular == "raise":
             err = SingularMatrixError(msg)
             err.result = res  # type: ignore[attr-defined]
@@ -435,8 +453,9 @@ def _run_lmfit(problem: Problem, method: str, max_nfev: int, ftol: float, xtol: 
 
 
 def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "leastsq",
-                scale_covar: bool = True, ftol: float = 1e-10, xtol: float = 1e-10,
+                scale_covar: bool = True, ftol: float = 1e-14, xtol: float = 1e-10,
                 gtol: float = 1e-10, max_nfev: int | None = None,
+                damping: str = "trust-region", linear: Sequence[str] | None = None,
                 optimizer_kws: Mapping[str, Any] | None = None,
                 stage_name: str | None = None, executor: Any = None, client: Any = None,
                 n_batches: int | None = None,
@@ -457,6 +476,8 @@ def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "
     if distributed and optimizer != "tiedsci":
         raise ValueError(f"executor=/client= need optimizer='tiedsci', got "
                          f"optimizer={optimizer!r}")
+    if linear and (distributed or optimizer != "tiedsci"):
+        raise ValueError("linear= (variable projection) needs the serial tiedsci optimizer")
     if start is not None:
         if optimizer != "tiedsci":
             raise ValueError("resuming from an LM state needs optimizer='tiedsci'")
@@ -479,10 +500,18 @@ def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "
         if callback is not None:
             def lm_callback(n_iter: int, cost: float) -> None:
                 callback(n_iter, 2.0 * cost)
+        if linear:
+            from tiedsci.refine.varpro import linear_columns, varpro_provider
+
+            provider: Any = varpro_provider(problem, linear_columns(problem, linear))
+        elif distributed:
+            provider = _provider(problem, executor, client, n_batches)
+        else:
+            provider = SerialBlocks(problem.residuals, problem.jacobians, part)
         outcome = levenberg_marquardt(
-            _provider(problem, executor, client, n_batches) if distributed else
-            SerialBlocks(problem.residuals, problem.jacobians, part), layout.theta0,
-            ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev, callback=lm_callback,
+            provider, layout.theta0,
+            ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev, damping=damping,
+            callback=lm_callback,
             start=start, on_accept=on_accept)
     return build_result(problem, outcome, optimizer=optimizer, scale_covar=scale_covar,
                         y_calcs=outcome.y_calcs)
@@ -512,8 +541,8 @@ def build_result(problem: Problem, outcome: LMOutcome, *, optimizer: str,
     for b, yc in zip(problem.blocks, y_calcs):
         w = b.sqrt_w**2
         fits.append(DatasetFit(b.name, b.x.copy(), b.y.copy(), yc, w,
-                               agreement(b.y, yc, w, b.x.size)))
-    n_obs = sum(int(b.x.size) for b in problem.blocks)
+                               agreement(b.y, yc, w, b.y.size)))
+    n_obs = sum(int(b.y.size) for b in problem.blocks)
     n_rr = problem.n_restraint_rows
     penalty = float(np.sum(outcome.resids[-1] ** 2)) if n_rr else 0.0
     dof = n_obs + n_rr - layout.n_free
@@ -526,9 +555,13 @@ def build_result(problem: Problem, outcome: LMOutcome, *, optimizer: str,
                             float(np.sqrt(redchi)) if dof > 0 else float("nan"))
 
     # covariance in theta space, then propagated to the values
-    info = invert_blocks(problem.partition, outcome.system)
+    dead = no_influence(outcome.system.diagonal(problem.partition), theta,
+                        float(np.sqrt(redchi)) if np.isfinite(redchi) else 0.0)
+    dead &= layout.at_bounds(theta) == 0  # a bound hit is reported as such, not as dead
+    info = invert_blocks(problem.partition, outcome.system, dead=dead)
     if info is None:  # singular or ill-posed somewhere: the dense matrix names the culprits
-        info = invert_normal(dense_normal(problem.partition, outcome.system), layout.free_names)
+        info = invert_normal(dense_normal(problem.partition, outcome.system), layout.free_names,
+                             dead=dead)
     n = layout.n_free
     factor = redchi if (scale_covar and np.isfinite(redchi)) else 1.0
     variances, cov_free = layout.propagate_covariance(info.cov_theta, theta)
@@ -538,12 +571,10 @@ def build_result(problem: Problem, outcome: LMOutcome, *, optimizer: str,
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov_free / np.outer(d, d)
     hits = tuple(bound_hits(layout, theta))
-    warns = []
+    warns = [] if outcome.converged else [outcome.message]  # why it stopped comes first
     if hits:
         warns.append("parameters at a bound (esd not meaningful): "
                      + ", ".join(f"{lab} ({side})" for lab, side in hits))
-    if not outcome.converged:
-        warns.append(outcome.message)
     return RefinementResult(
         values={k: np.asarray(v, dtype=float) for k, v in values.items()},
         esd=esd, esd_unscaled=esd_u, free_names=tuple(layout.free_names), theta=theta.copy(),

@@ -32,6 +32,7 @@ __all__ = [
     "LMOutcome",
     "LMState",
     "NormalProvider",
+    "DAMPINGS",
     "damping_after_acceptance",
     "after_rejection",
     "levenberg_marquardt",
@@ -92,6 +93,9 @@ class LMState:
         Marquardt scaling (running maximum of ``diag(J^T J)``, floored).
     nfev, njev, n_iter : int
         Counters so far.
+    radius : float
+        Trust-region radius ``Delta`` in the scaled norm ``|D^1/2 delta|`` (NaN: not yet
+        set, or Nielsen damping).
     """
 
     theta: np.ndarray
@@ -101,6 +105,7 @@ class LMState:
     nfev: int
     njev: int
     n_iter: int
+    radius: float = float("nan")
 
 
 class NormalProvider(Protocol):
@@ -115,19 +120,21 @@ class NormalProvider(Protocol):
         """Evaluate residuals and Jacobian at ``theta`` (shape (n_free,)); return the cost.
 
         ``scale`` is the Marquardt scaling of a resumed iteration (shape (n_free,)), or None
-        to start it from ``diag(J^T J)`` with a floor of ``1e-12 * max(1, max diag)``.
+        to start it from ``diag(J^T J)`` floored at :func:`scale_floor`.
         """
         ...
 
     def gradient_max(self, mu: float, cost: float) -> float:
-        """``max_j |g_j| / sqrt(D_j cost)`` at the current point (may prepare damping ``mu``)."""
+        """``max_j |g_j| / sqrt(diag_j 2 cost)`` at the current point, ``diag`` the current
+        ``diag(J^T J)`` (:func:`scaled_gradient_max`; may prepare damping ``mu``)."""
         ...
 
     def propose(self, mu: float) -> tuple[float, float]:
         """Solve ``(J^T J + mu D) delta = -J^T r``; keep ``theta + delta`` as the proposal.
 
-        Returns ``(|delta|, |theta|)``. Raises numpy.linalg.LinAlgError when the damped
-        matrix is not positive definite.
+        Returns ``(|D^1/2 delta|, |D^1/2 theta|)`` with ``D`` the Marquardt scaling (norms
+        invariant to the parameters' units, as MINPACK's). Raises numpy.linalg.LinAlgError
+        when the damped matrix is not positive definite.
         """
         ...
 
@@ -152,16 +159,32 @@ class NormalProvider(Protocol):
         ...
 
 
-def scaled_gradient_max(g: np.ndarray, scale: np.ndarray, cost: float) -> float:
-    """``max |g_j| / sqrt(D_j cost)`` (0 for empty ``g``): the gtol test."""
-    return float(np.max(np.abs(g) / np.sqrt(scale * max(cost, 1e-300)), initial=0.0))
+def scaled_gradient_max(g: np.ndarray, diagonal: np.ndarray, cost: float) -> float:
+    """``max_j |g_j| / sqrt(diag_j 2 cost)`` (0 for empty ``g``): the gtol test.
+
+    With the *current* ``diag(J^T J)`` this is MINPACK's cosine ``|J_j . r| / (|J_j| |r|)``
+    between each Jacobian column and the residual vector: invariant to units, and not fooled
+    by a plateau where the columns have shrunk (as a running maximum would be).
+    """
+    den = np.sqrt(np.maximum(diagonal, 1e-300) * max(2.0 * cost, 1e-300))
+    return float(np.max(np.abs(g) / den, initial=0.0))
+
+
+SCALE_FLOOR = 1e-100
+"""Relative floor of the Marquardt scaling: low enough that parameters whose Jacobian columns
+differ by many orders of magnitude (units) are each damped on their own scale, high enough that
+an all-zero column keeps the damped matrix positive definite."""
+
+
+def scale_floor(max_diagonal: float) -> float:
+    """Floor of the Marquardt scaling: ``SCALE_FLOOR * max(1, max diag(J^T J))``."""
+    return max(float(max_diagonal), 1.0) * SCALE_FLOOR
 
 
 def initial_scale(diagonal: np.ndarray) -> np.ndarray:
-    """Marquardt scaling at the start: ``diag(J^T J)`` floored at ``1e-12 * max(1, max)``."""
+    """Marquardt scaling at the start: ``diag(J^T J)`` floored at :func:`scale_floor`."""
     scale = np.maximum(diagonal, 0.0)
-    floor = max(float(scale.max(initial=0.0)), 1.0) * 1e-12
-    return np.maximum(scale, floor)
+    return np.maximum(scale, scale_floor(scale.max(initial=0.0)))
 
 
 def sum_squares(resids: Sequence[np.ndarray]) -> float:
@@ -192,6 +215,13 @@ def after_rejection(mu: float, nu: float, pred: float, actual: float, new_cost: 
     return mu, nu, None, False
 
 
+DAMPINGS = ("trust-region", "nielsen")
+"""Damping strategies of :func:`levenberg_marquardt`."""
+
+RADIUS_FACTOR = 100.0
+"""Initial trust radius ``RADIUS_FACTOR * |D^1/2 theta0|`` (MINPACK's ``factor``)."""
+
+
 @dataclass
 class _Run:
     """Mutable counters and damping of one :func:`levenberg_marquardt` call."""
@@ -202,8 +232,64 @@ class _Run:
     njev: int
     n_iter: int
     nu: float = 2.0
+    radius: float = float("nan")
     converged: bool = False
     message: str = ""
+
+
+def _propose_within(provider: NormalProvider, run: _Run) -> tuple[float, float]:
+    """Moré's trust-region step: the LM parameter ``mu`` that makes ``|D^1/2 delta|`` about
+    the radius (0 when the Gauss-Newton step fits), found in at most 10 solves (a secant step
+    on the model ``|D^1/2 delta| ~ c / mu``, safeguarded by a bracket).
+
+    Sets ``run.mu`` (and ``run.radius`` on the first call); returns ``(|D^1/2 delta|,
+    |D^1/2 theta|)`` of the proposal left in the provider.
+    """
+    try:
+        norm, theta_norm = provider.propose(0.0)
+    except np.linalg.LinAlgError:
+        norm, theta_norm = np.inf, np.nan
+    if not np.isfinite(run.radius):
+        tn = theta_norm if np.isfinite(theta_norm) else 0.0
+        run.radius = RADIUS_FACTOR * tn if tn > 0 else RADIUS_FACTOR
+    if norm <= 1.1 * run.radius:
+        run.mu = 0.0
+        return norm, theta_norm
+    lo, hi = 0.0, np.inf  # bracket of mu: phi(lo) > radius >= phi(hi) (in the 10 % band)
+    mu = run.mu if run.mu > 0 else 1e-3
+    best: tuple[float, float, float] | None = None
+    for _ in range(10):
+        try:
+            norm, theta_norm = provider.propose(mu)
+        except np.linalg.LinAlgError:
+            lo, mu = mu, mu * 10.0
+            continue
+        best = (mu, norm, theta_norm)
+        if 0.9 * run.radius <= norm <= 1.1 * run.radius:
+            break
+        if norm > run.radius:
+            lo = mu
+        else:
+            hi = mu
+        # phi(mu) ~ c / (mu + a): with a = 0, phi = radius at mu * phi / radius
+        guess = mu * norm / run.radius
+        if not lo < guess < hi:
+            guess = np.sqrt(lo * hi) if lo > 0 and np.isfinite(hi) else (
+                mu * 10.0 if norm > run.radius else mu / 10.0)
+        mu = guess
+    if best is None:
+        raise np.linalg.LinAlgError("no damping gives a positive definite system")
+    run.mu = best[0]  # the provider keeps its last successful proposal: this one
+    return best[1], best[2]
+
+
+def _update_radius(run: _Run, rho: float, step_norm: float, new_cost: float) -> None:
+    """MINPACK's radius control after a trial step with gain ratio ``rho``."""
+    if rho < 0.25:
+        temp = 0.5 if np.isfinite(new_cost) and new_cost <= 2.0 * run.cost else 0.1
+        run.radius = temp * min(run.radius, 10.0 * step_norm)
+    elif run.mu == 0.0 or rho >= 0.75:
+        run.radius = 2.0 * step_norm
 
 
 def _begin(provider: NormalProvider, theta0: np.ndarray, mu0: float,
@@ -215,24 +301,27 @@ def _begin(provider: NormalProvider, theta0: np.ndarray, mu0: float,
         raise FloatingPointError("the residuals are not finite at the starting point")
     if start is None:
         return _Run(cost, mu0, 1, 1, 0)
-    return _Run(cost, float(start.mu), int(start.nfev), int(start.njev), int(start.n_iter))
+    return _Run(cost, float(start.mu), int(start.nfev), int(start.njev), int(start.n_iter),
+                radius=float(start.radius))
 
 
 def _iterate(provider: NormalProvider, run: _Run, ftol: float, xtol: float, gtol: float,
              max_nfev: int, callback: Callable[[int, float], None] | None,
-             on_accept: Callable[[LMState], None] | None) -> None:
+             on_accept: Callable[[LMState], None] | None, damping: str) -> None:
     """The iteration proper; leaves its verdict in ``run.converged`` / ``run.message``."""
     run.message = f"stopped: max_nfev={max_nfev} residual evaluations used without convergence"
+    region = damping == "trust-region"
     while run.nfev < max_nfev:
         if run.cost == 0.0 or provider.gradient_max(run.mu, run.cost) <= gtol:
             run.converged, run.message = True, "converged: gradient below gtol"
             return
         try:
-            step_norm, theta_norm = provider.propose(run.mu)
+            step_norm, theta_norm = (_propose_within(provider, run) if region else
+                                     provider.propose(run.mu))
         except np.linalg.LinAlgError:
             run.mu *= run.nu
             run.nu *= 2.0
-            if run.mu > 1e30:
+            if run.mu > 1e30 or region:
                 run.message = "stopped: damped normal matrix not positive definite"
                 return
             continue
@@ -243,9 +332,13 @@ def _iterate(provider: NormalProvider, run: _Run, ftol: float, xtol: float, gtol
         run.nfev += 1
         actual = run.cost - new_cost if np.isfinite(new_cost) else -np.inf
         rho = actual / pred if pred > 0 else -1.0
-        if rho <= 0:
+        if region:
+            _update_radius(run, rho, step_norm, new_cost)
+        if rho <= 0 or (region and rho < 1e-4):
             run.mu, run.nu, stop, run.converged = after_rejection(
                 run.mu, run.nu, pred, actual, new_cost, run.cost, ftol)
+            if stop is None and region and run.radius <= xtol * theta_norm:
+                run.converged, stop = True, "converged: trust region below xtol"
             if stop is not None:
                 run.message = stop
                 return
@@ -255,11 +348,13 @@ def _iterate(provider: NormalProvider, run: _Run, ftol: float, xtol: float, gtol
         run.njev += 1
         run.n_iter += 1
         run.cost = new_cost
-        run.mu = damping_after_acceptance(run.mu, rho)
+        if not region:
+            run.mu = damping_after_acceptance(run.mu, rho)
         run.nu = 2.0
         if on_accept is not None and not small:  # a final state is not one to continue from
             theta, scale = provider.state()
-            on_accept(LMState(theta, run.cost, run.mu, scale, run.nfev, run.njev, run.n_iter))
+            on_accept(LMState(theta, run.cost, run.mu, scale, run.nfev, run.njev, run.n_iter,
+                              run.radius))
         if callback is not None:
             callback(run.n_iter, run.cost)
         if small:
@@ -271,11 +366,12 @@ def levenberg_marquardt(
     provider: NormalProvider,
     theta0: np.ndarray,
     *,
-    ftol: float = 1e-10,
+    ftol: float = 1e-14,
     xtol: float = 1e-10,
     gtol: float = 1e-10,
     max_nfev: int = 1000,
     mu0: float = 1e-3,
+    damping: str = "trust-region",
     callback: Callable[[int, float], None] | None = None,
     start: LMState | None = None,
     on_accept: Callable[[LMState], None] | None = None,
@@ -290,12 +386,20 @@ def levenberg_marquardt(
         Starting point (not used with ``start``).
     ftol, xtol, gtol : float
         Stop when the actual and predicted relative reductions of the cost are both below
-        ``ftol``, when the step is below ``xtol * (|theta| + xtol)``, or when the scaled gradient
-        ``max |g_j| / sqrt(D_j cost)`` is below ``gtol``.
+        ``ftol``, when the scaled step is below ``xtol * (|D^1/2 theta| + xtol)`` (``D`` the
+        Marquardt scaling: a test invariant to units), or when the cosine between every
+        Jacobian column and the residuals, ``|g_j| / (|J_j| |r|)``, is below ``gtol``.
     max_nfev : int
         Budget of residual evaluations.
     mu0 : float
         Initial damping (relative: the damping term is ``mu * diag(J^T J)``).
+    damping : "trust-region" or "nielsen"
+        ``"trust-region"`` (default): Moré's (MINPACK's) control, a radius ``Delta`` in the
+        scaled norm ``|D^1/2 delta|`` starting at ``100 |D^1/2 theta0|``, halved on poor steps
+        (gain ratio < 0.25), set to twice the step on good ones (> 0.75), the LM parameter
+        solved for (at most 10 solves of the normal equations, no extra residual
+        evaluation). ``"nielsen"``: Nielsen's update of ``mu`` (one solve per step; crawls in
+        curved valleys such as Meyer's thermistor problem, 20x more evaluations).
     callback : callable, optional
         ``callback(n_iter, cost)`` after each accepted step (``cost = chi^2 / 2``).
     start : LMState, optional
@@ -315,9 +419,11 @@ def levenberg_marquardt(
     A KeyboardInterrupt (Ctrl-C) after the first evaluation stops the iteration cleanly: the
     last accepted point is returned with ``message == INTERRUPTED`` and ``converged=False``.
     """
+    if damping not in DAMPINGS:
+        raise ValueError(f"damping must be one of {DAMPINGS}, got {damping!r}")
     run = _begin(provider, theta0, mu0, start)
     try:
-        _iterate(provider, run, ftol, xtol, gtol, max_nfev, callback, on_accept)
+        _iterate(provider, run, ftol, xtol, gtol, max_nfev, callback, on_accept, damping)
     except KeyboardInterrupt:
         run.converged, run.message = False, INTERRUPTED
     theta, resids, system, cost, y_calcs = provider.outcome()

@@ -28,9 +28,10 @@ def plot_result(res: RefinementResult, path: str | Path | None = None,
     for ax, d in zip(axes, chosen):
         diff = d.difference
         offset = min(d.y_obs.min(), d.y_calc.min()) - 1.1 * max(diff.max(), 0.0)
-        ax.plot(d.x, d.y_obs, "+", ms=3, color="tab:red", label="observed")
-        ax.plot(d.x, d.y_calc, "-", lw=1, color="tab:green", label="calculated")
-        ax.plot(d.x, diff + offset, "-", lw=0.8, color="tab:blue", label="obs - calc")
+        x = d.x if d.x.ndim == 1 else d.x[:, 0]  # several columns: against the first
+        ax.plot(x, d.y_obs, "+", ms=3, color="tab:red", label="observed")
+        ax.plot(x, d.y_calc, "-", lw=1, color="tab:green", label="calculated")
+        ax.plot(x, diff + offset, "-", lw=0.8, color="tab:blue", label="obs - calc")
         a = d.agreement
         ax.set_title(f"{d.name}: Rwp {100 * a.rwp:.2f} %, GOF {a.gof:.3f}", fontsize=10)
         ax.legend(fontsize=8, loc="upper right")

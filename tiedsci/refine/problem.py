@@ -9,7 +9,7 @@ theta entries each block depends on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,13 @@ import numpy as np
 from tiedsci.core import Layout
 from tiedsci.errors import DeclarationError, ModelError
 from tiedsci.refine.contribution import Contribution, ScopedValues, resolve_name
-from tiedsci.refine.jacobian import jacobian_fd, jacobian_pointwise, jacobian_torch
+from tiedsci.refine.data import model_x
+from tiedsci.refine.jacobian import (
+    jacobian_copies,
+    jacobian_fd,
+    jacobian_pointwise,
+    jacobian_torch,
+)
 from tiedsci.refine.solver import Partition, partition_blocks
 
 __all__ = ["ModelBlock", "Problem", "compile_problem"]
@@ -53,6 +59,9 @@ class ModelBlock:
     mode: str
     all_names: tuple[str, ...]
     pointwise: bool = False
+    copies: bool = False
+    columns: tuple[str, ...] | None = None  # names of the columns of a 2-D x
+    tie_map: np.ndarray | None = None  # constant d values[elem] / d free values[deps]
 
     @property
     def name(self) -> str:
@@ -68,7 +77,19 @@ class ModelBlock:
 
     def _call(self, v: Any, x: Any) -> Any:
         scoped = ScopedValues(self._split(v), self.name, self.all_names)
-        return self.contribution.model(scoped, x)
+        return self.contribution.model(scoped, model_x(x, self.columns))
+
+    def _call_copies(self, vb: Any, x: Any) -> Any:
+        """The model on per-point copies of scalar values, ``vb`` of shape (n_points, m)."""
+        parts = {n: vb[:, k] for k, n in enumerate(self.names)}
+        return self.contribution.model(ScopedValues(parts, self.name, self.all_names),
+                                       model_x(x, self.columns))
+
+    def x_text(self, i: int) -> str:
+        """The abscissa of used point ``i``, for messages."""
+        if self.columns is None:
+            return f"x = {float(self.x[i])!r}"
+        return ", ".join(f"{c} = {float(v)!r}" for c, v in zip(self.columns, self.x[i]))
 
     def y_calc(self, v: np.ndarray) -> np.ndarray:
         """Model values at the used points for the block's value vector ``v`` (numpy out)."""
@@ -77,8 +98,8 @@ class ModelBlock:
 
             with torch.no_grad():
                 out = self._call(torch.as_tensor(v), torch.as_tensor(self.x))
-            return _to_numpy(out, self.x.shape, self.name)
-        return _to_numpy(self._call(v, self.x), self.x.shape, self.name)
+            return _to_numpy(out, self.y.shape, self.name)
+        return _to_numpy(self._call(v, self.x), self.y.shape, self.name)
 
     def value_jacobian(self, v: np.ndarray) -> np.ndarray:
         """``d y_calc / d v``, shape (n_obs, m)."""
@@ -86,6 +107,8 @@ class ModelBlock:
             import torch
 
             xt = torch.as_tensor(self.x)
+            if self.copies:
+                return jacobian_copies(self._call_copies, v, xt)
             if self.pointwise:
                 return jacobian_pointwise(self._call, v, xt)
             return jacobian_torch(lambda vt: self._call(vt, xt), v)
@@ -93,7 +116,7 @@ class ModelBlock:
             return jacobian_fd(lambda vv: self._call(vv, self.x), v)
         parts = self._split(v)
         scoped = ScopedValues(parts, self.name, self.all_names)
-        given = self.contribution.jac(scoped, self.x)
+        given = self.contribution.jac(scoped, model_x(self.x, self.columns))
         cols = []
         full = {resolve_name(k, self.name, self.all_names): np.asarray(g, float)
                 for k, g in given.items()}
@@ -135,6 +158,25 @@ class Problem:
     restraint_names: tuple[str, ...]
     restraint_jac: np.ndarray  # d restraint residuals / d restrained elements (constant)
     partition: Partition
+    tie_map: TieMap | None = None  # constant d values / d free values (no derived relation)
+
+    def _value_maps(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Per block (then restraints) dense ``d values[elem] / d theta[deps]``: the core's
+        tie map, or, without derived relations, constant maps times the bound transforms'
+        derivative (no autodiff through the layout, no sparse slicing per step)."""
+        rows = [(b.elem_idx, b.deps) for b in self.blocks]
+        if self.n_restraint_rows:
+            rows.append((self.restraint_elem, self.restraint_deps))
+        tm = self.tie_map
+        if tm is None:
+            dv = self.layout.jacobian(theta)
+            return [dv[e][:, d].toarray() for e, d in rows]
+        maps = [b.tie_map for b in self.blocks] + (
+            [tm.restraint] if self.n_restraint_rows else [])
+        if tm.identity:
+            return maps
+        t = self.layout.transform_derivative(theta).diagonal()
+        return [a * t[d] for a, (_, d) in zip(maps, rows)]
 
     @property
     def n_restraint_rows(self) -> int:
@@ -161,17 +203,15 @@ class Problem:
     def jacobians(self, theta: np.ndarray) -> list[np.ndarray]:
         """Per block ``d r_k / d theta[deps_k]``, shape (n_k, len(deps_k))."""
         theta = np.asarray(theta, dtype=float)
-        dv = self.layout.jacobian(theta)  # d values / d theta: the core's tie map
+        maps = self._value_maps(theta)  # d values / d theta: the core's tie map
         flat = self.layout.flatten(self.values(theta))
         out = []
-        for b in self.blocks:
+        for b, sub in zip(self.blocks, maps):
             jv = b.value_jacobian(flat[b.elem_idx])
             _check_jacobian(b, jv, flat[b.elem_idx])
-            sub = dv[b.elem_idx][:, b.deps].toarray()
             out.append(b.sqrt_w[:, None] * (jv @ sub))
         if self.n_restraint_rows:
-            sub = dv[self.restraint_elem][:, self.restraint_deps].toarray()
-            out.append(self.restraint_jac @ sub)
+            out.append(self.restraint_jac @ maps[-1])
         return out
 
 
@@ -195,22 +235,82 @@ def _check_jacobian(block: ModelBlock, jv: np.ndarray, v: np.ndarray) -> None:
             used = ", ".join(scalars)
             raise ModelError(
                 f"model of dataset {block.name!r}: the derivative with respect to {label} is "
-                f"not finite at used point {i} (x = {float(block.x[i])!r}); the model is "
+                f"not finite at used point {i} ({block.x_text(i)}); the model is "
                 f"singular at these values (e.g. a zero width): {used}")
         o += size
 
 
 def _probe(contribution: Contribution, layout: Layout, values0: dict[str, np.ndarray]
-           ) -> tuple[str, ...]:
+           ) -> tuple[tuple[str, ...], str | None]:
+    """The full names a model reads and, when found on the way, its Jacobian mode.
+
+    Without ``uses``, the model is run once on torch tensors (unless ``jac`` is ``"fd"`` or a
+    callable) and the names it reads are recorded; a model that cannot run on tensors is run
+    on numpy arrays instead (mode ``"fd"``). Returns ``(names, mode or None)``; None leaves the
+    mode to :func:`_pick_mode`.
+    """
     prefix = contribution.name
     if contribution.uses is not None:
         return tuple(dict.fromkeys(resolve_name(k, prefix, layout.names)
-                                   for k in contribution.uses))
-    record: set[str] = set()
-    scoped = ScopedValues(values0, prefix, layout.names, record)
+                                   for k in contribution.uses)), None
     ds = contribution.dataset
-    contribution.model(scoped, ds.x[ds.used])
+    x = ds.x[ds.used]
+    cols = ds.columns
+    jac = contribution.jac
+    if not callable(jac) and jac != "fd":
+        names = _record_torch(contribution, layout, values0, x, cols)
+        if names is not None:
+            return names, "torch"
+        if jac == "torch":
+            _pick_mode_failed(contribution.name, "it did not return a tensor on tensor inputs")
+    record: set[str] = set()
+    contribution.model(ScopedValues(values0, prefix, layout.names, record), model_x(x, cols))
+    return tuple(n for n in layout.names if n in record), (
+        "analytic" if callable(jac) else "fd")
+
+
+def _record_torch(contribution: Contribution, layout: Layout, values0: dict[str, np.ndarray],
+                  x: np.ndarray, columns: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Names read by a model run on torch tensors, or None when it cannot run on them."""
+    import torch
+
+    record: set[str] = set()
+    tvals = _LazyTensors(values0)
+    try:
+        with torch.no_grad():
+            out = contribution.model(ScopedValues(tvals, contribution.name, layout.names,
+                                                  record),
+                                     model_x(torch.as_tensor(x), columns))
+    except Exception:
+        return None
+    if not isinstance(out, torch.Tensor):
+        return None
     return tuple(n for n in layout.names if n in record)
+
+
+class _LazyTensors(Mapping[str, Any]):
+    """``name -> torch tensor`` view of numpy values, converted on first read."""
+
+    def __init__(self, values: Mapping[str, np.ndarray]) -> None:
+        self._values = values
+
+    def __getitem__(self, key: str) -> Any:
+        import torch
+
+        return torch.as_tensor(np.asarray(self._values[key], dtype=float))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def _pick_mode_failed(name: str, why: str) -> None:
+    raise DeclarationError(
+        f"model of dataset {name!r} cannot run on torch tensors ({why}); write it with "
+        "torch-compatible operations (tiedsci.backends.namespace_of(x) gives them for numpy "
+        "and torch alike) or use jac='fd'")
 
 
 def _pick_mode(block: ModelBlock, v0: np.ndarray) -> str:
@@ -229,20 +329,33 @@ def _pick_mode(block: ModelBlock, v0: np.ndarray) -> str:
         ok = True
     except Exception as exc:
         if jac == "torch":
-            raise DeclarationError(
-                f"model of dataset {block.name!r} cannot run on torch tensors ({exc}); write it "
-                "with torch-compatible operations or use jac='fd'") from exc
+            _pick_mode_failed(block.name, str(exc))
         ok = False
     return "torch" if ok else "fd"
 
 
-def _is_pointwise(block: ModelBlock, v0: np.ndarray) -> bool:
-    """Does ``y_calc[i]`` depend on ``x[i]`` only? (split test + Jacobian check on 4 points)."""
+def _reference_jacobian(block: ModelBlock, v0: np.ndarray, sub: Any) -> np.ndarray:
+    """``d y_calc / d v`` on a few points by plain reverse mode (one backward per point)."""
+    import torch
+
+    vt = torch.as_tensor(np.asarray(v0, dtype=float)).clone().requires_grad_(True)
+    y = block._call(vt, sub).reshape(-1)
+    rows = []
+    for i in range(int(y.shape[0])):
+        (g,) = torch.autograd.grad(y[i], vt, retain_graph=True, allow_unused=True)
+        rows.append(torch.zeros_like(vt) if g is None else g)
+    return torch.stack(rows).detach().numpy()
+
+
+def _pointwise_kind(block: ModelBlock, v0: np.ndarray) -> tuple[bool, bool]:
+    """``(pointwise, copies)``: does ``y_calc[i]`` depend on ``x[i]`` only (split test and a
+    Jacobian check on 4 points), and can its Jacobian come from per-point copies of its
+    (scalar) values (:func:`~tiedsci.refine.jacobian.jacobian_copies`)?"""
     import torch
 
     flag = block.contribution.pointwise
     if flag is not None and not flag:
-        return False
+        return False, False
     n = block.x.shape[0]
     try:
         vt = torch.as_tensor(v0)
@@ -254,20 +367,31 @@ def _is_pointwise(block: ModelBlock, v0: np.ndarray) -> bool:
                 parts = torch.cat([block._call(vt, xt[:k]).reshape(-1),
                                    block._call(vt, xt[k:]).reshape(-1)])
             if not torch.allclose(whole.reshape(-1), parts, rtol=1e-12, atol=0.0):
-                return False
+                return False, False
         sub = xt[: min(n, 4)]
-        j_point = jacobian_pointwise(block._call, v0, sub)
-        j_full = jacobian_torch(lambda t: block._call(t, sub), v0)
-        return bool(np.allclose(j_point, j_full, rtol=1e-9, atol=1e-12 * max(
-            1.0, float(np.abs(j_full).max(initial=0.0)))))
+        j_ref = _reference_jacobian(block, v0, sub)
+        if all(shp == () for shp in block.shapes) and _close(
+                jacobian_copies(block._call_copies, v0, sub), j_ref):
+            return True, True
+        return _close(jacobian_pointwise(block._call, v0, sub), j_ref), False
     except Exception:
         if flag:
             raise
-        return False
+        return False, False
 
 
-def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Problem:
+def _close(j: np.ndarray, ref: np.ndarray) -> bool:
+    return bool(j.shape == ref.shape and np.allclose(j, ref, rtol=1e-9, atol=1e-12 * max(
+        1.0, float(np.abs(ref).max(initial=0.0)))))
+
+
+def compile_problem(layout: Layout, contributions: Sequence[Contribution],
+                    cache: dict[Any, Any] | None = None) -> Problem:
     """Bind contributions to a layout; check the model outputs at the initial values.
+
+    ``cache`` (a dict owned by the caller, e.g. a :class:`JointRefinement`) keeps what was
+    found out about each model (names read, Jacobian mode, pointwise) between compilations of
+    the same declarations: a refit, a new stage or a new start does not probe again.
 
     Raises
     ------
@@ -286,9 +410,14 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Pr
     values0 = layout.values0
     flat0 = layout.flatten(values0)
     blocks = []
-    seen: dict[tuple[int, int, tuple[str, ...]], tuple[str, bool]] = {}
+    seen: dict[Any, Any] = {} if cache is None else cache
+    names_key = tuple(layout.names)
     for c in contributions:
-        used_names = _probe(c, layout, values0)
+        hit = seen.get(("probe", id(c), names_key))
+        if hit is None or hit[0] is not c:
+            hit = (c, *_probe(c, layout, values0))
+            seen[("probe", id(c), names_key)] = hit
+        used_names, probed_mode = hit[1], hit[2]
         shapes = tuple(layout.shapes[n] for n in used_names)
         elem = [np.arange(layout.flat_slice(n).start, layout.flat_slice(n).stop)
                 for n in used_names]
@@ -299,22 +428,24 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Pr
         u = ds.used
         block = ModelBlock(c, used_names, shapes, elem_idx, dep_idx.astype(np.intp),
                            np.array(ds.x[u]), np.array(ds.y[u]),
-                           np.sqrt(c.weight * ds.weights[u]), "pending", tuple(layout.names))
+                           np.sqrt(c.weight * ds.weights[u]), "pending", tuple(layout.names),
+                           columns=ds.columns)
         v0 = flat0[elem_idx]
         # one probe per (model, jac option, short names): many datasets share one model
-        key = (id(c.model), id(c.jac), tuple(n.split(".")[-1] for n in used_names))
-        if key not in seen or c.pointwise is not None:
-            mode = _pick_mode(block, v0)
-            pointwise = mode == "torch" and _is_pointwise(block, v0)
-            seen[key] = (mode, pointwise)
+        key = (c.model, c.jac, c.pointwise, tuple(n.split(".")[-1] for n in used_names))
+        if key not in seen:
+            mode = probed_mode or _pick_mode(block, v0)
+            seen[key] = (mode, *(_pointwise_kind(block, v0) if mode == "torch" else
+                                 (False, False)))
         object.__setattr__(block, "mode", seen[key][0])
         object.__setattr__(block, "pointwise", seen[key][1])
+        object.__setattr__(block, "copies", seen[key][2])
         y0 = block.y_calc(v0)
         bad = ~np.isfinite(y0)
         if bad.any():
             i = int(np.argmax(bad))
             raise ModelError(f"model of dataset {c.name!r} gives a non-finite value at used "
-                            f"point {i} (x = {block.x[i]!r}) for the initial parameters")
+                            f"point {i} ({block.x_text(i)}) for the initial parameters")
         blocks.append(block)
     # restraints: constant Jacobian with respect to the restrained elements
     r_names = tuple(dict.fromkeys(ref.name for rst in layout.restraints for ref in rst.refs))
@@ -334,5 +465,79 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution]) -> Pr
         r_jac = np.zeros((0, 0))
     deps = [b.deps for b in blocks] + ([r_deps] if r_names else [])
     part = partition_blocks(deps, layout.n_free, force_shared=r_deps)
-    layout.jacobian(layout.theta0)  # plan the coloured d values / d theta once, here
-    return Problem(layout, tuple(blocks), r_deps.astype(np.intp), r_elem, r_names, r_jac, part)
+    rows = [(b.elem_idx, b.deps) for b in blocks] + ([(r_elem, r_deps)] if r_names else [])
+    tie = TieMap.of(layout, rows)
+    if tie is not None:
+        for b, m in zip(blocks, tie.maps):
+            object.__setattr__(b, "tie_map", m)
+        tie = TieMap((), tie.maps[-1] if r_names else None, tie.identity)
+    return Problem(layout, tuple(blocks), r_deps.astype(np.intp), r_elem, r_names, r_jac, part,
+                   tie)
+
+
+SMALL_LAYOUT = 64
+"""Up to this many values, ``d values / d theta`` at the start is assembled row by row from
+the core's exact numpy chain rule (``Layout.pool_grad``) instead of its autodiff plan."""
+
+
+def _value_jacobian0(layout: Layout) -> Any:
+    """``d values / d theta`` at ``theta0`` (sparse), exactly."""
+    import scipy.sparse as sp
+
+    if layout.n_values > SMALL_LAYOUT:
+        return layout.jacobian(layout.theta0)
+    rows = []
+    for name in layout.names:
+        shape = layout.shapes[name]
+        for k in range(layout.size(name)):
+            onehot = np.zeros(layout.size(name))
+            onehot[k] = 1.0
+            rows.append(layout.pool_grad({name: onehot.reshape(shape)}, layout.theta0))
+    return sp.csr_matrix(np.array(rows).reshape(layout.n_values, layout.n_free))
+
+
+@dataclass(frozen=True)
+class TieMap:
+    """Constant ``d values / d free values`` per residual block, for a layout without derived
+    (non-linear) relations.
+
+    There the values are ``A z + b`` in the free values ``z``, and ``z`` depends on theta
+    element by element (bound transforms), so ``d values / d theta = A diag(dz / dtheta)``:
+    ``A`` is taken once from the core's exact Jacobian. ``identity`` is true when no free
+    parameter has a bound transform (then the map is constant in theta).
+
+    Attributes
+    ----------
+    maps : tuple of ndarray
+        Per block ``A[elem_k][:, deps_k]``, dense, as built (:func:`compile_problem` then
+        hands each to its :class:`ModelBlock`, so that a subset of blocks keeps its maps).
+    restraint : ndarray or None
+        The restraint block's map.
+    identity : bool
+    """
+
+    maps: tuple[np.ndarray, ...]
+    restraint: np.ndarray | None
+    identity: bool
+
+    @classmethod
+    def of(cls, layout: Layout, rows: Sequence[tuple[np.ndarray, np.ndarray]]
+           ) -> TieMap | None:
+        """The map of ``layout`` restricted to ``rows`` (``(elem, deps)`` per block), or None
+        when there are derived relations or non-diagonal (simplex) transforms."""
+        import scipy.sparse as sp
+
+        if any(r["status"].startswith("derived") for r in layout.element_rows()):
+            layout.jacobian(layout.theta0)  # plan the core's general path once, here
+            return None
+        dv0 = _value_jacobian0(layout)
+        diags = [layout.transform_derivative(layout.theta0 + off) for off in (0.0, 0.37, -1.91)]
+        t0 = diags[0].diagonal()
+        if (diags[0] - sp.diags(t0)).count_nonzero() or not np.all(np.isfinite(t0)) or \
+                np.any(t0 == 0):
+            return None
+        # the derivative is 1 at three points only for the identity (exp and the logistic
+        # take any value at most twice)
+        identity = all(np.array_equal(t.diagonal(), np.ones_like(t0)) for t in diags)
+        a = sp.csr_matrix(dv0 @ sp.diags(1.0 / t0))
+        return cls(tuple(a[e][:, d].toarray() for e, d in rows), None, identity)

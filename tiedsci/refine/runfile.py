@@ -201,7 +201,7 @@ SCHEMA = Table({
         "method": Field("str", "lmfit method (optimizer = \"lmfit\").", default="leastsq"),
         "scale_covar": Field("bool", "Scale the covariance by the reduced chi^2.", default=True),
         "ftol": Field("float", "Stop when the relative chi^2 reduction is below this.", gt=0,
-                      default=1e-10),
+                      default=1e-14),
         "xtol": Field("float", "Stop when the relative step is below this.", gt=0,
                       default=1e-10),
         "gtol": Field("float", "Stop when the scaled gradient is below this.", gt=0,

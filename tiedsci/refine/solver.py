@@ -37,6 +37,8 @@ __all__ = [
     "back_substitute",
     "solve_damped",
     "dense_normal",
+    "gradient_and_max",
+    "scaled_norms",
     "SerialBlocks",
 ]
 
@@ -250,6 +252,19 @@ def dense_normal(part: Partition, system: NormalSystem) -> np.ndarray:
     return h
 
 
+def gradient_and_max(part: Partition, system: NormalSystem, cost: float
+                     ) -> tuple[np.ndarray, float]:
+    """``(J^T r, max_j |g_j| / (|J_j| |r|))`` of a normal system (the gtol test)."""
+    g = system.gradient(part)
+    return g, scaled_gradient_max(g, system.diagonal(part), cost)
+
+
+def scaled_norms(scale: np.ndarray, delta: np.ndarray, theta: np.ndarray) -> tuple[float, float]:
+    """``(|D^1/2 delta|, |D^1/2 theta|)``, ``D`` the Marquardt scaling (what propose returns)."""
+    root = np.sqrt(scale)
+    return float(np.linalg.norm(root * delta)), float(np.linalg.norm(root * theta))
+
+
 @dataclass(frozen=True)
 class _Point:
     """The serial provider's current or proposed point (replaced by one assignment)."""
@@ -272,6 +287,11 @@ class SerialBlocks:
         ``theta -> [J_k]``, ``J_k`` of shape (n_k, len(part.blocks[k].deps)).
     part : Partition
         Shared / local split of theta over the blocks (see :func:`partition_blocks`).
+    projection : optional
+        Variable projection (:class:`tiedsci.refine.varpro.VariableProjection`): every point
+        is first projected (``project(theta) -> (theta, resids)``, the linear parameters at
+        their optimum), ``jac`` gives the projected Jacobian, the ``pinned`` (linear) entries
+        never step, and :meth:`outcome` returns ``full_system(theta, resids)``.
 
     Notes
     -----
@@ -280,22 +300,30 @@ class SerialBlocks:
     """
 
     def __init__(self, fun: Callable[[np.ndarray], Sequence[np.ndarray]],
-                 jac: Callable[[np.ndarray], Sequence[np.ndarray]], part: Partition) -> None:
-        self.fun, self.jac, self.part = fun, jac, part
+                 jac: Callable[[np.ndarray], Sequence[np.ndarray]], part: Partition,
+                 projection: Any = None) -> None:
+        self.fun, self.jac, self.part, self.projection = fun, jac, part, projection
         self._cur: _Point | None = None
         self._g = np.zeros(part.n_free)
         self._trial: tuple[np.ndarray, float] | None = None
         self._proposal: _Point | None = None
 
+    def _resids(self, theta: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        if self.projection is not None:
+            return self.projection.project(theta)
+        return theta, tuple(self.fun(theta))
+
     def _at(self, theta: np.ndarray, resids: tuple[np.ndarray, ...], cost: float,
             scale: np.ndarray | None) -> _Point:
         system = assemble(self.part, self.jac(theta), resids)
+        if self.projection is not None:
+            system = self.projection.pin(system)
         diag = system.diagonal(self.part)
         scale = initial_scale(diag) if scale is None else np.maximum(scale, diag)
         return _Point(theta, resids, system, cost, scale)
 
     def start(self, theta: np.ndarray, scale: np.ndarray | None) -> float:
-        resids = tuple(self.fun(theta))
+        theta, resids = self._resids(theta)
         cost = 0.5 * sum_squares(resids)
         if np.isfinite(cost):
             self._cur = self._at(theta, resids, cost, scale)
@@ -304,22 +332,23 @@ class SerialBlocks:
     def gradient_max(self, mu: float, cost: float) -> float:
         cur = self._current()
         assert cur.system is not None
-        self._g = cur.system.gradient(self.part)
-        return scaled_gradient_max(self._g, cur.scale, cost)
+        self._g, gmax = gradient_and_max(self.part, cur.system, cost)
+        return gmax
 
     def propose(self, mu: float) -> tuple[float, float]:
         cur = self._current()
         assert cur.system is not None
         delta = solve_damped(self.part, cur.system, mu, cur.scale)
+        if self.projection is not None:
+            delta[self.projection.pinned] = 0.0
         self._trial = (delta, mu)
-        return float(np.linalg.norm(delta)), float(np.linalg.norm(cur.theta))
+        return scaled_norms(cur.scale, delta, cur.theta)
 
     def evaluate(self) -> tuple[float, float]:
         cur = self._current()
         assert self._trial is not None
         delta, mu = self._trial
-        theta = cur.theta + delta
-        resids = tuple(self.fun(theta))
+        theta, resids = self._resids(cur.theta + delta)
         self._proposal = _Point(theta, resids, None, 0.5 * sum_squares(resids), cur.scale)
         return self._proposal.cost, 0.5 * float(delta @ (mu * cur.scale * delta - self._g))
 
@@ -335,7 +364,9 @@ class SerialBlocks:
     def outcome(self) -> tuple[np.ndarray, tuple[np.ndarray, ...], NormalSystem, float, None]:
         cur = self._current()
         assert cur.system is not None
-        return cur.theta, cur.resids, cur.system, cur.cost, None
+        system = cur.system if self.projection is None else self.projection.full_system(
+            cur.theta, cur.resids)
+        return cur.theta, cur.resids, system, cur.cost, None
 
     def _current(self) -> _Point:
         if self._cur is None:

@@ -32,7 +32,7 @@ def caglioti_sigma2(U: Any, V: Any, W: Any, tan_theta: Any, floor: float = 1e-4)
     """Gaussian variance ``U tan^2 + V tan + W`` (centideg^2), floored at ``floor``."""
     s = U * tan_theta**2 + V * tan_theta + W
     xp = namespace_of(s)
-    return xp.clip(s, floor, None) if xp is np else xp.clamp(s, min=floor)
+    return xp.clip(s, floor, None)
 
 
 def lorentz_gamma(X: Any, Y: Any, cos_theta: Any, tan_theta: Any) -> Any:
@@ -100,7 +100,7 @@ def fcj_nodes(two_theta_deg: Any, shl: Any, n_nodes: int) -> tuple[Any, Any]:
     """
     xp = namespace_of(two_theta_deg)
     t, gw = np.polynomial.legendre.leggauss(int(n_nodes))
-    if xp is np:
+    if xp.module is np:
         tt, ww = t, gw
     else:
         tt = xp.as_tensor(t, dtype=two_theta_deg.dtype)
@@ -110,7 +110,7 @@ def fcj_nodes(two_theta_deg: Any, shl: Any, n_nodes: int) -> tuple[Any, Any]:
         shl * (1.0 + tt)[None, :] / 2.0 + 0.0 * tth[:, None]
     arg = xp.cos(tth)[:, None] * xp.sqrt(1.0 + u * u)
     lim = 1.0 - 1e-12
-    arg = xp.clip(arg, -lim, lim) if xp is np else xp.clamp(arg, -lim, lim)
+    arg = xp.clip(arg, -lim, lim)
     phi2 = xp.arccos(arg)
     w = ww * (1.0 - tt) / 2.0 / ((1.0 + u * u) * xp.abs(xp.sin(phi2)))
     w = w / w.sum(-1, keepdims=True)
