@@ -462,6 +462,8 @@ class Layout:
             Same keys and shapes; each element (or unit) holds the sum of its group's
             statistics, so an unchanged per-element M-step gives every member the pooled
             estimate.
+            When no element of the given parameters is tied (nor a mirror copy), pooling is the
+            identity and the given arrays are returned as they are (not copied).
 
         Notes
         -----
@@ -480,7 +482,7 @@ class Layout:
         items = list(stats.items())
         be = backend_of(items[0][1])
         stat_shape = None
-        flats, units = [], []
+        checked = []
         for name, val in items:
             val, lead, rest = self._stat_shapes(name, be.asarray(val), unit_axes)
             if stat_shape is None:
@@ -488,6 +490,11 @@ class Layout:
             elif rest != stat_shape:
                 raise ShapeMismatchError(f"statistics for {name!r} have trailing shape {rest}, "
                                          f"other entries {stat_shape}; pool one kind per call")
+            checked.append((name, val, lead))
+        if all(self._untied(name) for name, _, _ in checked):
+            return {name: val for name, val, _ in checked}  # every group has one member
+        flats, units = [], []
+        for name, val, lead in checked:
             el = self._poolable_elements(name).reshape(int(np.prod(lead, dtype=int)), -1)
             flat = be.reshape(val, (el.shape[0],) + stat_shape)
             w = self._copy_weight[el[:, 0]]
@@ -520,6 +527,22 @@ class Layout:
                                      f"they must start with the {what} {lead}")
         return val, lead, tuple(val.shape[len(lead):])
 
+    def _untied(self, name: str) -> bool:
+        """True when every element of ``name`` is poolable and alone in its group (no tie, no
+        mirror copy): pooling its statistics is the identity (cached per name)."""
+        key = ("untied", name)
+        if key not in self._cache:
+            el = self._poolable_elements(name).ravel()
+            self._cache[key] = bool(np.all(self._group_sizes()[self._root[el]] == 1)
+                                    and np.all(self._copy_weight[el] == 1.0))
+        return self._cache[key]
+
+    def _group_sizes(self) -> np.ndarray:
+        """Number of elements in each element's tie group, indexed by root (cached)."""
+        if "group_size" not in self._cache:
+            self._cache["group_size"] = np.bincount(self._root, minlength=self._n_elements)
+        return self._cache["group_size"]
+
     def _poolable_elements(self, name: str) -> np.ndarray:
         """Element indices of ``name`` (param shape); none may be linear or derived."""
         sl = self.flat_slice(name)
@@ -547,9 +570,7 @@ class Layout:
                 f"the ties of {names} do not map whole units (sub-arrays over the last "
                 "axes) onto whole units, position by position; pool per element "
                 "(unit_axes=0) or tie whole units")
-        if "group_size" not in self._cache:
-            self._cache["group_size"] = np.bincount(self._root, minlength=self._n_elements)
-        group_size = self._cache["group_size"][uniq]
+        group_size = self._group_sizes()[uniq]
         short = np.any(group_size != counts[:, None], axis=1)
         if short.any():
             i = int(np.argmax(short))

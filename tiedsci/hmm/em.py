@@ -196,28 +196,15 @@ class Pooling:
     ``pool(name, stats, unit_axes=0)`` sums statistics over tie groups (registry
     ``pool_stats``; ``unit_axes=1`` for one statistic per vector of the last axis);
     ``pool.once(name, term)`` adds a prior term once per tie group (each member contributes
-    ``term / group size``; see :mod:`tiedsci.hmm.priors`). A parameter without ties is
-    detected once and skips the registry round trip.
+    ``term / group size``; see :mod:`tiedsci.hmm.priors`). A parameter without ties costs no
+    pooling: ``Layout.pool_stats`` returns its statistics as they are.
     """
 
     def __init__(self, layout: Layout) -> None:
         self._layout = layout
         self._sizes: dict[tuple[str, int], np.ndarray] = {}
-        self._identity: dict[tuple[str, int], bool] = {}
-
-    def _is_identity(self, name: str, unit_axes: int) -> bool:
-        key = (name, unit_axes)
-        if key not in self._identity:
-            shape = self._layout.shapes[name]
-            lead = shape[:len(shape) - unit_axes]
-            probe = np.arange(1.0, 1.0 + int(np.prod(lead, dtype=int))).reshape(lead + (1,))
-            pooled = self._layout.pool_stats({name: probe}, unit_axes=unit_axes)[name]
-            self._identity[key] = bool(np.array_equal(np.asarray(pooled), probe))
-        return self._identity[key]
 
     def __call__(self, name: str, st: np.ndarray, unit_axes: int = 0) -> np.ndarray:
-        if self._is_identity(name, unit_axes):
-            return np.asarray(st)
         return np.asarray(self._layout.pool_stats({name: st}, unit_axes=unit_axes)[name])
 
     def sizes(self, name: str, unit_axes: int = 0) -> np.ndarray:
@@ -243,8 +230,6 @@ class Pooling:
             Each element holds the mean of its group's terms (the sum of ``term / size``).
         """
         term = np.asarray(term, dtype=float)
-        if self._is_identity(name, unit_axes):
-            return term
         sizes = self.sizes(name, unit_axes)
         n_lead = sizes.ndim - 1
         sizes = sizes.reshape(sizes.shape[:n_lead] + (1,) * (term.ndim - n_lead))
