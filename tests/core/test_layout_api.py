@@ -105,6 +105,21 @@ def test_at_bounds_sides_by_hand():
     assert not layout.at_bounds(layout.theta0).any()
 
 
+def test_unbounded_mask_and_has_derived_by_hand():
+    reg = Registry()
+    reg.declare("lo", np.array([1.0, 1.0]), bounds=Positive())
+    free = reg.declare("free", np.array([3.0, 3.0]))
+    reg.declare("p", np.array([0.2, 0.3, 0.5]), bounds=Simplex())
+    reg.declare("iv", 0.5, bounds=Interval(0.0, 1.0))
+    reg.tie(free[0], free[1])
+    layout = reg.compile()
+    # theta: lo (2, bounded), free (1, shared by the tie), p (2 simplex coordinates), iv (1)
+    np.testing.assert_array_equal(layout.unbounded_mask(),
+                                  [False, False, True, False, False, False])
+    assert not layout.has_derived
+    assert _with_derived().compile().has_derived
+
+
 def test_fixed_and_free_masks():
     reg = Registry()
     reg.declare("m", np.arange(6.0).reshape(2, 3))

@@ -178,6 +178,19 @@ class Layout:
         """
         return (self._kind[self.flat_slice(name)] == FREE).reshape(self.shapes[name])
 
+    def unbounded_mask(self) -> np.ndarray:
+        """Free parameters without a bound transform (``theta`` is the value itself), shape
+        (n_free,); False for bounded ones and for simplex coordinates."""
+        out = np.zeros(self.n_free, dtype=bool)
+        out[self._slot_theta["identity"]] = True
+        return out
+
+    @property
+    def has_derived(self) -> bool:
+        """Whether any parameter is defined by a derived (non-linear) relation; without one,
+        the values are affine in the free values and ``jacobian`` is ``A dz/dtheta``."""
+        return bool(self._derived)
+
     def depends_on(self, name: str) -> np.ndarray:
         """Indices of ``theta`` that influence parameter ``name`` (sorted)."""
         self._check_name(name)
