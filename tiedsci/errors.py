@@ -25,6 +25,7 @@ __all__ = [
     "DegenerateDataWarning",
     "RelationOverrideWarning",
     "PriorError",
+    "CriterionError",
     "PriorWarning",
 ]
 
@@ -121,3 +122,6 @@ class DegenerateDataWarning(UserWarning):
 class RelationOverrideWarning(UserWarning):
     """A relation (``affine``/``linear``) replaced a value the user had declared differently."""
 
+
+class CriterionError(TiedSciError, ValueError):
+    """An unknown model-selection criterion, or one that cannot be computed from what was given."""

@@ -1,6 +1,6 @@
 """The constraint-registry core: declare, tie, bound, relate; compile to a Layout."""
 
-from tiedsci.core.constraints import Derived, Fixed, Linear, Restraint, Tie
+from tiedsci.core.constraints import Derived, Fixed, Linear, Restraint, SoftTie, Tie
 from tiedsci.core.layout import Layout
 from tiedsci.core.lmfit_interop import lmfit_name
 from tiedsci.core.refs import ParamRef
@@ -21,5 +21,6 @@ __all__ = [
     "Fixed",
     "Derived",
     "Restraint",
+    "SoftTie",
     "lmfit_name",
 ]

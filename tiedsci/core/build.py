@@ -304,6 +304,7 @@ def build_layout(reg: Registry) -> Layout:
         units={s.name: s.unit for s in specs},
         descriptions={s.name: s.description for s in specs},
         restraints=tuple(reg._restraints),
+        soft_ties=tuple(reg._soft_ties),
         _offsets={s.name: s.offset for s in specs},
         _n_elements=n,
         _kind=el.kind,

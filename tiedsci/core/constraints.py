@@ -8,7 +8,7 @@ from typing import Any
 
 from tiedsci.core.refs import ParamRef
 
-__all__ = ["Tie", "Linear", "Fixed", "Derived", "Restraint"]
+__all__ = ["Tie", "Linear", "Fixed", "Derived", "Restraint", "SoftTie"]
 
 
 @dataclass(frozen=True)
@@ -71,3 +71,40 @@ class Restraint:
     refs: tuple[ParamRef, ...]
     strength: float
     target: Any = None
+
+
+@dataclass(frozen=True)
+class SoftTie:
+    """Partial pooling: every member is drawn around one free centre, ``x_k ~ N(c, spread^2)``.
+
+    Element by element: member ``k``'s element ``i`` is pulled towards ``centre``'s element
+    ``i``. ``spread -> 0`` is the hard tie (every member equals the centre), ``spread -> inf``
+    the untied fit (the centre is then unseen). The domains realise it: a closed-form MAP
+    M-step in Baum-Welch, restraint rows ``(x_k - c) / spread`` in least squares.
+
+    Attributes
+    ----------
+    members : tuple of ParamRef
+        Two or more selections of one shape (in the members' own units).
+    centre : ParamRef
+        The declared centre parameter (same shape, free), declared by
+        :meth:`~tiedsci.core.Registry.soft_tie`.
+    spread : float or None
+        Standard deviation of the members around the centre, in the members' units;
+        ``0.0`` and ``math.inf`` are the exact limits. ``None``: learned from the data by the
+        domain (type-II maximum likelihood).
+    """
+
+    members: tuple[ParamRef, ...]
+    centre: ParamRef
+    spread: float | None = None
+
+    @property
+    def learned(self) -> bool:
+        """Whether the spread is learned from the data."""
+        return self.spread is None
+
+    def describe(self) -> str:
+        spread = "learned" if self.spread is None else f"{self.spread:g}"
+        return (f"soft tie of {', '.join(m.label for m in self.members)} around "
+                f"{self.centre.label} (spread {spread})")

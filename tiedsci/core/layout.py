@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tiedsci.backends import backend_of, get_backend, is_torch
-from tiedsci.core.constraints import Derived, Restraint
+from tiedsci.core.constraints import Derived, Restraint, SoftTie
 from tiedsci.errors import (
     NotPoolableError,
     PackingError,
@@ -69,7 +69,10 @@ class Layout:
     units, descriptions : dict
         ``name -> str`` as declared.
     restraints : tuple of Restraint
-        The soft ties, as declared.
+        The restraints (penalties of fixed strength), as declared.
+    soft_ties : tuple of SoftTie
+        The partial-pooling groups (members around a free centre, spread given or learned),
+        as declared by :meth:`~tiedsci.core.Registry.soft_tie`.
     """
 
     names: tuple[str, ...]
@@ -80,6 +83,7 @@ class Layout:
     units: dict[str, str]
     descriptions: dict[str, str]
     restraints: tuple[Restraint, ...]
+    soft_ties: tuple[SoftTie, ...]
     # ---- private: element level, shape (n_elements,)
     _offsets: dict[str, int] = field(repr=False)
     _n_elements: int = field(repr=False)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tiedsci.core.constraints import Derived, Fixed, Linear, Restraint, Tie
+from tiedsci.core.constraints import Derived, Fixed, Linear, Restraint, SoftTie, Tie
 from tiedsci.core.refs import ParamRef, element_label
 from tiedsci.core.transforms import Identity, Interval, Simplex, Transform, as_transform
 from tiedsci.errors import (
@@ -93,6 +93,7 @@ class Registry:
         self._derived: dict[str, Derived] = {}
         self._relations: list[Tie | Linear | Fixed | Derived] = []
         self._restraints: list[Restraint] = []
+        self._soft_ties: list[SoftTie] = []
         self._elem_bounds: dict[int, Transform] = {}  # bounds on selected elements only
         self._groups: dict[int, list[int]] = {}  # union-find root -> members
         self._mirror: dict[int, int] = {}  # element -> its mirror copy (symmetric())
@@ -569,6 +570,70 @@ class Registry:
                 raise DeclarationError(f"restraint target for {rs[0].label} is not finite")
         self._restraints.append(Restraint(rs, float(strength), tgt))
 
+    def soft_tie(self, refs: Sequence[RefLike], spread: float | None = None, *,
+                 centre: str | None = None) -> ParamRef:
+        """Partially pool ``refs`` around a new free centre: ``x_k ~ N(centre, spread^2)``.
+
+        Between a hard tie (``spread = 0``) and no tie (``spread = inf``): the data of every
+        member inform the centre, and the centre pulls each member as much as its own data
+        leave it uncertain (see :class:`~tiedsci.core.constraints.SoftTie`).
+
+        Parameters
+        ----------
+        refs : sequence of ParamRef or str
+            Two or more free selections of one shape, no element twice.
+        spread : float or None
+            Standard deviation of the members around the centre, in their units (``0`` and
+            ``math.inf`` are the exact limits); ``None`` (default) learns it from the data.
+        centre : str, optional
+            Name of the centre parameter to declare (default ``"soft<k>.centre"``). Its initial
+            value is the members' mean.
+
+        Returns
+        -------
+        ParamRef
+            The centre.
+        """
+        if isinstance(refs, ParamRef | str):
+            raise DeclarationError("a soft tie needs a sequence of two or more parameters")
+        members = tuple(self._ref(r) for r in refs)
+        if len(members) < 2:
+            raise DeclarationError(
+                f"a soft tie needs two or more parameters, got {len(members)}")
+        for m in members[1:]:
+            if m.shape != members[0].shape:
+                raise ShapeMismatchError(
+                    f"soft tie of {m.label} (shape {m.shape}) and {members[0].label} "
+                    f"(shape {members[0].shape}): members must have one shape")
+        seen: set[int] = set()
+        for m in members:
+            self._check_not_dependent(m, "soft_tie")
+            for e in self._global(m).ravel():
+                e = int(e)
+                if e in seen:
+                    raise DeclarationError(
+                        f"{self._elabel(e)} appears twice in one soft tie")
+                if self._fixed[self._find(e)]:
+                    raise ConflictError(
+                        f"{self._elabel(e)} is fixed; a soft tie pulls free parameters only")
+                seen.add(e)
+        if spread is not None:
+            spread = float(spread)
+            if math.isnan(spread) or spread < 0:
+                raise DeclarationError(
+                    f"soft-tie spread of {members[0].label} must be >= 0 (or None to learn "
+                    f"it), got {spread}")
+        name = centre if centre is not None else f"soft{len(self._soft_ties)}.centre"
+        start = np.mean([self._resolved(m) for m in members], axis=0)
+        ref = self.declare(name, start, description="soft-tie centre of "
+                           + ", ".join(m.label for m in members))
+        self._soft_ties.append(SoftTie(members, ref, spread))
+        return ref
+
+    def _resolved(self, ref: ParamRef) -> np.ndarray:
+        """Current values of a selection, shaped like it."""
+        return np.reshape([self._read(int(e)) for e in self._global(ref).ravel()], ref.shape)
+
     # ------------------------------------------------------------------ compile
     def compile(self) -> Layout:
         """Freeze the declarations into a :class:`~tiedsci.core.layout.Layout`."""
@@ -589,6 +654,7 @@ class Registry:
         new._derived = dict(self._derived)
         new._relations = list(self._relations)
         new._restraints = list(self._restraints)
+        new._soft_ties = list(self._soft_ties)
         new._elem_bounds = dict(self._elem_bounds)
         new._groups = {r: list(m) for r, m in self._groups.items()}
         new._mirror = dict(self._mirror)

@@ -1,0 +1,141 @@
+"""The normal-normal model behind a soft tie: partial pooling and a learned spread.
+
+A soft tie (:meth:`tiedsci.core.Registry.soft_tie`) says that members ``k = 1..m`` are drawn
+around one centre, ``x_k ~ N(c, tau^2)`` element by element. Given each member's own estimate
+``xbar_k`` and its sampling variance ``s2_k`` (for an HMM mean: ``sigma^2 / N_k``; for a
+least-squares parameter: its variance from the data alone), the posterior mode is
+
+    B_k  = s2_k / (s2_k + tau^2)                   shrinkage factor in [0, 1]
+    c    = sum_k w_k xbar_k / sum_k w_k,  w_k = 1 / (s2_k + tau^2)
+    mu_k = (1 - B_k) xbar_k + B_k c
+
+(Efron & Morris 1973). ``tau^2 = 0`` gives every ``mu_k = c``, the precision-weighted pooled
+estimate of a hard tie; ``tau^2 = inf`` gives ``mu_k = xbar_k`` (untied). Both limits are exact
+values here, not approximations.
+
+``tau^2`` is learned by type-II maximum likelihood: ``mu`` integrated out,
+``xbar_k ~ N(c, s2_k + tau^2)``, ``c`` profiled. The joint mode over ``(mu, c, tau)`` must not be
+used: it is unbounded at ``tau -> 0`` and collapses every group to a hard tie
+(shared/notes/discovery.md, section 2a). ``tau^2 = 0`` is a legitimate answer ("the data cannot
+tell the members apart").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+__all__ = ["PartialPool", "partial_pool", "spread_loglik", "learn_spread"]
+
+
+@dataclass(frozen=True)
+class PartialPool:
+    """Posterior mode of a soft tie.
+
+    Attributes
+    ----------
+    mean : ndarray, shape (m, ...)
+        Pooled estimate of every member.
+    centre : ndarray, shape (...)
+        The centre ``c``.
+    shrinkage : ndarray, shape (m, ...)
+        ``B_k``: 0 untied, 1 hard tie.
+    """
+
+    mean: np.ndarray
+    centre: np.ndarray
+    shrinkage: np.ndarray
+
+
+def _checked(xbar: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    xbar = np.asarray(xbar, dtype=float)
+    s2 = np.broadcast_to(np.asarray(s2, dtype=float), xbar.shape)
+    if xbar.ndim == 0 or xbar.shape[0] < 2:
+        raise ValueError(f"a soft tie needs two or more members on axis 0, got shape {xbar.shape}")
+    if not np.all(np.isfinite(xbar)):
+        raise ValueError("member estimates of a soft tie must be finite")
+    if np.any(np.isnan(s2)) or np.any(s2 <= 0):
+        raise ValueError("sampling variances of a soft tie must be > 0 "
+                         "(inf: a member without data)")
+    if np.all(np.isinf(s2), axis=0).any():
+        raise ValueError("every member of a soft tie is without data (all sampling variances inf)")
+    return xbar, s2
+
+
+def partial_pool(xbar: np.ndarray, s2: np.ndarray, tau2: float | np.ndarray) -> PartialPool:
+    """Posterior mode of members and centre under a soft tie of spread ``sqrt(tau2)``.
+
+    Parameters
+    ----------
+    xbar : array, shape (m, ...)
+        Each member's own estimate (members on axis 0).
+    s2 : array, broadcastable to ``xbar``
+        Sampling variance of each estimate, > 0; ``inf`` for a member without data.
+    tau2 : float or array broadcastable to ``xbar.shape[1:]``
+        Squared spread, >= 0; ``0`` and ``inf`` are exact (hard tie, untied).
+
+    Returns
+    -------
+    PartialPool
+    """
+    xbar, s2 = _checked(xbar, s2)
+    tau2 = np.broadcast_to(np.asarray(tau2, dtype=float), xbar.shape[1:])
+    if np.any(np.isnan(tau2)) or np.any(tau2 < 0):
+        raise ValueError(f"squared spread must be >= 0, got {tau2!r}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = s2 + tau2
+        weight = np.where(np.isinf(total), 0.0, 1.0 / total)
+        untied = np.isinf(tau2)
+        # tau -> inf: every weight equal (the plain mean of the members with data)
+        has = np.isfinite(s2).astype(float)
+        weight = np.where(untied, has, weight)
+        centre = (weight * np.where(weight > 0, xbar, 0.0)).sum(0) / weight.sum(0)
+        shrink = np.where(untied, 0.0, np.where(np.isinf(s2), 1.0, s2 / total))
+    mean = (1.0 - shrink) * xbar + shrink * centre
+    return PartialPool(mean=mean, centre=centre, shrinkage=shrink)
+
+
+def spread_loglik(xbar: np.ndarray, s2: np.ndarray, tau2: float) -> float:
+    """Marginal log-likelihood of one squared spread, ``c`` profiled (up to a constant).
+
+    ``l(tau^2) = -1/2 sum_k sum_i [log(s2_ki + tau^2) + (xbar_ki - c_i)^2 / (s2_ki + tau^2)]``;
+    members without data (``s2 = inf``) do not contribute.
+    """
+    xbar, s2 = _checked(xbar, s2)
+    centre = partial_pool(xbar, s2, tau2).centre
+    seen = np.isfinite(s2)
+    total = np.where(seen, s2 + tau2, 1.0)
+    terms = np.log(total) + (xbar - centre) ** 2 / total
+    return float(-0.5 * np.where(seen, terms, 0.0).sum())
+
+
+def learn_spread(xbar: np.ndarray, s2: np.ndarray) -> float:
+    """Type-II maximum-likelihood squared spread (one for all elements of the group).
+
+    A bounded search on ``log tau^2`` over ``[1e-10, 1e6] x`` the members' sampling variances,
+    compared with the boundary ``tau^2 = 0``; ties go to the boundary.
+
+    Parameters
+    ----------
+    xbar : array, shape (m, ...)
+    s2 : array, broadcastable to ``xbar``
+
+    Returns
+    -------
+    float
+        ``tau^2 >= 0`` (``0.0`` when the data cannot tell the members apart).
+    """
+    xbar, s2 = _checked(xbar, s2)
+    finite = s2[np.isfinite(s2)]
+    spread_x = float(np.ptp(xbar, axis=0).max()) if xbar.size else 0.0
+    lo = math.log(1e-10 * float(finite.min()))
+    hi = math.log(1e6 * max(float(finite.max()), spread_x ** 2))
+    res = minimize_scalar(lambda u: -spread_loglik(xbar, s2, math.exp(u)), bounds=(lo, hi),
+                          method="bounded", options={"xatol": 1e-6})
+    at_zero = spread_loglik(xbar, s2, 0.0)
+    if -res.fun <= at_zero + 1e-12 * max(1.0, abs(at_zero)):
+        return 0.0
+    return float(math.exp(res.x))
