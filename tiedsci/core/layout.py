@@ -11,6 +11,7 @@ it sums per-element gradients (:meth:`Layout.pool_grad`) and per-element suffici
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -206,9 +207,9 @@ class Layout:
             if n in derived:
                 todo.extend(derived[n].deps)
                 continue
-            off, size = self._offsets[n], int(np.prod(self.shapes[n], dtype=int))
-            rows = self._a_csr[off:off + size]
-            for z in np.unique(rows.indices):
+            off, size = self._offsets[n], math.prod(self.shapes[n])
+            ptr = self._a_csr.indptr  # the rows' column indices, without slicing the matrix
+            for z in np.unique(self._a_csr.indices[ptr[off]:ptr[off + size]]):
                 deps.update(self._z_theta[int(z)])
         return np.array(sorted(deps), dtype=np.intp)
 
@@ -239,9 +240,8 @@ class Layout:
         flat = self._flat_values(theta, be)
         values: dict[str, Any] = {}
         for name in self.names:
-            off = self._offsets[name]
-            size = int(np.prod(self.shapes[name], dtype=int))
-            values[name] = be.reshape(flat[off:off + size], self.shapes[name])
+            off, shape = self._offsets[name], self.shapes[name]
+            values[name] = be.reshape(flat[off:off + math.prod(shape)], shape)
         for rel in self._derived:
             out = rel.fn(*(values[d] for d in rel.deps))
             values[rel.target] = be.asarray(out) + be.zeros(self.shapes[rel.target])
@@ -604,7 +604,9 @@ class Layout:
         ----------
         theta : array, shape (n_free,)
         method : {None, "torch", "fd"}
-            ``None``: forward-mode autodiff (torch) with coloured tangents, or central
+            ``None``: without derived relations the exact product ``A dz/dtheta`` of the
+            affine tie map and the bound transforms' derivative (numpy, no autodiff); with
+            them forward-mode autodiff (torch) with coloured tangents, or central
             differences when a derived relation runs on numpy only. The colouring (free
             parameters no parameter depends on jointly share a tangent) is built once per
             layout.
@@ -616,6 +618,9 @@ class Layout:
         """
         from tiedsci.core.jacobian import JacobianPlan
 
+        if method is None and not self._derived:
+            # values = A z(theta) + b: the exact map is A dz/dtheta, no autodiff needed
+            return sp.csr_matrix(self._a_csr @ self._dz_dtheta(np.asarray(theta, dtype=float)))
         key = f"jacobian:{method}"
         if key not in self._cache:
             self._cache[key] = JacobianPlan.build(self, method)
@@ -705,8 +710,11 @@ class Layout:
             cov_free = np.full((n, n), np.nan)
         else:
             dv = self.jacobian(theta)
+            if self._n_elements * n <= 4096:  # small: dense products are cheaper
+                dv = dv.toarray()
             a = dv @ cov_theta
-            var = np.clip(np.asarray(dv.multiply(a).sum(axis=1)).ravel(), 0.0, None)
+            prod = dv * a if isinstance(dv, np.ndarray) else dv.multiply(a)
+            var = np.clip(np.asarray(prod.sum(axis=1)).ravel(), 0.0, None)
             sub = dv[self._free_rep]
             cov_rows = np.asarray(sub @ (sub @ cov_theta).T)
             cov_free = 0.5 * (cov_rows + cov_rows.T)

@@ -9,6 +9,8 @@ theta entries each block depends on.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,9 @@ from tiedsci.errors import DeclarationError, ModelError
 from tiedsci.refine.contribution import Contribution, ScopedValues, resolve_name
 from tiedsci.refine.data import model_x
 from tiedsci.refine.jacobian import (
+    complex_step_agrees,
+    jacobian_complex,
+    jacobian_complex_stacked,
     jacobian_copies,
     jacobian_fd,
     jacobian_pointwise,
@@ -45,7 +50,7 @@ class ModelBlock:
     x, y, sqrt_w : ndarray, shape (n_obs,)
         The used points and ``sqrt(weight * w)``.
     mode : str
-        ``"torch"``, ``"fd"`` or ``"analytic"``.
+        ``"torch"``, ``"complex"`` (complex step on numpy), ``"fd"`` or ``"analytic"``.
     """
 
     contribution: Contribution
@@ -60,6 +65,7 @@ class ModelBlock:
     all_names: tuple[str, ...]
     pointwise: bool = False
     copies: bool = False
+    stacked: bool = False  # complex step: all steps in one call (scalar values broadcast)
     columns: tuple[str, ...] | None = None  # names of the columns of a 2-D x
     tie_map: np.ndarray | None = None  # constant d values[elem] / d free values[deps]
 
@@ -70,8 +76,9 @@ class ModelBlock:
     def _split(self, v: Any) -> dict[str, Any]:
         out, o = {}, 0
         for n, shp in zip(self.names, self.shapes):
-            size = int(np.prod(shp, dtype=int))
-            out[n] = v[o:o + size].reshape(shp)
+            size = math.prod(shp)
+            out[n] = v[o] if not shp and not hasattr(v, "detach") else \
+                v[o:o + size].reshape(shp)
             o += size
         return out
 
@@ -82,6 +89,13 @@ class ModelBlock:
     def _call_copies(self, vb: Any, x: Any) -> Any:
         """The model on per-point copies of scalar values, ``vb`` of shape (n_points, m)."""
         parts = {n: vb[:, k] for k, n in enumerate(self.names)}
+        return self.contribution.model(ScopedValues(parts, self.name, self.all_names),
+                                       model_x(x, self.columns))
+
+    def _call_stacked(self, vb: Any, x: Any) -> Any:
+        """The model on a stack of value vectors, ``vb`` of shape (k, m) (scalar values only):
+        value ``i`` is the column ``vb[:, i:i+1]``, so the output has shape (k, n_points)."""
+        parts = {n: vb[:, k:k + 1] for k, n in enumerate(self.names)}
         return self.contribution.model(ScopedValues(parts, self.name, self.all_names),
                                        model_x(x, self.columns))
 
@@ -112,6 +126,11 @@ class ModelBlock:
             if self.pointwise:
                 return jacobian_pointwise(self._call, v, xt)
             return jacobian_torch(lambda vt: self._call(vt, xt), v)
+        if self.mode == "complex":
+            if self.stacked:
+                return jacobian_complex_stacked(lambda vb: self._call_stacked(vb, self.x), v,
+                                                self.x.shape[0])
+            return jacobian_complex(lambda vv: self._call(vv, self.x), v, self.x.shape[0])
         if self.mode == "fd":
             return jacobian_fd(lambda vv: self._call(vv, self.x), v)
         parts = self._split(v)
@@ -244,10 +263,13 @@ def _probe(contribution: Contribution, layout: Layout, values0: dict[str, np.nda
            ) -> tuple[tuple[str, ...], str | None]:
     """The full names a model reads and, when found on the way, its Jacobian mode.
 
-    Without ``uses``, the model is run once on torch tensors (unless ``jac`` is ``"fd"`` or a
-    callable) and the names it reads are recorded; a model that cannot run on tensors is run
-    on numpy arrays instead (mode ``"fd"``). Returns ``(names, mode or None)``; None leaves the
-    mode to :func:`_pick_mode`.
+    Without ``uses``, the model is run once and the names it reads are recorded: with
+    ``jac="auto"`` first on numpy arrays (a model that returns a numpy array there leaves its
+    mode to :func:`_pick_mode`: complex step when small, else torch or differences); a model
+    that cannot run on numpy (torch operations) is then run on torch tensors (mode
+    ``"torch"``), as is every model with ``jac="torch"``; a model that runs on neither raises
+    its own error from the numpy call (mode ``"fd"``). Returns ``(names, mode or None)``;
+    None leaves the mode to :func:`_pick_mode`.
     """
     prefix = contribution.name
     if contribution.uses is not None:
@@ -257,6 +279,10 @@ def _probe(contribution: Contribution, layout: Layout, values0: dict[str, np.nda
     x = ds.x[ds.used]
     cols = ds.columns
     jac = contribution.jac
+    if jac == "auto":
+        names = _record_numpy(contribution, layout, values0, x, cols)
+        if names is not None:
+            return names, None
     if not callable(jac) and jac != "fd":
         names = _record_torch(contribution, layout, values0, x, cols)
         if names is not None:
@@ -267,6 +293,22 @@ def _probe(contribution: Contribution, layout: Layout, values0: dict[str, np.nda
     contribution.model(ScopedValues(values0, prefix, layout.names, record), model_x(x, cols))
     return tuple(n for n in layout.names if n in record), (
         "analytic" if callable(jac) else "fd")
+
+
+def _record_numpy(contribution: Contribution, layout: Layout, values0: dict[str, np.ndarray],
+                  x: np.ndarray, columns: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Names read by a model run on numpy arrays, or None when it does not give an array of
+    numbers there (it raised, or it returned a tensor)."""
+    record: set[str] = set()
+    try:
+        with np.errstate(all="ignore"):
+            out = contribution.model(ScopedValues(values0, contribution.name, layout.names,
+                                                  record), model_x(x, columns))
+    except Exception:
+        return None
+    if not isinstance(out, (np.ndarray, float, int, np.number)):
+        return None
+    return tuple(n for n in layout.names if n in record)
 
 
 def _record_torch(contribution: Contribution, layout: Layout, values0: dict[str, np.ndarray],
@@ -311,6 +353,57 @@ def _pick_mode_failed(name: str, why: str) -> None:
         f"model of dataset {name!r} cannot run on torch tensors ({why}); write it with "
         "torch-compatible operations (tiedsci.backends.namespace_of(x) gives them for numpy "
         "and torch alike) or use jac='fd'")
+
+
+SMALL_VALUES = 16
+"""A model reading at most this many values (on at most :data:`SMALL_POINTS` points) gets its
+Jacobian by the complex step on numpy when that is exact for it (no torch per call)."""
+
+SMALL_POINTS = 20_000
+
+
+def _complex_step_kind(block: ModelBlock, v0: np.ndarray) -> bool | None:
+    """Can ``block`` take its Jacobian by the complex step: None (no), else whether in one
+    stacked call (:func:`~tiedsci.refine.jacobian.jacobian_complex_stacked`).
+
+    Only for a small block (at most :data:`SMALL_VALUES` values, :data:`SMALL_POINTS`
+    points) whose model runs on numpy; the complex-step Jacobian is checked once, at ``v0``,
+    against central differences on every used point: a model that is not analytic in its
+    values (abs, a cast to float) fails by whole columns and keeps torch.
+    """
+    n = block.x.shape[0]
+    if v0.size > SMALL_VALUES or n > SMALL_POINTS or v0.size == 0:
+        return None
+
+    def fn(v: np.ndarray) -> Any:
+        return block._call(v, block.x)
+
+    def real(v: np.ndarray) -> np.ndarray:
+        out = fn(v)
+        if not isinstance(out, (np.ndarray, float, int, np.number)):
+            raise TypeError("not a numpy result")
+        return np.broadcast_to(np.asarray(out, dtype=float), (n,))
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. ComplexWarning of a cast: caught below
+        try:
+            y = real(v0)
+            j_fd = jacobian_fd(real, v0)
+        except Exception:
+            return None
+        if not np.all(np.isfinite(y)):
+            return None
+        tries = [(True, lambda: jacobian_complex_stacked(
+            lambda vb: block._call_stacked(vb, block.x), v0, n))] if all(
+                shp == () for shp in block.shapes) else []
+        tries.append((False, lambda: jacobian_complex(fn, v0, n)))
+        for stacked, jac in tries:
+            try:
+                if complex_step_agrees(jac(), j_fd, y, v0):
+                    return stacked
+            except Exception:
+                continue
+    return None
 
 
 def _pick_mode(block: ModelBlock, v0: np.ndarray) -> str:
@@ -434,12 +527,13 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution],
         # one probe per (model, jac option, short names): many datasets share one model
         key = (c.model, c.jac, c.pointwise, tuple(n.split(".")[-1] for n in used_names))
         if key not in seen:
-            mode = probed_mode or _pick_mode(block, v0)
+            kind = _complex_step_kind(block, v0) if (
+                probed_mode is None and c.jac == "auto") else None
+            mode = "complex" if kind is not None else (probed_mode or _pick_mode(block, v0))
             seen[key] = (mode, *(_pointwise_kind(block, v0) if mode == "torch" else
-                                 (False, False)))
-        object.__setattr__(block, "mode", seen[key][0])
-        object.__setattr__(block, "pointwise", seen[key][1])
-        object.__setattr__(block, "copies", seen[key][2])
+                                 (False, False)), bool(kind))
+        for field, val in zip(("mode", "pointwise", "copies", "stacked"), seen[key]):
+            object.__setattr__(block, field, val)
         y0 = block.y_calc(v0)
         bad = ~np.isfinite(y0)
         if bad.any():
@@ -475,25 +569,9 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution],
                    tie)
 
 
-SMALL_LAYOUT = 64
-"""Up to this many values, ``d values / d theta`` at the start is assembled row by row from
-the core's exact numpy chain rule (``Layout.pool_grad``) instead of its autodiff plan."""
-
-
-def _value_jacobian0(layout: Layout) -> Any:
-    """``d values / d theta`` at ``theta0`` (sparse), exactly."""
-    import scipy.sparse as sp
-
-    if layout.n_values > SMALL_LAYOUT:
-        return layout.jacobian(layout.theta0)
-    rows = []
-    for name in layout.names:
-        shape = layout.shapes[name]
-        for k in range(layout.size(name)):
-            onehot = np.zeros(layout.size(name))
-            onehot[k] = 1.0
-            rows.append(layout.pool_grad({name: onehot.reshape(shape)}, layout.theta0))
-    return sp.csr_matrix(np.array(rows).reshape(layout.n_values, layout.n_free))
+DENSE_TIE_MAP = 100_000
+"""Up to this many entries, :meth:`TieMap.of` slices a dense copy of the core's map (faster
+than sparse slicing for small problems; the same numbers)."""
 
 
 @dataclass(frozen=True)
@@ -530,12 +608,18 @@ class TieMap:
         if layout.has_derived:
             layout.jacobian(layout.theta0)  # plan the core's general path once, here
             return None
-        dv0 = _value_jacobian0(layout)
-        d0 = layout.transform_derivative(layout.theta0)
-        t0 = d0.diagonal()
-        if (d0 - sp.diags(t0)).count_nonzero() or not np.all(np.isfinite(t0)) or \
-                np.any(t0 == 0):
-            return None
+        dv0 = layout.jacobian(layout.theta0)  # exact A dz/dtheta (no derived relation)
         identity = bool(layout.unbounded_mask().all())
+        if identity:
+            t0 = np.ones(layout.n_free)
+        else:
+            d0 = layout.transform_derivative(layout.theta0)
+            t0 = d0.diagonal()
+            if (d0 - sp.diags(t0)).count_nonzero() or not np.all(np.isfinite(t0)) or \
+                    np.any(t0 == 0):
+                return None
+        if layout.n_values * layout.n_free <= DENSE_TIE_MAP:  # small: slice a dense copy
+            a = dv0.toarray() * (1.0 / t0)
+            return cls(tuple(a[np.ix_(e, d)] for e, d in rows), None, identity)
         a = sp.csr_matrix(dv0 @ sp.diags(1.0 / t0))
         return cls(tuple(a[e][:, d].toarray() for e, d in rows), None, identity)

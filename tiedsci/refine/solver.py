@@ -36,6 +36,8 @@ __all__ = [
     "eliminate_locals",
     "back_substitute",
     "solve_damped",
+    "solve_dense",
+    "DENSE_MAX",
     "dense_normal",
     "gradient_and_max",
     "scaled_norms",
@@ -265,6 +267,32 @@ def scaled_norms(scale: np.ndarray, delta: np.ndarray, theta: np.ndarray) -> tup
     return float(np.linalg.norm(root * delta)), float(np.linalg.norm(root * theta))
 
 
+DENSE_MAX = 32
+""":class:`SerialBlocks` solves one dataset with at most this many free parameters as one
+dense system (numpy Cholesky): for small fits the block machinery costs more than it saves."""
+
+
+def solve_dense(h: np.ndarray, g: np.ndarray, mu: float, scale: np.ndarray) -> np.ndarray:
+    """Solve ``(h + mu diag(scale)) delta = -g`` by a dense Cholesky factorisation.
+
+    Parameters
+    ----------
+    h : ndarray, shape (n, n)
+        ``J^T J``.
+    g : ndarray, shape (n,)
+        ``J^T r``.
+    mu : float
+    scale : ndarray, shape (n,)
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        When the damped matrix is not positive definite.
+    """
+    low = np.linalg.cholesky(h + np.diag(mu * scale))
+    return np.linalg.solve(low.T, np.linalg.solve(low, -g))
+
+
 @dataclass(frozen=True)
 class _Point:
     """The serial provider's current or proposed point (replaced by one assignment)."""
@@ -274,6 +302,7 @@ class _Point:
     system: NormalSystem | None
     cost: float
     scale: np.ndarray
+    dense: np.ndarray | None = None  # J^T J when the provider solves densely
 
 
 class SerialBlocks:
@@ -296,7 +325,9 @@ class SerialBlocks:
     Notes
     -----
     A damped step eliminates each block's local parameters (:func:`solve_damped`), so its
-    cost is linear in the number of blocks.
+    cost is linear in the number of blocks. One block with at most :data:`DENSE_MAX` free
+    parameters (a single small curve) is solved as one dense system instead
+    (:func:`solve_dense`): the same equations, without the per-block overhead.
     """
 
     def __init__(self, fun: Callable[[np.ndarray], Sequence[np.ndarray]],
@@ -307,6 +338,8 @@ class SerialBlocks:
         self._g = np.zeros(part.n_free)
         self._trial: tuple[np.ndarray, float] | None = None
         self._proposal: _Point | None = None
+        self.dense = (len(part.blocks) == 1 and part.n_free <= DENSE_MAX
+                      and projection is None)
 
     def _resids(self, theta: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         if self.projection is not None:
@@ -320,7 +353,8 @@ class SerialBlocks:
             system = self.projection.pin(system)
         diag = system.diagonal(self.part)
         scale = initial_scale(diag) if scale is None else np.maximum(scale, diag)
-        return _Point(theta, resids, system, cost, scale)
+        return _Point(theta, resids, system, cost, scale,
+                      dense_normal(self.part, system) if self.dense else None)
 
     def start(self, theta: np.ndarray, scale: np.ndarray | None) -> float:
         theta, resids = self._resids(theta)
@@ -338,7 +372,10 @@ class SerialBlocks:
     def propose(self, mu: float) -> tuple[float, float]:
         cur = self._current()
         assert cur.system is not None
-        delta = solve_damped(self.part, cur.system, mu, cur.scale)
+        if cur.dense is not None:
+            delta = solve_dense(cur.dense, self._g, mu, cur.scale)
+        else:
+            delta = solve_damped(self.part, cur.system, mu, cur.scale)
         if self.projection is not None:
             delta[self.projection.pinned] = 0.0
         self._trial = (delta, mu)
