@@ -620,14 +620,25 @@ class Layout:
 
         if method is None and not self._derived:
             # values = A z(theta) + b: the exact map is A dz/dtheta, no autodiff needed
-            return sp.csr_matrix(self._a_csr @ self._dz_dtheta(np.asarray(theta, dtype=float)))
+            theta = np.asarray(theta, dtype=float)
+            if self._blocks:
+                return sp.csr_matrix(self._a_csr @ self._dz_dtheta(theta))
+            # one theta entry per z slot: scale A's entries and relabel its columns
+            rows, cols, vals = self._dz_entries(theta)
+            col, val = np.zeros(self._n_z, dtype=np.intp), np.zeros(self._n_z)
+            for r, c, v in zip(rows, cols, vals):
+                col[r], val[r] = c, v
+            a = self._a_csr
+            return sp.csr_matrix((a.data * val[a.indices], col[a.indices], a.indptr),
+                                 shape=(self._n_elements, self.n_free))
         key = f"jacobian:{method}"
         if key not in self._cache:
             self._cache[key] = JacobianPlan.build(self, method)
         return self._cache[key](np.asarray(theta, dtype=float))
 
-    def _dz_dtheta(self, theta: np.ndarray) -> sp.csr_matrix:
-        """Derivative of the free group values ``z`` w.r.t. theta, shape (n_z, n_free)."""
+    def _dz_entries(self, theta: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray],
+                                                      list[np.ndarray]]:
+        """``(rows, cols, vals)`` of ``dz/dtheta`` for the element-wise transforms."""
         st, sz = self._slot_theta, self._slot_z
         t = {k: theta[st[k]] for k in st}
         s = 1.0 / (1.0 + np.exp(-t["interval"]))
@@ -635,6 +646,11 @@ class Layout:
         cols = [st["identity"], st["lower"], st["upper"], st["interval"]]
         vals = [np.ones(st["identity"].size), np.exp(t["lower"]), -np.exp(t["upper"]),
                 (self._slot_hi["interval"] - self._slot_lo["interval"]) * s * (1 - s)]
+        return rows, cols, vals
+
+    def _dz_dtheta(self, theta: np.ndarray) -> sp.csr_matrix:
+        """Derivative of the free group values ``z`` w.r.t. theta, shape (n_z, n_free)."""
+        rows, cols, vals = self._dz_entries(theta)
         for blk in self._blocks:
             if blk.k == 1:
                 continue

@@ -164,9 +164,9 @@ def jacobian_complex_stacked(fn: Callable[[np.ndarray], Any], v: np.ndarray,
     """
     v = np.asarray(v, dtype=float)
     h = COMPLEX_STEP * np.maximum(1.0, np.abs(v))
-    vb = np.tile(v.astype(complex), (v.size, 1))
-    vb[np.diag_indices(v.size)] += 1j * h
-    out = np.broadcast_to(np.imag(np.asarray(fn(vb))), (v.size, n_out))
+    out = np.asarray(fn(v + np.diag(1j * h))).imag
+    if out.shape != (v.size, n_out):
+        out = np.broadcast_to(out, (v.size, n_out))
     return (out / h[:, None]).T
 
 

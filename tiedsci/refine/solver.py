@@ -293,6 +293,16 @@ def solve_dense(h: np.ndarray, g: np.ndarray, mu: float, scale: np.ndarray) -> n
     return np.linalg.solve(low.T, np.linalg.solve(low, -g))
 
 
+def _dense_one_block(part: Partition, jac: np.ndarray) -> np.ndarray:
+    """``J^T J`` of a single residual block, shape (n_free, n_free)."""
+    deps = part.blocks[0].deps
+    if deps.size == part.n_free and np.array_equal(deps, np.arange(part.n_free)):
+        return jac.T @ jac
+    h = np.zeros((part.n_free, part.n_free))
+    h[np.ix_(deps, deps)] = jac.T @ jac
+    return h
+
+
 @dataclass(frozen=True)
 class _Point:
     """The serial provider's current or proposed point (replaced by one assignment)."""
@@ -348,13 +358,14 @@ class SerialBlocks:
 
     def _at(self, theta: np.ndarray, resids: tuple[np.ndarray, ...], cost: float,
             scale: np.ndarray | None) -> _Point:
-        system = assemble(self.part, self.jac(theta), resids)
+        jacs = self.jac(theta)
+        system = assemble(self.part, jacs, resids)
         if self.projection is not None:
             system = self.projection.pin(system)
         diag = system.diagonal(self.part)
         scale = initial_scale(diag) if scale is None else np.maximum(scale, diag)
         return _Point(theta, resids, system, cost, scale,
-                      dense_normal(self.part, system) if self.dense else None)
+                      _dense_one_block(self.part, jacs[0]) if self.dense else None)
 
     def start(self, theta: np.ndarray, scale: np.ndarray | None) -> float:
         theta, resids = self._resids(theta)

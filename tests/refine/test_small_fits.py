@@ -1,0 +1,109 @@
+"""Small fits: the complex-step Jacobian, the dense solve, the analytic layout Jacobian."""
+
+import numpy as np
+import pytest
+
+from tiedsci.backends import namespace_of
+from tiedsci.core import Registry
+from tiedsci.core.transforms import Interval, Positive
+from tiedsci.refine import Dataset, JointRefinement
+from tiedsci.refine.solver import SerialBlocks, solve_damped, solve_dense
+
+
+def _peak(v, x):
+    xp = namespace_of(x)
+    return v["amp"] * xp.exp(-0.5 * ((x - v["cen"]) / v["wid"]) ** 2) + v["b0"] + v["b1"] * x
+
+
+START = {"amp": 2.0, "cen": 0.1, "wid": 1.2, "b0": 0.1, "b1": 0.0}
+
+
+def _curve(seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.linspace(-5.0, 5.0, 120)
+    y = 4.0 * np.exp(-0.5 * ((x - 0.4) / 0.8) ** 2) + 0.3 + 0.05 * x
+    return x, y + 0.05 * rng.standard_normal(x.size)
+
+
+def _refinement(model, jac="auto", start=START):
+    x, y = _curve()
+    jr = JointRefinement()
+    jr.add(Dataset(x, y, sigma=0.05, name="c"), model, jac=jac)
+    for k, v in start.items():
+        jr.shared(k, v)
+    return jr
+
+
+def _block_jacobian(jr):
+    prob = jr.compile()
+    blk = prob.blocks[0]
+    v = prob.layout.flatten(prob.layout.values0)[blk.elem_idx]
+    return blk, blk.value_jacobian(v)
+
+
+def test_small_numpy_model_gets_the_stacked_complex_step_and_it_matches_torch():
+    blk, j = _block_jacobian(_refinement(_peak))
+    assert (blk.mode, blk.stacked) == ("complex", True)
+    _, j_torch = _block_jacobian(_refinement(_peak, jac="torch"))
+    np.testing.assert_allclose(j, j_torch, rtol=1e-12, atol=1e-14 * np.abs(j_torch).max())
+
+
+def test_a_model_that_mixes_stacked_rows_falls_back_to_one_step_per_value():
+    def model(v, x):  # the sum runs over whatever v["b0"] holds: wrong on a stack of values
+        return _peak(v, x) + 0.0 * np.sum(v["b0"]) + np.sum(v["b1"]) * 0.1
+
+    blk, j = _block_jacobian(_refinement(model))
+    assert (blk.mode, blk.stacked) == ("complex", False)
+    _, j_fd = _block_jacobian(_refinement(model, jac="fd"))
+    np.testing.assert_allclose(j, j_fd, rtol=1e-6, atol=1e-8 * np.abs(j_fd).max())
+
+
+def test_a_model_not_analytic_in_its_values_keeps_torch():
+    def model(v, x):  # abs() of a parameter: the complex step would give 0 for d/d wid
+        xp = namespace_of(x)
+        w = xp.abs(v["wid"])
+        return v["amp"] * xp.exp(-0.5 * ((x - v["cen"]) / w) ** 2) + v["b0"] + v["b1"] * x
+
+    jr = _refinement(model)
+    blk, _ = _block_jacobian(jr)
+    assert blk.mode == "torch"
+    res, ref = jr.fit(), _refinement(_peak).fit()
+    for k in START:
+        np.testing.assert_allclose(res.values[k], abs(ref.values[k]) if k == "wid" else
+                                   ref.values[k], rtol=1e-7)
+        np.testing.assert_allclose(res.esd[k], ref.esd[k], rtol=1e-6)
+
+
+@pytest.mark.parametrize("jac, rtol", [("torch", 1e-8), ("fd", 1e-5)])
+def test_complex_step_fit_agrees_with_other_jacobians(jac, rtol):
+    fast, other = _refinement(_peak).fit(), _refinement(_peak, jac=jac).fit()
+    for k in START:
+        np.testing.assert_allclose(fast.values[k], other.values[k], rtol=rtol)
+        np.testing.assert_allclose(fast.esd[k], other.esd[k], rtol=rtol)
+
+
+def test_dense_solve_equals_the_block_elimination():
+    prob = _refinement(_peak).compile()
+    th = prob.layout.theta0
+    provider = SerialBlocks(prob.residuals, prob.jacobians, prob.partition)
+    assert provider.dense
+    provider.start(th, None)
+    cur = provider._current()
+    g = cur.system.gradient(prob.partition)
+    for mu in (0.0, 1e-3, 10.0):
+        np.testing.assert_allclose(solve_dense(cur.dense, g, mu, cur.scale),
+                                   solve_damped(prob.partition, cur.system, mu, cur.scale),
+                                   rtol=1e-9, atol=1e-14)
+
+
+def test_analytic_layout_jacobian_equals_autodiff_with_bounds_and_ties():
+    reg = Registry()
+    a = reg.declare("a", [1.0, 2.0, 3.0], bounds=Positive())
+    reg.declare("b", 0.5, bounds=Interval(0.0, 1.0))
+    c = reg.declare("c", [1.0, 1.0])
+    reg.tie(c[1], a[0])
+    reg.declare("d", 2.0, fixed=True)
+    lay = reg.compile()
+    th = lay.theta0 + 0.1
+    np.testing.assert_array_equal(lay.jacobian(th).toarray(),
+                                  lay.jacobian(th, method="torch").toarray())
