@@ -107,3 +107,69 @@ def test_analytic_layout_jacobian_equals_autodiff_with_bounds_and_ties():
     th = lay.theta0 + 0.1
     np.testing.assert_array_equal(lay.jacobian(th).toarray(),
                                   lay.jacobian(th, method="torch").toarray())
+
+
+# ---------------------------------------------------------------------- NNLS variable projection
+def _decay_on_slope(c_true=-0.02, fix_c=False, c_bounds=None):
+    """``A exp(-k t) + B + C t`` with a slightly negative true slope C."""
+    from tiedsci.backends import namespace_of as ns
+
+    rng = np.random.default_rng(5)
+    t = np.linspace(0.0, 10.0, 60)
+    y = 2.0 * np.exp(-0.8 * t) + 0.5 + c_true * t + 0.01 * rng.standard_normal(t.size)
+    jr = JointRefinement()
+    jr.add(Dataset(t, y, sigma=0.01, name="d"),
+           lambda v, t: v["A"] * ns(t).exp(-v["k"] * t) + v["B"] + v["C"] * t)
+    jr.shared("k", 0.5, bounds=Positive())
+    jr.local("A", 1.0)
+    jr.local("B", 0.0)
+    jr.local("C", 0.0 if fix_c or c_bounds is None else 0.1, bounds=c_bounds, fixed=fix_c)
+    return jr
+
+
+def test_nnls_puts_a_negative_slope_at_zero_like_a_bounded_fit():
+    nnls = _decay_on_slope().fit(nonnegative=["C", "A"], linear=["B"])
+    assert nnls.converged
+    assert float(nnls.values["d.C"]) == 0.0 and float(nnls.values["d.A"]) > 0
+    assert ("d.C", "lower") in nnls.at_bounds and np.isnan(float(nnls.esd["d.C"]))
+    bounded = _decay_on_slope(c_bounds=Positive()).fit(on_singular="warn", max_nfev=3000)
+    assert float(bounded.values["d.C"]) < 1e-5  # creeps towards its bound
+    for name in ("k", "d.A", "d.B"):
+        diff = abs(float(nnls.values[name]) - float(bounded.values[name]))
+        assert diff < 0.01 * float(nnls.esd[name])
+    # the others' esds are those of the fit with C fixed at 0 (conditional on the bound)
+    fixed = _decay_on_slope(fix_c=True).fit(linear=["A", "B"])
+    for name in ("k", "d.A", "d.B"):
+        np.testing.assert_allclose(nnls.values[name], fixed.values[name], rtol=1e-8)
+        np.testing.assert_allclose(nnls.esd_unscaled[name], fixed.esd_unscaled[name],
+                                   rtol=1e-6)
+
+
+def test_nnls_with_an_inactive_constraint_is_plain_variable_projection():
+    plain = _decay_on_slope(c_true=0.03).fit(linear=["A", "B", "C"])
+    nnls = _decay_on_slope(c_true=0.03).fit(nonnegative=["C"], linear=["A", "B"])
+    assert nnls.at_bounds == ()
+    for name in plain.values:
+        np.testing.assert_allclose(nnls.values[name], plain.values[name], rtol=1e-9)
+        np.testing.assert_allclose(nnls.esd[name], plain.esd[name], rtol=1e-7)
+
+
+def test_solve_linear_matches_a_brute_force_active_set():
+    from itertools import product
+
+    from tiedsci.refine.varpro import solve_linear
+
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((30, 4))
+    b = a @ np.array([1.0, -0.5, 0.3, -0.2]) + 0.1 * rng.standard_normal(30)
+    mask = np.array([False, True, True, True])
+    c = solve_linear(a, b, mask)
+    assert np.all(c[mask] >= 0)
+    best = np.inf
+    for zeros in product([False, True], repeat=3):  # every active set, the best feasible one
+        keep = ~np.concatenate([[False], zeros])
+        sol = np.zeros(4)
+        sol[keep] = np.linalg.lstsq(a[:, keep], b, rcond=None)[0]
+        if np.all(sol[mask] >= -1e-12):
+            best = min(best, float(np.sum((a @ sol - b) ** 2)))
+    np.testing.assert_allclose(np.sum((a @ c - b) ** 2), best, rtol=1e-12)
