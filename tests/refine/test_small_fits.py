@@ -7,7 +7,7 @@ from tiedsci.backends import namespace_of
 from tiedsci.core import Registry
 from tiedsci.core.transforms import Interval, Positive
 from tiedsci.refine import Dataset, JointRefinement
-from tiedsci.refine.solver import SerialBlocks, solve_damped, solve_dense
+from tiedsci.refine.solver import SerialBlocks, dense_normal, solve_damped, solve_dense
 
 
 def _peak(v, x):
@@ -88,12 +88,17 @@ def test_dense_solve_equals_the_block_elimination():
     provider = SerialBlocks(prob.residuals, prob.jacobians, prob.partition)
     assert provider.dense
     provider.start(th, None)
-    cur = provider._current()
-    g = cur.system.gradient(prob.partition)
+    system = provider.outcome()[2]  # the block system, assembled for the covariance
+    h, g = dense_normal(prob.partition, system), system.gradient(prob.partition)
+    scale = system.diagonal(prob.partition)
+    provider.gradient_max(0.0, 1.0)
     for mu in (0.0, 1e-3, 10.0):
-        np.testing.assert_allclose(solve_dense(cur.dense, g, mu, cur.scale),
-                                   solve_damped(prob.partition, cur.system, mu, cur.scale),
+        provider.propose(mu)
+        np.testing.assert_allclose(provider._trial[0],
+                                   solve_damped(prob.partition, system, mu, scale),
                                    rtol=1e-9, atol=1e-14)
+        np.testing.assert_allclose(solve_dense(h, g, mu, scale), provider._trial[0],
+                                   rtol=1e-12, atol=1e-15)
 
 
 def test_analytic_layout_jacobian_equals_autodiff_with_bounds_and_ties():

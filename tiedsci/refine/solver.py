@@ -293,14 +293,16 @@ def solve_dense(h: np.ndarray, g: np.ndarray, mu: float, scale: np.ndarray) -> n
     return np.linalg.solve(low.T, np.linalg.solve(low, -g))
 
 
-def _dense_one_block(part: Partition, jac: np.ndarray) -> np.ndarray:
-    """``J^T J`` of a single residual block, shape (n_free, n_free)."""
+def _dense_one_block(part: Partition, jac: np.ndarray, r: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``(J^T J, J^T r)`` of a single residual block, shapes (n_free, n_free), (n_free,)."""
     deps = part.blocks[0].deps
     if deps.size == part.n_free and np.array_equal(deps, np.arange(part.n_free)):
-        return jac.T @ jac
-    h = np.zeros((part.n_free, part.n_free))
+        return jac.T @ jac, jac.T @ r
+    h, g = np.zeros((part.n_free, part.n_free)), np.zeros(part.n_free)
     h[np.ix_(deps, deps)] = jac.T @ jac
-    return h
+    g[deps] = jac.T @ r
+    return h, g
 
 
 @dataclass(frozen=True)
@@ -312,7 +314,9 @@ class _Point:
     system: NormalSystem | None
     cost: float
     scale: np.ndarray
-    dense: np.ndarray | None = None  # J^T J when the provider solves densely
+    dense: np.ndarray | None = None  # J^T J when the provider solves densely (system None)
+    grad: np.ndarray | None = None  # J^T r then
+    jacs: tuple[np.ndarray, ...] = ()  # the Jacobian blocks then (for outcome)
 
 
 class SerialBlocks:
@@ -359,13 +363,17 @@ class SerialBlocks:
     def _at(self, theta: np.ndarray, resids: tuple[np.ndarray, ...], cost: float,
             scale: np.ndarray | None) -> _Point:
         jacs = self.jac(theta)
+        if self.dense:  # one small block: the normal equations as one dense system
+            h, g = _dense_one_block(self.part, jacs[0], resids[0])
+            diag = np.diag(h).copy()
+            scale = initial_scale(diag) if scale is None else np.maximum(scale, diag)
+            return _Point(theta, resids, None, cost, scale, h, g, tuple(jacs))
         system = assemble(self.part, jacs, resids)
         if self.projection is not None:
             system = self.projection.pin(system)
         diag = system.diagonal(self.part)
         scale = initial_scale(diag) if scale is None else np.maximum(scale, diag)
-        return _Point(theta, resids, system, cost, scale,
-                      _dense_one_block(self.part, jacs[0]) if self.dense else None)
+        return _Point(theta, resids, system, cost, scale)
 
     def start(self, theta: np.ndarray, scale: np.ndarray | None) -> float:
         theta, resids = self._resids(theta)
@@ -376,16 +384,19 @@ class SerialBlocks:
 
     def gradient_max(self, mu: float, cost: float) -> float:
         cur = self._current()
+        if cur.dense is not None and cur.grad is not None:
+            self._g = cur.grad
+            return scaled_gradient_max(cur.grad, np.diag(cur.dense), cost)
         assert cur.system is not None
         self._g, gmax = gradient_and_max(self.part, cur.system, cost)
         return gmax
 
     def propose(self, mu: float) -> tuple[float, float]:
         cur = self._current()
-        assert cur.system is not None
         if cur.dense is not None:
             delta = solve_dense(cur.dense, self._g, mu, cur.scale)
         else:
+            assert cur.system is not None
             delta = solve_damped(self.part, cur.system, mu, cur.scale)
         if self.projection is not None:
             delta[self.projection.pinned] = 0.0
@@ -411,9 +422,12 @@ class SerialBlocks:
 
     def outcome(self) -> tuple[np.ndarray, tuple[np.ndarray, ...], NormalSystem, float, None]:
         cur = self._current()
-        assert cur.system is not None
-        system = cur.system if self.projection is None else self.projection.full_system(
-            cur.theta, cur.resids)
+        if cur.dense is not None:
+            system = assemble(self.part, cur.jacs, cur.resids)
+        else:
+            assert cur.system is not None
+            system = cur.system if self.projection is None else self.projection.full_system(
+                cur.theta, cur.resids)
         return cur.theta, cur.resids, system, cur.cost, None
 
     def _current(self) -> _Point:
