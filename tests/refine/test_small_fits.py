@@ -178,3 +178,30 @@ def test_solve_linear_matches_a_brute_force_active_set():
         if np.all(sol[mask] >= -1e-12):
             best = min(best, float(np.sum((a @ sol - b) ** 2)))
     np.testing.assert_allclose(np.sum((a @ c - b) ** 2), best, rtol=1e-12)
+
+
+def test_copied_block_values_are_the_cores_values_bitwise():
+    x, y = _curve()
+    jr = JointRefinement()
+    for name in ("p", "q"):
+        jr.add(Dataset(x, y, sigma=0.05, name=name), _peak)
+    jr.shared("cen", 0.2)
+    jr.shared("wid", 1.1)
+    jr.local("amp", {"p": 2.0, "q": 3.0})
+    jr.local("b0", 0.1)
+    jr.local("b1", 0.0, fixed=True)
+    jr.registry.tie("q.b0", "p.b0")
+    prob = jr.compile()
+    assert all(b.copy_src is not None for b in prob.blocks)
+    theta = prob.layout.theta0 + np.linspace(0.1, 0.7, prob.layout.n_free)
+    flat = prob.layout.flatten(prob.layout.unpack(theta))
+    for b, v in zip(prob.blocks, prob._block_values(theta)):
+        np.testing.assert_array_equal(v, flat[b.elem_idx])
+    # an affine relation is arithmetic: sliced from the core's values instead
+    jr.registry.linear("q.amp", [(2.0, "p.amp")], offset=0.5)
+    prob = jr.compile()
+    assert any(b.copy_src is None for b in prob.blocks)
+    theta = prob.layout.theta0 + 0.1
+    flat = prob.layout.flatten(prob.layout.unpack(theta))
+    for b, v in zip(prob.blocks, prob._block_values(theta)):
+        np.testing.assert_array_equal(v, flat[b.elem_idx])

@@ -68,6 +68,8 @@ class ModelBlock:
     stacked: bool = False  # complex step: all steps in one call (scalar values broadcast)
     columns: tuple[str, ...] | None = None  # names of the columns of a 2-D x
     tie_map: np.ndarray | None = None  # constant d values[elem] / d free values[deps]
+    copy_src: np.ndarray | None = None  # per used value, the theta entry it copies (or -1)
+    copy_const: np.ndarray | None = None  # the constant values (where copy_src is -1)
 
     @property
     def name(self) -> str:
@@ -218,16 +220,31 @@ class Problem:
         self._last[:] = [(theta.copy(), values, flat)]
         return values, flat
 
+    def _block_values(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Each block's used values at ``theta``.
+
+        When every used value is a constant or an exact copy of one theta entry (plain shared,
+        local, tied or fixed parameters without bounds: the core's ``0 + 1.0 * theta_j``),
+        they are copied from ``theta`` directly, the same numbers without the full unpack;
+        otherwise they are sliced from the core's flat values.
+        """
+        if all(b.copy_src is not None for b in self.blocks):
+            theta = np.asarray(theta, dtype=float)
+            return [np.where(b.copy_src >= 0, theta[b.copy_src], b.copy_const)
+                    for b in self.blocks]
+        flat = self._values_flat(theta)[1]
+        return [flat[b.elem_idx] for b in self.blocks]
+
     def y_calcs(self, theta: np.ndarray) -> list[np.ndarray]:
         """Model curves at the used points of each dataset."""
-        flat = self._values_flat(theta)[1]
-        return [b.y_calc(flat[b.elem_idx]) for b in self.blocks]
+        return [b.y_calc(v) for b, v in zip(self.blocks, self._block_values(theta))]
 
     def residuals(self, theta: np.ndarray) -> list[np.ndarray]:
         """Weighted residual blocks ``sqrt(w) (y_calc - y)`` (+ restraint residuals)."""
-        values, flat = self._values_flat(theta)
-        out = [b.sqrt_w * (b.y_calc(flat[b.elem_idx]) - b.y) for b in self.blocks]
+        out = [b.sqrt_w * (b.y_calc(v) - b.y)
+               for b, v in zip(self.blocks, self._block_values(theta))]
         if self.n_restraint_rows:
+            values = self._values_flat(theta)[0]
             out.append(np.asarray(self.layout.restraint_residuals(values), dtype=float))
         return out
 
@@ -235,11 +252,10 @@ class Problem:
         """Per block ``d r_k / d theta[deps_k]``, shape (n_k, len(deps_k))."""
         theta = np.asarray(theta, dtype=float)
         maps = self._value_maps(theta)  # d values / d theta: the core's tie map
-        flat = self._values_flat(theta)[1]
         out = []
-        for b, sub in zip(self.blocks, maps):
-            jv = b.value_jacobian(flat[b.elem_idx])
-            _check_jacobian(b, jv, flat[b.elem_idx])
+        for b, sub, v in zip(self.blocks, maps, self._block_values(theta)):
+            jv = b.value_jacobian(v)
+            _check_jacobian(b, jv, v)
             out.append(b.sqrt_w[:, None] * (jv @ sub))
         if self.n_restraint_rows:
             out.append(self.restraint_jac @ maps[-1])
@@ -594,9 +610,29 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution],
     if tie is not None:
         for b, m in zip(blocks, tie.maps):
             object.__setattr__(b, "tie_map", m)
+            sel = _copies(m, b.deps, flat0[b.elem_idx], layout.theta0) if tie.identity else None
+            if sel is not None:
+                object.__setattr__(b, "copy_src", sel[0])
+                object.__setattr__(b, "copy_const", sel[1])
         tie = TieMap((), tie.maps[-1] if r_names else None, tie.identity)
     return Problem(layout, tuple(blocks), r_deps.astype(np.intp), r_elem, r_names, r_jac, part,
                    tie)
+
+
+def _copies(m: np.ndarray, deps: np.ndarray, v0: np.ndarray, theta0: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(source theta index or -1, constants)`` when each used value (row of the constant map
+    ``m``) is a constant (zero row) or an exact copy of one theta entry (one entry 1.0, equal
+    at the start); None otherwise (affine or summed values)."""
+    nz = m != 0
+    one = nz.any(axis=1)
+    if np.any(nz.sum(axis=1) > 1) or not np.all(m[nz] == 1.0):
+        return None
+    src = np.full(v0.size, -1, dtype=np.intp)
+    src[one] = deps[np.argmax(nz[one], axis=1)]
+    if not np.array_equal(v0[one], theta0[src[one]]):
+        return None
+    return src, np.where(one, 0.0, v0)
 
 
 DENSE_TIE_MAP = 100_000
