@@ -11,6 +11,7 @@ it sums per-element gradients (:meth:`Layout.pool_grad`) and per-element suffici
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -210,9 +211,9 @@ class Layout:
             if n in derived:
                 todo.extend(derived[n].deps)
                 continue
-            off, size = self._offsets[n], int(np.prod(self.shapes[n], dtype=int))
-            rows = self._a_csr[off:off + size]
-            for z in np.unique(rows.indices):
+            off, size = self._offsets[n], math.prod(self.shapes[n])
+            ptr = self._a_csr.indptr  # the rows' column indices, without slicing the matrix
+            for z in np.unique(self._a_csr.indices[ptr[off]:ptr[off + size]]):
                 deps.update(self._z_theta[int(z)])
         return np.array(sorted(deps), dtype=np.intp)
 
@@ -243,9 +244,8 @@ class Layout:
         flat = self._flat_values(theta, be)
         values: dict[str, Any] = {}
         for name in self.names:
-            off = self._offsets[name]
-            size = int(np.prod(self.shapes[name], dtype=int))
-            values[name] = be.reshape(flat[off:off + size], self.shapes[name])
+            off, shape = self._offsets[name], self.shapes[name]
+            values[name] = be.reshape(flat[off:off + math.prod(shape)], shape)
         for rel in self._derived:
             out = rel.fn(*(values[d] for d in rel.deps))
             values[rel.target] = be.asarray(out) + be.zeros(self.shapes[rel.target])
@@ -608,7 +608,9 @@ class Layout:
         ----------
         theta : array, shape (n_free,)
         method : {None, "torch", "fd"}
-            ``None``: forward-mode autodiff (torch) with coloured tangents, or central
+            ``None``: without derived relations the exact product ``A dz/dtheta`` of the
+            affine tie map and the bound transforms' derivative (numpy, no autodiff); with
+            them forward-mode autodiff (torch) with coloured tangents, or central
             differences when a derived relation runs on numpy only. The colouring (free
             parameters no parameter depends on jointly share a tangent) is built once per
             layout.
@@ -620,13 +622,27 @@ class Layout:
         """
         from tiedsci.core.jacobian import JacobianPlan
 
+        if method is None and not self._derived:
+            # values = A z(theta) + b: the exact map is A dz/dtheta, no autodiff needed
+            theta = np.asarray(theta, dtype=float)
+            if self._blocks:
+                return sp.csr_matrix(self._a_csr @ self._dz_dtheta(theta))
+            # one theta entry per z slot: scale A's entries and relabel its columns
+            rows, cols, vals = self._dz_entries(theta)
+            col, val = np.zeros(self._n_z, dtype=np.intp), np.zeros(self._n_z)
+            for r, c, v in zip(rows, cols, vals):
+                col[r], val[r] = c, v
+            a = self._a_csr
+            return sp.csr_matrix((a.data * val[a.indices], col[a.indices], a.indptr),
+                                 shape=(self._n_elements, self.n_free))
         key = f"jacobian:{method}"
         if key not in self._cache:
             self._cache[key] = JacobianPlan.build(self, method)
         return self._cache[key](np.asarray(theta, dtype=float))
 
-    def _dz_dtheta(self, theta: np.ndarray) -> sp.csr_matrix:
-        """Derivative of the free group values ``z`` w.r.t. theta, shape (n_z, n_free)."""
+    def _dz_entries(self, theta: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray],
+                                                      list[np.ndarray]]:
+        """``(rows, cols, vals)`` of ``dz/dtheta`` for the element-wise transforms."""
         st, sz = self._slot_theta, self._slot_z
         t = {k: theta[st[k]] for k in st}
         s = 1.0 / (1.0 + np.exp(-t["interval"]))
@@ -634,6 +650,11 @@ class Layout:
         cols = [st["identity"], st["lower"], st["upper"], st["interval"]]
         vals = [np.ones(st["identity"].size), np.exp(t["lower"]), -np.exp(t["upper"]),
                 (self._slot_hi["interval"] - self._slot_lo["interval"]) * s * (1 - s)]
+        return rows, cols, vals
+
+    def _dz_dtheta(self, theta: np.ndarray) -> sp.csr_matrix:
+        """Derivative of the free group values ``z`` w.r.t. theta, shape (n_z, n_free)."""
+        rows, cols, vals = self._dz_entries(theta)
         for blk in self._blocks:
             if blk.k == 1:
                 continue
@@ -709,8 +730,11 @@ class Layout:
             cov_free = np.full((n, n), np.nan)
         else:
             dv = self.jacobian(theta)
+            if self._n_elements * n <= 4096:  # small: dense products are cheaper
+                dv = dv.toarray()
             a = dv @ cov_theta
-            var = np.clip(np.asarray(dv.multiply(a).sum(axis=1)).ravel(), 0.0, None)
+            prod = dv * a if isinstance(dv, np.ndarray) else dv.multiply(a)
+            var = np.clip(np.asarray(prod.sum(axis=1)).ravel(), 0.0, None)
             sub = dv[self._free_rep]
             cov_rows = np.asarray(sub @ (sub @ cov_theta).T)
             cov_free = 0.5 * (cov_rows + cov_rows.T)

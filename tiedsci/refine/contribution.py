@@ -34,18 +34,22 @@ class Contribution:
     model : callable
         ``model(values, x) -> y_calc``: ``values`` a :class:`ScopedValues` mapping, ``x`` the
         used abscissae, shape (n_obs,) (or :class:`~tiedsci.refine.data.Columns` for a
-        multi-column dataset: ``x["t"]``); returns shape (n_obs,). The model is run on torch
-        tensors (exact autodiff Jacobians) when it can be, else on numpy arrays with finite
-        differences. Write it once for both with ``xp = tiedsci.backends.namespace_of(x)``
+        multi-column dataset: ``x["t"]``); returns shape (n_obs,). A small model (at most 16
+        values, 20,000 points) that runs on numpy gets exact Jacobians by the complex step
+        (checked once against differences; a model not analytic in its values, e.g. ``abs``
+        of a parameter, fails the check), others run on torch tensors (exact autodiff) when
+        they can, else on numpy arrays with finite differences. Write it once for both with
+        ``xp = tiedsci.backends.namespace_of(x)``
         (``xp.exp``, ``xp.sin``, ``xp.arctan``, ``xp.pow``, ``xp.erf``, ``xp.where`` ...), or
         with torch operations only.
     uses : sequence of str, optional
         Names the model reads (short or full). By default they are recorded by calling the model
-        once on torch tensors of the initial values (on numpy arrays if it cannot run on
-        tensors).
+        once on numpy arrays of the initial values (on torch tensors if it cannot run on
+        numpy).
     jac : "auto", "torch", "fd" or callable
         How the Jacobian of ``y_calc`` with respect to the used values is obtained. ``"auto"``
-        tries torch autodiff and falls back to finite differences when the model is numpy-only.
+        uses the complex step for a small numpy-runnable model that passes its check, else
+        torch autodiff, and falls back to finite differences when the model is numpy-only.
         A callable ``jac(values, x) -> {name: array of shape (n_obs, *param_shape)}`` gives it
         analytically (numpy inputs).
     weight : float

@@ -150,7 +150,8 @@ class JointRefinement:
             optimizer: str = "tiedsci", method: str = "leastsq", scale_covar: bool = True,
             ftol: float = 1e-14, xtol: float = 1e-10, gtol: float = 1e-10,
             max_nfev: int | None = None, damping: str = "trust-region",
-            linear: Sequence[str] | None = None, on_singular: str = "raise",
+            linear: Sequence[str] | None = None,
+            nonnegative: Sequence[str] | None = None, on_singular: str = "raise",
             raise_on_failure: bool = False, executor: Any = None, client: Any = None,
             n_batches: int | None = None, callback: Callable[[int, float], None] | None = None,
             checkpoint: str | os.PathLike[str] | Callable[[dict[str, Any]], None] | None = None,
@@ -182,6 +183,12 @@ class JointRefinement:
             ``<dataset>.A1``): eliminated exactly at every point by variable projection
             (:mod:`tiedsci.refine.varpro`; serial, unbounded local parameters, no
             restraints). Their esds come from the full covariance.
+        nonnegative : sequence of str, optional
+            Linear parameters (named as in ``linear``, which they join) constrained to
+            ``>= 0``: projected out by NNLS (Lawson-Hanson active set,
+            :func:`scipy.optimize.nnls`) at every point. Those NNLS puts at 0 are listed in
+            ``result.at_bounds`` (``"lower"``) with esd NaN; the other esds are conditional on
+            them being 0 (see :mod:`tiedsci.refine.varpro`).
         on_singular : "raise" or "warn"
             A singular normal matrix at the optimum raises :class:`SingularMatrixError`
             (naming the dependent parameters; the result is in its ``result`` attribute), or
@@ -227,7 +234,9 @@ class JointRefinement:
         _check_tolerances(ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
         opts = dict(optimizer=optimizer, method=method, scale_covar=scale_covar, ftol=ftol,
                     xtol=xtol, gtol=gtol, max_nfev=max_nfev, damping=damping,
-                    linear=tuple(linear) if linear else None, optimizer_kws=optimizer_kws,
+                    linear=tuple(linear) if linear else None,
+                    nonnegative=tuple(nonnegative) if nonnegative else None,
+                    optimizer_kws=optimizer_kws,
                     executor=executor, client=client, n_batches=n_batches, callback=callback)
         stages = [st if isinstance(st, Stage) else Stage(**st) for st in stages or ()]
         run = _Checkpoints(checkpoint, resume, self._fingerprint(stages, opts)
@@ -297,6 +306,8 @@ class JointRefinement:
         parts += [repr(list(stages)), *(repr(opts[k]) for k in (
             "optimizer", "method", "scale_covar", "ftol", "xtol", "gtol", "max_nfev",
             "damping", "linear"))]
+        if opts["nonnegative"]:
+            parts.append(repr(opts["nonnegative"]))
         return fingerprint(parts)
 
 
@@ -456,6 +467,7 @@ def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "
                 scale_covar: bool = True, ftol: float = 1e-14, xtol: float = 1e-10,
                 gtol: float = 1e-10, max_nfev: int | None = None,
                 damping: str = "trust-region", linear: Sequence[str] | None = None,
+                nonnegative: Sequence[str] | None = None,
                 optimizer_kws: Mapping[str, Any] | None = None,
                 stage_name: str | None = None, executor: Any = None, client: Any = None,
                 n_batches: int | None = None,
@@ -476,8 +488,10 @@ def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "
     if distributed and optimizer != "tiedsci":
         raise ValueError(f"executor=/client= need optimizer='tiedsci', got "
                          f"optimizer={optimizer!r}")
-    if linear and (distributed or optimizer != "tiedsci"):
-        raise ValueError("linear= (variable projection) needs the serial tiedsci optimizer")
+    if (linear or nonnegative) and (distributed or optimizer != "tiedsci"):
+        raise ValueError("linear=/nonnegative= (variable projection) needs the serial tiedsci "
+                         "optimizer")
+    held = np.zeros(0, dtype=np.intp)  # NNLS active set at the end
     if start is not None:
         if optimizer != "tiedsci":
             raise ValueError("resuming from an LM state needs optimizer='tiedsci'")
@@ -500,10 +514,8 @@ def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "
         if callback is not None:
             def lm_callback(n_iter: int, cost: float) -> None:
                 callback(n_iter, 2.0 * cost)
-        if linear:
-            from tiedsci.refine.varpro import linear_columns, varpro_provider
-
-            provider: Any = varpro_provider(problem, linear_columns(problem, linear))
+        if linear or nonnegative:
+            provider: Any = _varpro(problem, linear or (), nonnegative or ())
         elif distributed:
             provider = _provider(problem, executor, client, n_batches)
         else:
@@ -513,8 +525,31 @@ def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "
             ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev, damping=damping,
             callback=lm_callback,
             start=start, on_accept=on_accept)
+        if nonnegative:
+            held = provider.projection.active(outcome.theta)
     return build_result(problem, outcome, optimizer=optimizer, scale_covar=scale_covar,
-                        y_calcs=outcome.y_calcs)
+                        y_calcs=outcome.y_calcs, held=held)
+
+
+def _varpro(problem: Problem, linear: Sequence[str], nonnegative: Sequence[str]) -> Any:
+    """The variable-projection provider; ``nonnegative`` names join ``linear``."""
+    from tiedsci.refine.varpro import linear_columns, nonnegative_masks, varpro_provider
+
+    cols = linear_columns(problem, tuple(dict.fromkeys((*linear, *nonnegative))))
+    masks = nonnegative_masks(problem, cols, nonnegative) if nonnegative else None
+    return varpro_provider(problem, cols, masks)
+
+
+def _set_held_nan(layout: Layout, variances: dict[str, np.ndarray], cov_free: np.ndarray,
+                  on_zero: np.ndarray) -> None:
+    """NaN (in place) for the variances and covariance rows of free parameters held at 0."""
+    cov_free[on_zero, :] = np.nan
+    cov_free[:, on_zero] = np.nan
+    for j in np.flatnonzero(on_zero):
+        name, _, idx = layout.free_names[j].partition("[")
+        var = np.array(variances[name], dtype=float)
+        var[tuple(int(i) for i in idx.rstrip("]").split(",")) if idx else ()] = np.nan
+        variances[name] = var
 
 
 def _provider(problem: Problem, executor: Any, client: Any, n_batches: int | None) -> Any:
@@ -525,12 +560,14 @@ def _provider(problem: Problem, executor: Any, client: Any, n_batches: int | Non
 
 
 def build_result(problem: Problem, outcome: LMOutcome, *, optimizer: str,
-                 scale_covar: bool, y_calcs: Sequence[np.ndarray] | None = None
-                 ) -> RefinementResult:
+                 scale_covar: bool, y_calcs: Sequence[np.ndarray] | None = None,
+                 held: np.ndarray | None = None) -> RefinementResult:
     """Statistics, covariance and diagnostics at the optimum.
 
     ``y_calcs`` (model curves at ``outcome.theta``, one per dataset) are computed when not
-    given (a distributed fit brings them back from the workers).
+    given (a distributed fit brings them back from the workers). ``held`` are theta indices
+    held at a constraint (non-negative linear parameters NNLS put at 0; their Jacobian
+    columns in ``outcome.system`` are zero): reported at their lower bound with esd NaN.
     """
     layout = problem.layout
     theta = outcome.theta
@@ -558,19 +595,32 @@ def build_result(problem: Problem, outcome: LMOutcome, *, optimizer: str,
     dead = no_influence(outcome.system.diagonal(problem.partition), theta,
                         float(np.sqrt(redchi)) if np.isfinite(redchi) else 0.0)
     dead &= layout.at_bounds(theta) == 0  # a bound hit is reported as such, not as dead
+    on_zero = np.zeros(layout.n_free, dtype=bool)
+    if held is not None:
+        on_zero[np.asarray(held, dtype=np.intp)] = True
+    dead &= ~on_zero
     info = invert_blocks(problem.partition, outcome.system, dead=dead)
     if info is None:  # singular or ill-posed somewhere: the dense matrix names the culprits
         info = invert_normal(dense_normal(problem.partition, outcome.system), layout.free_names,
                              dead=dead)
+    if info.cov_theta is not None and on_zero.any():  # held at 0: propagate as fixed
+        cov = info.cov_theta.copy()
+        cov[on_zero, :] = 0.0
+        cov[:, on_zero] = 0.0
+        info = type(info)(cov, info.singular)
     n = layout.n_free
     factor = redchi if (scale_covar and np.isfinite(redchi)) else 1.0
     variances, cov_free = layout.propagate_covariance(info.cov_theta, theta)
+    if on_zero.any():  # ... then no Gaussian esd for them
+        _set_held_nan(layout, variances, cov_free, on_zero)
     esd_u = {name: np.sqrt(v) for name, v in variances.items()}
     esd = {name: sd * np.sqrt(factor) for name, sd in esd_u.items()}
     d = np.sqrt(np.diag(cov_free))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov_free / np.outer(d, d)
-    hits = tuple(bound_hits(layout, theta))
+    hits = tuple(sorted(bound_hits(layout, theta) + [
+        (layout.free_names[j], "lower") for j in np.flatnonzero(on_zero)],
+        key=lambda hit: layout.free_names.index(hit[0])))
     warns = [] if outcome.converged else [outcome.message]  # why it stopped comes first
     if hits:
         warns.append("parameters at a bound (esd not meaningful): "

@@ -9,8 +9,10 @@ theta entries each block depends on.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,9 @@ from tiedsci.errors import DeclarationError, ModelError
 from tiedsci.refine.contribution import Contribution, ScopedValues, resolve_name
 from tiedsci.refine.data import model_x
 from tiedsci.refine.jacobian import (
+    complex_step_agrees,
+    jacobian_complex,
+    jacobian_complex_stacked,
     jacobian_copies,
     jacobian_fd,
     jacobian_pointwise,
@@ -45,7 +50,7 @@ class ModelBlock:
     x, y, sqrt_w : ndarray, shape (n_obs,)
         The used points and ``sqrt(weight * w)``.
     mode : str
-        ``"torch"``, ``"fd"`` or ``"analytic"``.
+        ``"torch"``, ``"complex"`` (complex step on numpy), ``"fd"`` or ``"analytic"``.
     """
 
     contribution: Contribution
@@ -60,8 +65,11 @@ class ModelBlock:
     all_names: tuple[str, ...]
     pointwise: bool = False
     copies: bool = False
+    stacked: bool = False  # complex step: all steps in one call (scalar values broadcast)
     columns: tuple[str, ...] | None = None  # names of the columns of a 2-D x
     tie_map: np.ndarray | None = None  # constant d values[elem] / d free values[deps]
+    copy_src: np.ndarray | None = None  # per used value, the theta entry it copies (or -1)
+    copy_const: np.ndarray | None = None  # the constant values (where copy_src is -1)
 
     @property
     def name(self) -> str:
@@ -70,8 +78,9 @@ class ModelBlock:
     def _split(self, v: Any) -> dict[str, Any]:
         out, o = {}, 0
         for n, shp in zip(self.names, self.shapes):
-            size = int(np.prod(shp, dtype=int))
-            out[n] = v[o:o + size].reshape(shp)
+            size = math.prod(shp)
+            out[n] = v[o] if not shp and not hasattr(v, "detach") else \
+                v[o:o + size].reshape(shp)
             o += size
         return out
 
@@ -82,6 +91,13 @@ class ModelBlock:
     def _call_copies(self, vb: Any, x: Any) -> Any:
         """The model on per-point copies of scalar values, ``vb`` of shape (n_points, m)."""
         parts = {n: vb[:, k] for k, n in enumerate(self.names)}
+        return self.contribution.model(ScopedValues(parts, self.name, self.all_names),
+                                       model_x(x, self.columns))
+
+    def _call_stacked(self, vb: Any, x: Any) -> Any:
+        """The model on a stack of value vectors, ``vb`` of shape (k, m) (scalar values only):
+        value ``i`` is the column ``vb[:, i:i+1]``, so the output has shape (k, n_points)."""
+        parts = {n: vb[:, k:k + 1] for k, n in enumerate(self.names)}
         return self.contribution.model(ScopedValues(parts, self.name, self.all_names),
                                        model_x(x, self.columns))
 
@@ -112,6 +128,11 @@ class ModelBlock:
             if self.pointwise:
                 return jacobian_pointwise(self._call, v, xt)
             return jacobian_torch(lambda vt: self._call(vt, xt), v)
+        if self.mode == "complex":
+            if self.stacked:
+                return jacobian_complex_stacked(lambda vb: self._call_stacked(vb, self.x), v,
+                                                self.x.shape[0])
+            return jacobian_complex(lambda vv: self._call(vv, self.x), v, self.x.shape[0])
         if self.mode == "fd":
             return jacobian_fd(lambda vv: self._call(vv, self.x), v)
         parts = self._split(v)
@@ -159,6 +180,7 @@ class Problem:
     restraint_jac: np.ndarray  # d restraint residuals / d restrained elements (constant)
     partition: Partition
     tie_map: TieMap | None = None  # constant d values / d free values (no derived relation)
+    _last: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     def _value_maps(self, theta: np.ndarray) -> list[np.ndarray]:
         """Per block (then restraints) dense ``d values[elem] / d theta[deps]``: the core's
@@ -186,17 +208,43 @@ class Problem:
         """Full numpy values at ``theta``."""
         return self.layout.unpack(np.asarray(theta, dtype=float))
 
+    def _values_flat(self, theta: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """``(values, flat values)`` at ``theta``; the last pair is kept, as the Jacobian is
+        asked for at the point whose residuals were just evaluated."""
+        theta = np.asarray(theta, dtype=float)
+        entry = self._last[0] if self._last else None
+        if entry is not None and np.array_equal(entry[0], theta):
+            return entry[1], entry[2]
+        values = self.values(theta)
+        flat = self.layout.flatten(values)
+        self._last[:] = [(theta.copy(), values, flat)]
+        return values, flat
+
+    def _block_values(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Each block's used values at ``theta``.
+
+        When every used value is a constant or an exact copy of one theta entry (plain shared,
+        local, tied or fixed parameters without bounds: the core's ``0 + 1.0 * theta_j``),
+        they are copied from ``theta`` directly, the same numbers without the full unpack;
+        otherwise they are sliced from the core's flat values.
+        """
+        if all(b.copy_src is not None for b in self.blocks):
+            theta = np.asarray(theta, dtype=float)
+            return [np.where(b.copy_src >= 0, theta[b.copy_src], b.copy_const)
+                    for b in self.blocks]
+        flat = self._values_flat(theta)[1]
+        return [flat[b.elem_idx] for b in self.blocks]
+
     def y_calcs(self, theta: np.ndarray) -> list[np.ndarray]:
         """Model curves at the used points of each dataset."""
-        flat = self.layout.flatten(self.values(theta))
-        return [b.y_calc(flat[b.elem_idx]) for b in self.blocks]
+        return [b.y_calc(v) for b, v in zip(self.blocks, self._block_values(theta))]
 
     def residuals(self, theta: np.ndarray) -> list[np.ndarray]:
         """Weighted residual blocks ``sqrt(w) (y_calc - y)`` (+ restraint residuals)."""
-        values = self.values(theta)
-        flat = self.layout.flatten(values)
-        out = [b.sqrt_w * (b.y_calc(flat[b.elem_idx]) - b.y) for b in self.blocks]
+        out = [b.sqrt_w * (b.y_calc(v) - b.y)
+               for b, v in zip(self.blocks, self._block_values(theta))]
         if self.n_restraint_rows:
+            values = self._values_flat(theta)[0]
             out.append(np.asarray(self.layout.restraint_residuals(values), dtype=float))
         return out
 
@@ -204,11 +252,10 @@ class Problem:
         """Per block ``d r_k / d theta[deps_k]``, shape (n_k, len(deps_k))."""
         theta = np.asarray(theta, dtype=float)
         maps = self._value_maps(theta)  # d values / d theta: the core's tie map
-        flat = self.layout.flatten(self.values(theta))
         out = []
-        for b, sub in zip(self.blocks, maps):
-            jv = b.value_jacobian(flat[b.elem_idx])
-            _check_jacobian(b, jv, flat[b.elem_idx])
+        for b, sub, v in zip(self.blocks, maps, self._block_values(theta)):
+            jv = b.value_jacobian(v)
+            _check_jacobian(b, jv, v)
             out.append(b.sqrt_w[:, None] * (jv @ sub))
         if self.n_restraint_rows:
             out.append(self.restraint_jac @ maps[-1])
@@ -244,10 +291,13 @@ def _probe(contribution: Contribution, layout: Layout, values0: dict[str, np.nda
            ) -> tuple[tuple[str, ...], str | None]:
     """The full names a model reads and, when found on the way, its Jacobian mode.
 
-    Without ``uses``, the model is run once on torch tensors (unless ``jac`` is ``"fd"`` or a
-    callable) and the names it reads are recorded; a model that cannot run on tensors is run
-    on numpy arrays instead (mode ``"fd"``). Returns ``(names, mode or None)``; None leaves the
-    mode to :func:`_pick_mode`.
+    Without ``uses``, the model is run once and the names it reads are recorded: with
+    ``jac="auto"`` first on numpy arrays (a model that returns a numpy array there leaves its
+    mode to :func:`_pick_mode`: complex step when small, else torch or differences); a model
+    that cannot run on numpy (torch operations) is then run on torch tensors (mode
+    ``"torch"``), as is every model with ``jac="torch"``; a model that runs on neither raises
+    its own error from the numpy call (mode ``"fd"``). Returns ``(names, mode or None)``;
+    None leaves the mode to :func:`_pick_mode`.
     """
     prefix = contribution.name
     if contribution.uses is not None:
@@ -257,6 +307,10 @@ def _probe(contribution: Contribution, layout: Layout, values0: dict[str, np.nda
     x = ds.x[ds.used]
     cols = ds.columns
     jac = contribution.jac
+    if jac == "auto":
+        names = _record_numpy(contribution, layout, values0, x, cols)
+        if names is not None:
+            return names, None
     if not callable(jac) and jac != "fd":
         names = _record_torch(contribution, layout, values0, x, cols)
         if names is not None:
@@ -267,6 +321,22 @@ def _probe(contribution: Contribution, layout: Layout, values0: dict[str, np.nda
     contribution.model(ScopedValues(values0, prefix, layout.names, record), model_x(x, cols))
     return tuple(n for n in layout.names if n in record), (
         "analytic" if callable(jac) else "fd")
+
+
+def _record_numpy(contribution: Contribution, layout: Layout, values0: dict[str, np.ndarray],
+                  x: np.ndarray, columns: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Names read by a model run on numpy arrays, or None when it does not give an array of
+    numbers there (it raised, or it returned a tensor)."""
+    record: set[str] = set()
+    try:
+        with np.errstate(all="ignore"):
+            out = contribution.model(ScopedValues(values0, contribution.name, layout.names,
+                                                  record), model_x(x, columns))
+    except Exception:
+        return None
+    if not isinstance(out, (np.ndarray, float, int, np.number)):
+        return None
+    return tuple(n for n in layout.names if n in record)
 
 
 def _record_torch(contribution: Contribution, layout: Layout, values0: dict[str, np.ndarray],
@@ -311,6 +381,75 @@ def _pick_mode_failed(name: str, why: str) -> None:
         f"model of dataset {name!r} cannot run on torch tensors ({why}); write it with "
         "torch-compatible operations (tiedsci.backends.namespace_of(x) gives them for numpy "
         "and torch alike) or use jac='fd'")
+
+
+SMALL_VALUES = 16
+"""A model reading at most this many values (on at most :data:`SMALL_POINTS` points) gets its
+Jacobian by the complex step on numpy when that is exact for it (no torch per call)."""
+
+SMALL_POINTS = 20_000
+
+
+def _complex_step_kind(block: ModelBlock, v0: np.ndarray) -> bool | None:
+    """Can ``block`` take its Jacobian by the complex step: None (no), else whether in one
+    stacked call (:func:`~tiedsci.refine.jacobian.jacobian_complex_stacked`).
+
+    Only for a small block (at most :data:`SMALL_VALUES` values, :data:`SMALL_POINTS`
+    points) whose model runs on numpy; the complex-step Jacobian is checked once, at ``v0``,
+    against central differences on every used point: a model that is not analytic in its
+    values (abs, a cast to float) fails by whole columns and keeps torch.
+    """
+    n = block.x.shape[0]
+    if v0.size > SMALL_VALUES or n > SMALL_POINTS or v0.size == 0:
+        return None
+
+    def fn(v: np.ndarray) -> Any:
+        return block._call(v, block.x)
+
+    def real(v: np.ndarray) -> np.ndarray:
+        out = fn(v)
+        if not isinstance(out, (np.ndarray, float, int, np.number)):
+            raise TypeError("not a numpy result")
+        return np.broadcast_to(np.asarray(out, dtype=float), (n,))
+
+    stackable = all(shp == () for shp in block.shapes)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. ComplexWarning of a cast: caught below
+        try:
+            y = real(v0)
+        except Exception:
+            return None
+        if not np.all(np.isfinite(y)):
+            return None
+        if stackable and _stacked_agrees(block, v0, y):
+            return True
+        try:
+            return False if complex_step_agrees(jacobian_complex(fn, v0, n),
+                                                jacobian_fd(real, v0), y, v0) else None
+        except Exception:
+            return None
+
+
+def _stacked_agrees(block: ModelBlock, v0: np.ndarray, y: np.ndarray) -> bool:
+    """The stacked complex step against stacked central differences (one model call each).
+
+    Both are right only when each output row depends on its own row of values alone; the
+    mean of each pair of difference rows must also give back ``y`` (a model that mixes rows,
+    e.g. by a sum over them, fails one of the two tests)."""
+    n, m = block.x.shape[0], v0.size
+    h = 1e-6 * np.maximum(1.0, np.abs(v0))  # the steps of jacobian_fd
+    steps = np.concatenate([np.diag(h), -np.diag(h)])
+    try:
+        out = np.asarray(block._call_stacked(v0 + steps, block.x), dtype=float)
+        pm = np.broadcast_to(out, (2 * m, n))
+        j_fd = ((pm[:m] - pm[m:]) / (2.0 * h[:, None])).T
+        j_c = jacobian_complex_stacked(lambda vb: block._call_stacked(vb, block.x), v0, n)
+    except Exception:
+        return False
+    scale = float(np.abs(y).max(initial=0.0))
+    if not np.allclose(0.5 * (pm[:m] + pm[m:]), y, rtol=1e-8, atol=1e-8 * scale):
+        return False
+    return complex_step_agrees(j_c, j_fd, y, v0)
 
 
 def _pick_mode(block: ModelBlock, v0: np.ndarray) -> str:
@@ -434,12 +573,13 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution],
         # one probe per (model, jac option, short names): many datasets share one model
         key = (c.model, c.jac, c.pointwise, tuple(n.split(".")[-1] for n in used_names))
         if key not in seen:
-            mode = probed_mode or _pick_mode(block, v0)
+            kind = _complex_step_kind(block, v0) if (
+                probed_mode is None and c.jac == "auto") else None
+            mode = "complex" if kind is not None else (probed_mode or _pick_mode(block, v0))
             seen[key] = (mode, *(_pointwise_kind(block, v0) if mode == "torch" else
-                                 (False, False)))
-        object.__setattr__(block, "mode", seen[key][0])
-        object.__setattr__(block, "pointwise", seen[key][1])
-        object.__setattr__(block, "copies", seen[key][2])
+                                 (False, False)), bool(kind))
+        for attr, val in zip(("mode", "pointwise", "copies", "stacked"), seen[key]):
+            object.__setattr__(block, attr, val)
         y0 = block.y_calc(v0)
         bad = ~np.isfinite(y0)
         if bad.any():
@@ -470,30 +610,34 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution],
     if tie is not None:
         for b, m in zip(blocks, tie.maps):
             object.__setattr__(b, "tie_map", m)
+            sel = _copies(m, b.deps, flat0[b.elem_idx], layout.theta0) if tie.identity else None
+            if sel is not None:
+                object.__setattr__(b, "copy_src", sel[0])
+                object.__setattr__(b, "copy_const", sel[1])
         tie = TieMap((), tie.maps[-1] if r_names else None, tie.identity)
     return Problem(layout, tuple(blocks), r_deps.astype(np.intp), r_elem, r_names, r_jac, part,
                    tie)
 
 
-SMALL_LAYOUT = 64
-"""Up to this many values, ``d values / d theta`` at the start is assembled row by row from
-the core's exact numpy chain rule (``Layout.pool_grad``) instead of its autodiff plan."""
+def _copies(m: np.ndarray, deps: np.ndarray, v0: np.ndarray, theta0: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(source theta index or -1, constants)`` when each used value (row of the constant map
+    ``m``) is a constant (zero row) or an exact copy of one theta entry (one entry 1.0, equal
+    at the start); None otherwise (affine or summed values)."""
+    nz = m != 0
+    one = nz.any(axis=1)
+    if np.any(nz.sum(axis=1) > 1) or not np.all(m[nz] == 1.0):
+        return None
+    src = np.full(v0.size, -1, dtype=np.intp)
+    src[one] = deps[np.argmax(nz[one], axis=1)]
+    if not np.array_equal(v0[one], theta0[src[one]]):
+        return None
+    return src, np.where(one, 0.0, v0)
 
 
-def _value_jacobian0(layout: Layout) -> Any:
-    """``d values / d theta`` at ``theta0`` (sparse), exactly."""
-    import scipy.sparse as sp
-
-    if layout.n_values > SMALL_LAYOUT:
-        return layout.jacobian(layout.theta0)
-    rows = []
-    for name in layout.names:
-        shape = layout.shapes[name]
-        for k in range(layout.size(name)):
-            onehot = np.zeros(layout.size(name))
-            onehot[k] = 1.0
-            rows.append(layout.pool_grad({name: onehot.reshape(shape)}, layout.theta0))
-    return sp.csr_matrix(np.array(rows).reshape(layout.n_values, layout.n_free))
+DENSE_TIE_MAP = 100_000
+"""Up to this many entries, :meth:`TieMap.of` slices a dense copy of the core's map (faster
+than sparse slicing for small problems; the same numbers)."""
 
 
 @dataclass(frozen=True)
@@ -530,12 +674,18 @@ class TieMap:
         if layout.has_derived:
             layout.jacobian(layout.theta0)  # plan the core's general path once, here
             return None
-        dv0 = _value_jacobian0(layout)
-        d0 = layout.transform_derivative(layout.theta0)
-        t0 = d0.diagonal()
-        if (d0 - sp.diags(t0)).count_nonzero() or not np.all(np.isfinite(t0)) or \
-                np.any(t0 == 0):
-            return None
+        dv0 = layout.jacobian(layout.theta0)  # exact A dz/dtheta (no derived relation)
         identity = bool(layout.unbounded_mask().all())
+        if identity:
+            t0 = np.ones(layout.n_free)
+        else:
+            d0 = layout.transform_derivative(layout.theta0)
+            t0 = d0.diagonal()
+            if (d0 - sp.diags(t0)).count_nonzero() or not np.all(np.isfinite(t0)) or \
+                    np.any(t0 == 0):
+                return None
+        if layout.n_values * layout.n_free <= DENSE_TIE_MAP:  # small: slice a dense copy
+            a = dv0.toarray() * (1.0 / t0)
+            return cls(tuple(a[np.ix_(e, d)] for e, d in rows), None, identity)
         a = sp.csr_matrix(dv0 @ sp.diags(1.0 / t0))
         return cls(tuple(a[e][:, d].toarray() for e, d in rows), None, identity)

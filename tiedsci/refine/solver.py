@@ -36,6 +36,8 @@ __all__ = [
     "eliminate_locals",
     "back_substitute",
     "solve_damped",
+    "solve_dense",
+    "DENSE_MAX",
     "dense_normal",
     "gradient_and_max",
     "scaled_norms",
@@ -265,6 +267,44 @@ def scaled_norms(scale: np.ndarray, delta: np.ndarray, theta: np.ndarray) -> tup
     return float(np.linalg.norm(root * delta)), float(np.linalg.norm(root * theta))
 
 
+DENSE_MAX = 32
+""":class:`SerialBlocks` solves one dataset with at most this many free parameters as one
+dense system (numpy Cholesky): for small fits the block machinery costs more than it saves."""
+
+
+def solve_dense(h: np.ndarray, g: np.ndarray, mu: float, scale: np.ndarray) -> np.ndarray:
+    """Solve ``(h + mu diag(scale)) delta = -g`` by a dense Cholesky factorisation.
+
+    Parameters
+    ----------
+    h : ndarray, shape (n, n)
+        ``J^T J``.
+    g : ndarray, shape (n,)
+        ``J^T r``.
+    mu : float
+    scale : ndarray, shape (n,)
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        When the damped matrix is not positive definite.
+    """
+    low = np.linalg.cholesky(h + np.diag(mu * scale))
+    return np.linalg.solve(low.T, np.linalg.solve(low, -g))
+
+
+def _dense_one_block(part: Partition, jac: np.ndarray, r: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``(J^T J, J^T r)`` of a single residual block, shapes (n_free, n_free), (n_free,)."""
+    deps = part.blocks[0].deps
+    if deps.size == part.n_free and np.array_equal(deps, np.arange(part.n_free)):
+        return jac.T @ jac, jac.T @ r
+    h, g = np.zeros((part.n_free, part.n_free)), np.zeros(part.n_free)
+    h[np.ix_(deps, deps)] = jac.T @ jac
+    g[deps] = jac.T @ r
+    return h, g
+
+
 @dataclass(frozen=True)
 class _Point:
     """The serial provider's current or proposed point (replaced by one assignment)."""
@@ -274,6 +314,9 @@ class _Point:
     system: NormalSystem | None
     cost: float
     scale: np.ndarray
+    dense: np.ndarray | None = None  # J^T J when the provider solves densely (system None)
+    grad: np.ndarray | None = None  # J^T r then
+    jacs: tuple[np.ndarray, ...] = ()  # the Jacobian blocks then (for outcome)
 
 
 class SerialBlocks:
@@ -296,7 +339,9 @@ class SerialBlocks:
     Notes
     -----
     A damped step eliminates each block's local parameters (:func:`solve_damped`), so its
-    cost is linear in the number of blocks.
+    cost is linear in the number of blocks. One block with at most :data:`DENSE_MAX` free
+    parameters (a single small curve) is solved as one dense system instead
+    (:func:`solve_dense`): the same equations, without the per-block overhead.
     """
 
     def __init__(self, fun: Callable[[np.ndarray], Sequence[np.ndarray]],
@@ -307,6 +352,8 @@ class SerialBlocks:
         self._g = np.zeros(part.n_free)
         self._trial: tuple[np.ndarray, float] | None = None
         self._proposal: _Point | None = None
+        self.dense = (len(part.blocks) == 1 and part.n_free <= DENSE_MAX
+                      and projection is None)
 
     def _resids(self, theta: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         if self.projection is not None:
@@ -315,7 +362,13 @@ class SerialBlocks:
 
     def _at(self, theta: np.ndarray, resids: tuple[np.ndarray, ...], cost: float,
             scale: np.ndarray | None) -> _Point:
-        system = assemble(self.part, self.jac(theta), resids)
+        jacs = self.jac(theta)
+        if self.dense:  # one small block: the normal equations as one dense system
+            h, g = _dense_one_block(self.part, jacs[0], resids[0])
+            diag = np.diag(h).copy()
+            scale = initial_scale(diag) if scale is None else np.maximum(scale, diag)
+            return _Point(theta, resids, None, cost, scale, h, g, tuple(jacs))
+        system = assemble(self.part, jacs, resids)
         if self.projection is not None:
             system = self.projection.pin(system)
         diag = system.diagonal(self.part)
@@ -331,14 +384,20 @@ class SerialBlocks:
 
     def gradient_max(self, mu: float, cost: float) -> float:
         cur = self._current()
+        if cur.dense is not None and cur.grad is not None:
+            self._g = cur.grad
+            return scaled_gradient_max(cur.grad, np.diag(cur.dense), cost)
         assert cur.system is not None
         self._g, gmax = gradient_and_max(self.part, cur.system, cost)
         return gmax
 
     def propose(self, mu: float) -> tuple[float, float]:
         cur = self._current()
-        assert cur.system is not None
-        delta = solve_damped(self.part, cur.system, mu, cur.scale)
+        if cur.dense is not None:
+            delta = solve_dense(cur.dense, self._g, mu, cur.scale)
+        else:
+            assert cur.system is not None
+            delta = solve_damped(self.part, cur.system, mu, cur.scale)
         if self.projection is not None:
             delta[self.projection.pinned] = 0.0
         self._trial = (delta, mu)
@@ -363,9 +422,12 @@ class SerialBlocks:
 
     def outcome(self) -> tuple[np.ndarray, tuple[np.ndarray, ...], NormalSystem, float, None]:
         cur = self._current()
-        assert cur.system is not None
-        system = cur.system if self.projection is None else self.projection.full_system(
-            cur.theta, cur.resids)
+        if cur.dense is not None:
+            system = assemble(self.part, cur.jacs, cur.resids)
+        else:
+            assert cur.system is not None
+            system = cur.system if self.projection is None else self.projection.full_system(
+                cur.theta, cur.resids)
         return cur.theta, cur.resids, system, cur.cost, None
 
     def _current(self) -> _Point:

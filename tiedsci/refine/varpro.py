@@ -14,6 +14,18 @@ formula ``Cov(c_k) = s^2 (A_k^T A_k)^-1 + G_k Cov(t) G_k^T``, ``G_k = A_k^+ J_k`
 
 Each trial point costs one residual and one Jacobian evaluation (the linear columns at the new
 nonlinear values), each accepted one a second Jacobian (at the projected linear values).
+
+**Non-negative linear parameters** (``fit(nonnegative=[...])``): per block the linear problem
+``min |A c - b|`` with ``c_i >= 0`` for those parameters is solved exactly by the active-set
+NNLS of Lawson & Hanson (:func:`scipy.optimize.nnls`), after the unconstrained linear
+parameters of the block are projected out (``P_u A_n``, ``P_u b``). The parameters NNLS puts at
+0 (the *active set*, exactly 0.0) are held there: Kaufman's Jacobian projects with the free
+(unconstrained + passive) columns only, and the final covariance treats the active ones as
+fixed at 0. Their esd is reported as NaN (a one-sided bound has no Gaussian esd), they are
+listed in ``result.at_bounds`` as ``"lower"``, and every other esd is the one conditional on
+them being 0 (equal to the esds of a fit with those parameters fixed at 0). The reduced
+functional is only piecewise smooth where the active set changes; the LM loop's acceptance
+test keeps the iteration monotone across such changes.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import nnls
 
 from tiedsci.errors import DeclarationError
 from tiedsci.refine.problem import Problem
@@ -33,7 +46,8 @@ from tiedsci.refine.solver import (
     partition_blocks,
 )
 
-__all__ = ["VariableProjection", "linear_columns", "varpro_provider"]
+__all__ = ["VariableProjection", "linear_columns", "nonnegative_masks", "solve_linear",
+           "varpro_provider"]
 
 
 def linear_columns(problem: Problem, linear: Sequence[str]) -> list[np.ndarray]:
@@ -73,6 +87,38 @@ def linear_columns(problem: Problem, linear: Sequence[str]) -> list[np.ndarray]:
     return out
 
 
+def solve_linear(a: np.ndarray, b: np.ndarray, nonneg: np.ndarray) -> np.ndarray:
+    """``argmin |a c - b|`` with ``c[nonneg] >= 0``.
+
+    The unconstrained columns are projected out (QR), the non-negative ones solved by
+    :func:`scipy.optimize.nnls` on the projected problem, then the unconstrained ones by
+    least squares given those; without ``nonneg`` entries, plain least squares.
+
+    Parameters
+    ----------
+    a : ndarray, shape (n, m)
+    b : ndarray, shape (n,)
+    nonneg : ndarray of bool, shape (m,)
+
+    Returns
+    -------
+    ndarray, shape (m,)
+        Entries of the active set are exactly 0.0.
+    """
+    if not nonneg.any():
+        return np.linalg.lstsq(a, b, rcond=None)[0]
+    free = ~nonneg
+    an, bn = a[:, nonneg], b
+    if free.any():
+        q = np.linalg.qr(a[:, free])[0]
+        an, bn = an - q @ (q.T @ an), b - q @ (q.T @ b)
+    c = np.zeros(a.shape[1])
+    c[nonneg] = nnls(an, bn)[0]
+    if free.any():
+        c[free] = np.linalg.lstsq(a[:, free], b - a[:, nonneg] @ c[nonneg], rcond=None)[0]
+    return c
+
+
 @dataclass(frozen=True, eq=False)
 class VariableProjection:
     """The projection hooks of :class:`~tiedsci.refine.solver.SerialBlocks` (see the module
@@ -88,10 +134,13 @@ class VariableProjection:
         pinned (unit diagonal, zero step).
     pinned : ndarray of int
         theta indices of the linear parameters.
+    nonneg : list of bool arrays, optional
+        Per block, which of its linear parameters must be >= 0 (default: none).
     """
 
     problem: Problem
     linear: list[np.ndarray]
+    nonneg: list[np.ndarray] | None = None
     part: Partition = field(init=False)
     pinned: np.ndarray = field(init=False)
 
@@ -104,6 +153,20 @@ class VariableProjection:
                                 force_shared=pinned)
         object.__setattr__(self, "part", part)
         object.__setattr__(self, "pinned", pinned.astype(np.intp))
+        if self.nonneg is None:
+            object.__setattr__(self, "nonneg", [np.zeros(p.size, dtype=bool)
+                                                for p in self.linear])
+
+    def _mask(self, k: int) -> np.ndarray:
+        assert self.nonneg is not None
+        return self.nonneg[k]
+
+    def active(self, theta: np.ndarray) -> np.ndarray:
+        """theta indices of the non-negative linear parameters held at 0 (the NNLS active
+        set at ``theta``, a projected point)."""
+        out = [blk.deps[p][self._mask(k) & (theta[blk.deps[p]] == 0.0)]
+               for k, (blk, p) in enumerate(zip(self.problem.partition.blocks, self.linear))]
+        return np.concatenate(out).astype(np.intp) if out else np.zeros(0, dtype=np.intp)
 
     def project(self, theta: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """Linear parameters to their optimum for the nonlinear ones in ``theta``:
@@ -114,7 +177,12 @@ class VariableProjection:
             jacs = self.problem.jacobians(theta)
             for k, (jac, blk, p) in enumerate(zip(jacs, self.problem.partition.blocks,
                                                   self.linear)):
-                if p.size:
+                if p.size and self._mask(k).any():  # r = A c - b: NNLS for the new c
+                    c = theta[blk.deps[p]]
+                    c_new = solve_linear(jac[:, p], jac[:, p] @ c - resids[k], self._mask(k))
+                    theta[blk.deps[p]] = c_new
+                    resids[k] = resids[k] + jac[:, p] @ (c_new - c)
+                elif p.size:
                     dc = np.linalg.lstsq(jac[:, p], -resids[k], rcond=None)[0]
                     theta[blk.deps[p]] += dc
                     resids[k] = resids[k] + jac[:, p] @ dc
@@ -123,12 +191,16 @@ class VariableProjection:
         return theta, tuple(resids)
 
     def jacobians(self, theta: np.ndarray) -> list[np.ndarray]:
-        """Kaufman's projected Jacobian blocks ``J_k - A_k (A_k^+ J_k)`` over :attr:`part`."""
+        """Kaufman's projected Jacobian blocks ``J_k - A_k (A_k^+ J_k)`` over :attr:`part`
+        (``A_k`` the free linear columns: those of the NNLS active set are held at 0)."""
         out = []
-        for jac, p in zip(self.problem.jacobians(theta), self.linear):
+        held = self.active(np.asarray(theta, dtype=float))
+        for jac, blk, p in zip(self.problem.jacobians(theta), self.problem.partition.blocks,
+                               self.linear):
             jq = np.delete(jac, p, axis=1)
-            if p.size:
-                a = jac[:, p]
+            free = p[~np.isin(blk.deps[p], held)]
+            if free.size:
+                a = jac[:, free]
                 jq = jq - a @ np.linalg.lstsq(a, jq, rcond=None)[0]
             out.append(jq)
         return out
@@ -141,12 +213,30 @@ class VariableProjection:
         return NormalSystem(hss, system.gs, system.c, system.b, system.gl)
 
     def full_system(self, theta: np.ndarray, resids: tuple[np.ndarray, ...]) -> NormalSystem:
-        """The unprojected normal blocks (linear parameters as locals): the full covariance."""
-        return assemble(self.problem.partition, self.problem.jacobians(theta), resids)
+        """The unprojected normal blocks (linear parameters as locals): the full covariance.
+
+        The columns of the NNLS active set are zeroed: those parameters are held at 0, and
+        the covariance of the others is the one conditional on that."""
+        jacs = self.problem.jacobians(theta)
+        held = self.active(np.asarray(theta, dtype=float))
+        if held.size:
+            jacs = [j.copy() for j in jacs]
+            for j, blk in zip(jacs, self.problem.partition.blocks):
+                j[:, np.isin(blk.deps, held)] = 0.0
+        return assemble(self.problem.partition, jacs, resids)
 
 
-def varpro_provider(problem: Problem, linear: list[np.ndarray]) -> SerialBlocks:
+def nonnegative_masks(problem: Problem, linear: list[np.ndarray],
+                      nonnegative: Sequence[str]) -> list[np.ndarray]:
+    """Per block, which of its ``linear`` positions are among the ``nonnegative`` names
+    (resolved as :func:`linear_columns` does)."""
+    nn = linear_columns(problem, nonnegative)
+    return [np.isin(p, q) for p, q in zip(linear, nn)]
+
+
+def varpro_provider(problem: Problem, linear: list[np.ndarray],
+                    nonneg: list[np.ndarray] | None = None) -> SerialBlocks:
     """:class:`~tiedsci.refine.solver.SerialBlocks` with the ``linear`` columns
-    (:func:`linear_columns`) projected out."""
-    vp = VariableProjection(problem, linear)
+    (:func:`linear_columns`) projected out, those flagged in ``nonneg`` by NNLS."""
+    vp = VariableProjection(problem, linear, nonneg)
     return SerialBlocks(problem.residuals, vp.jacobians, vp.part, projection=vp)
