@@ -346,3 +346,20 @@ def soft_summary(layout: Layout, stats: SoftStats | None, values: Mapping[str, n
     if stats is not None:
         out.update(n_eff=stats.n_eff, dof=stats.dof, soft_penalty=stats.penalty)
     return out
+
+
+def soft_lines(soft: Mapping[str, Any]) -> list[str]:
+    """The report's soft-tie section (from ``RefinementResult.soft``)."""
+    lines = ["", f"soft ties (n_eff = {soft['n_eff']:.4g}; reduced chi2 on n_obs - n_eff):"]
+    learned = soft.get("learned", {})
+    for name, t in soft["ties"].items():
+        tau = learned.get("tau", {}).get(name)
+        spread = ("inf (untied; centre = members' mean)" if t["untied"] else
+                  f"{tau:.6g} (learned, REML)" if tau is not None else f"{t['spread']:.6g}")
+        centre = ", ".join(f"{c:.6g} +- {e:.2g}" for c, e in zip(t["centre"], t["centre_esd"]))
+        lines.append(f"  soft tie of {', '.join(t['members'])}: spread {spread}; "
+                     f"centre {name} = {centre}")
+    if learned:
+        lines.append(f"  spread learned by {learned['method']}: {learned['refits']} refits, "
+                     f"{learned['seconds']:.2f} s")
+    return lines
