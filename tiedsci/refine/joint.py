@@ -143,12 +143,14 @@ class JointRefinement:
         """Add parameter names or patterns to a named group (used by stages)."""
         self.groups[name] = tuple(dict.fromkeys(self.groups.get(name, ()) + tuple(members)))
 
-    def with_registry(self, registry: Registry) -> JointRefinement:
-        """The same datasets and groups over another registry (e.g. a candidate tie)."""
+    def with_registry(self, registry: Registry, *, same_names: bool = True
+                      ) -> JointRefinement:
+        """The same datasets and groups over another registry (e.g. a candidate tie);
+        ``same_names=False`` when the models will read other names (probed afresh)."""
         other = JointRefinement(registry)
         other.contributions = list(self.contributions)
         other.groups = dict(self.groups)
-        other._compiled = self._compiled
+        other._compiled = self._compiled if same_names else {}
         return other
 
     def compile(self) -> Problem:
