@@ -121,3 +121,26 @@ def test_named_errors():
         discover(jr, None)
     with pytest.raises(CriterionError, match="held-out"):
         discover(jr, res, ["zero"], criterion="heldout")
+
+
+def test_cli_refine_discover(tmp_path, capsys):
+    import json
+
+    from tiedsci.cli import main
+
+    folder = tmp_path / "run"
+    assert main(["init", "refine", str(folder)]) == 0
+    run = folder / "run.toml"
+    text = run.read_text()
+    run.write_text(text + '\n[discover]\ncandidates = ["height"]\n')
+    capsys.readouterr()
+    assert main(["refine", "discover", str(run), "--quiet", "--out", str(tmp_path / "o")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    steps = summary["discovery"]["steps"]
+    assert [s["kind"] for s in steps] == ["start", "local->shared"]
+    for name in ("discovery.json", "discovery.txt", "discovery.png", "best_report.txt"):
+        assert (tmp_path / "o" / name).exists()
+    assert load_path(tmp_path / "o" / "discovery.json").best == summary["discovery"]["best"]
+    run.write_text(text + '\n[discover]\ncandidates = ["heigth"]\n')
+    assert main(["refine", "discover", str(run), "--quiet", "--out", str(tmp_path / "p")]) == 2
+    assert "did you mean 'height'" in capsys.readouterr().err

@@ -15,7 +15,7 @@ import numpy as np
 from tiedsci.refine.data import Dataset
 from tiedsci.refine.joint import JointRefinement
 
-__all__ = ["peaks_model", "zero_shift_groups", "PLANTED_GROUPS"]
+__all__ = ["peaks_model", "zero_shift_groups", "detector_banks", "heldout_chi2", "PLANTED_GROUPS"]
 
 Q = (1.0, 1.6, 2.3, 3.1, 3.8)
 AMPLITUDES = (10.0, 7.0, 8.0, 5.0, 6.0)
@@ -74,3 +74,44 @@ def zero_shift_groups(seed: int, *, delta: float = 0.02, n_points: int = 500,
     truth = {"zero": zeros, "c": c, "width": width,
              "groups": [sorted(f"d{k}" for k in g) for g in groups]}
     return jr, truth
+
+
+def detector_banks(seed: int, *, n_banks: int = 10, tau: float = 0.006, noise: float = 1.5,
+                   n_points: int = 300) -> tuple[JointRefinement, dict[str, Any]]:
+    """Nominally identical detector banks with a small real spread of zero shifts.
+
+    Every bank ``b0..b{n-1}`` measures the same five peaks twice (a training run and a
+    held-out run, same zero shift and scale, independent noise); the zero shifts are drawn
+    ``N(z0, tau^2)``. The returned refinement holds the training runs (shared ``c`` and
+    ``width``, local ``scale`` and ``zero``, untied); ``truth["heldout"]`` the held-out runs
+    as ``name -> (x, y, sigma)``, scored by :func:`heldout_chi2`.
+    """
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0.0, 8.0, n_points)
+    z0 = rng.uniform(-0.05, 0.05)
+    c, width = 1.5, 0.12
+    jr = JointRefinement()
+    zeros, held = {}, {}
+    for k in range(n_banks):
+        name = f"b{k}"
+        zero, scale = z0 + tau * rng.standard_normal(), rng.uniform(0.8, 1.2)
+        y = peaks_model({"c": c, "width": width, "scale": scale, "zero": zero}, x)
+        runs = [y + noise * rng.standard_normal(n_points) for _ in range(2)]
+        jr.add(Dataset(x, runs[0], sigma=noise, name=name), peaks_model)
+        held[name] = (x, runs[1], noise)
+        zeros[name] = zero
+    jr.shared("c", 1.49)
+    jr.shared("width", 0.13)
+    jr.local("scale", 1.0)
+    jr.local("zero", 0.0)
+    return jr, {"zero": zeros, "tau": tau, "heldout": held}
+
+
+def heldout_chi2(values: Any, heldout: dict[str, Any]) -> float:
+    """chi^2 of the held-out runs of :func:`detector_banks` at fitted ``values``."""
+    total = 0.0
+    for name, (x, y, sigma) in heldout.items():
+        v = {"c": values["c"], "width": values["width"], "scale": values[f"{name}.scale"],
+             "zero": values[f"{name}.zero"]}
+        total += float(np.sum(((peaks_model(v, x) - y) / sigma) ** 2))
+    return total
