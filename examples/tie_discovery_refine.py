@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from tiedsci.discovery import criterion_value
-from tiedsci.refine.discover import discover
 from tiedsci.refine.planted import detector_banks, heldout_chi2, zero_shift_groups
 from tiedsci.refine.softtie import learn_spreads
+from tiedsci.refine.tiesearch import discover
 
 HERE = Path(__file__).resolve().parent
 

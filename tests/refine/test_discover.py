@@ -8,8 +8,8 @@ import pytest
 from tiedsci.discovery import load_path
 from tiedsci.errors import CriterionError, NotFittedError, UnknownParameterError
 from tiedsci.refine import Dataset, JointRefinement, load
-from tiedsci.refine.discover import discover
 from tiedsci.refine.planted import zero_shift_groups
+from tiedsci.refine.tiesearch import discover
 
 
 def _partition(path, i):

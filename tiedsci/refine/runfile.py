@@ -594,8 +594,8 @@ def discover_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = 
     (``best_report.txt``, ``best_result.json``). Returns the run summary with ``discovery``
     (the path as a dict, and the chosen step's tie structure).
     """
-    from tiedsci.refine.discover import discover
     from tiedsci.refine.result import load as load_result
+    from tiedsci.refine.tiesearch import discover
 
     rf = load(path)
     summary = run_runfile(rf, out_dir, resume=resume, progress=progress)
