@@ -144,3 +144,20 @@ def test_cli_refine_discover(tmp_path, capsys):
     run.write_text(text + '\n[discover]\ncandidates = ["heigth"]\n')
     assert main(["refine", "discover", str(run), "--quiet", "--out", str(tmp_path / "p")]) == 2
     assert "did you mean 'height'" in capsys.readouterr().err
+
+
+def test_after_a_staged_fit_parameters_no_stage_varied_stay_fixed():
+    jr, _ = zero_shift_groups(3, n_points=200)
+    start = jr.fit(stages=[{"name": "locals", "vary": ["scale", "zero"]},
+                           {"name": "c", "vary": ["scale", "zero", "c"]}])
+    assert start.n_free == 13  # width never varied
+    path = discover(jr, start, ["zero"], max_steps=2)
+    assert [s.n_free for s in path.steps] == [13, 12, 11]
+    assert all(float(m.values["width"]) == float(start.values["width"]) for m in path.models)
+
+
+def test_start_of_another_refinement_is_refused():
+    jr, _ = zero_shift_groups(0, n_points=60)
+    other = _two_lines(0.0)
+    with pytest.raises(NotFittedError, match="not a fit of this refinement"):
+        discover(jr, other.fit(), ["zero"])

@@ -756,6 +756,19 @@ class Layout:
                 fixed_roots.add(r)
         return reg.compile()
 
+    def to_registry(self, values: Mapping[str, Any] | None = None) -> Registry:
+        """A copy of the declaration this layout was compiled from, free values set.
+
+        For a layout made by :meth:`freeze` the frozen parameters stay fixed, so the
+        registry compiles to this layout's ``n_free`` (e.g. to derive a candidate model from
+        the last stage of a staged fit). ``values`` (``name -> array``, e.g. fitted ones) are
+        written into every free element (:meth:`Registry.set_values`).
+        """
+        reg = self._registry.copy()
+        if values is not None:
+            reg.set_values(values)
+        return reg
+
     def _selected_roots(self, vary: Iterable[str | ParamRef]) -> set[int]:
         out: set[int] = set()
         for item in vary:

@@ -607,8 +607,9 @@ def discover_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = 
     jr = build_from_config(rf)
     fit_cfg = {k: v for k, v in rf.data["fit"].items() if k in ("ftol", "xtol", "gtol",
                                                                 "max_nfev", "on_singular")}
-    start = load_result(out / names["json"])
-    start = jr.with_registry(_warm(jr, start.values)).fit(**fit_cfg)
+    start = load_result(out / names["json"])  # the run's optimum: a warm, short refit
+    start = jr.with_registry(_warm(jr, start.values)).fit(stages=_stages(rf, jr) or None,
+                                                          **fit_cfg)
     try:
         found = discover(jr, start, cfg.get("candidates"), offsets=cfg["offsets"],
                          splits=cfg["splits"], criterion=cfg["criterion"],

@@ -158,6 +158,7 @@ class _Search:
     """Warm refits of one refinement at trial spreads, with their deviances."""
 
     jr: JointRefinement
+    base: Registry  # the start fit's declaration (frozen parameters of a staged fit fixed)
     fit_kwargs: dict[str, Any]
     spreads: dict[str, float]
     current: RefinementResult
@@ -171,7 +172,7 @@ class _Search:
         key = tuple(sorted(spreads.items()))
         if key in self.done:
             return self.done[key]
-        reg = with_spreads(self.jr.registry, spreads)
+        reg = with_spreads(self.base, spreads)
         reg.set_values(self.current.values)
         res = self.jr.with_registry(reg).fit(**self.fit_kwargs)
         self.refits += 1
@@ -295,7 +296,8 @@ def learn_spreads(jr: JointRefinement, *, spread_method: str = "search", xatol: 
     spreads = {t.centre.name: math.inf for t in learned}
     start = jr.with_registry(with_spreads(jr.registry, spreads)).fit(**fit_kwargs)
     inner = {k: v for k, v in fit_kwargs.items() if k != "stages"}
-    search = _Search(jr, inner, spreads, start, [], 1)
+    base = start.layout.to_registry() if start.layout is not None else jr.registry
+    search = _Search(jr, base, inner, spreads, start, [], 1)
     step: Callable[[_Search, Any], float] = (
         (lambda s, t: _search_one(s, t, xatol)) if method == "search"
         else (lambda s, t: _mackay_one(s, t, rtol, max_iter)))

@@ -290,12 +290,15 @@ def discover(jr: JointRefinement, start: RefinementResult | None,
     if start is None or getattr(start, "layout", None) is None:
         raise NotFittedError("tie discovery starts from a fitted refinement: pass "
                              "start=jr.fit() (a result read back by load() has no layout)")
+    if set(start.layout.names) != set(jr.registry.names):
+        raise NotFittedError("start is not a fit of this refinement (its parameters differ)")
     families = local_families(jr, candidates) if candidates != [] else {}
     _check_names(jr, offsets, "offset")
     _check_names(jr, splits, "split")
     kw = dict(fit_kwargs or {})
     scorer = _Scorer(criterion, start.n_obs, heldout)
-    root = _Node(jr.registry.copy(), start,
+    # the start's own declaration: after a staged fit, parameters no stage varied stay fixed
+    root = _Node(start.layout.to_registry(start.values), start,
                  {f: _initial_groups(start, m) for f, m in families.items()})
     path = DiscoveryPath(criterion, start.n_obs, info={
         "candidates": {"merge": {f: list(m) for f, m in families.items()},
