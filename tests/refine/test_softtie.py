@@ -186,3 +186,20 @@ def test_staged_fit_reaches_the_unstaged_optimum(spread):
     a, b = plain.fit(**TIGHT), staged.fit(stages=stages, **TIGHT)
     assert a.n_free == b.n_free
     assert b.chi2 == pytest.approx(a.chi2, rel=1e-8)
+
+
+def test_run_file_soft_tie(tmp_path, capsys):
+    import json
+
+    from tiedsci.cli import main
+
+    folder = tmp_path / "run"
+    assert main(["init", "refine", str(folder)]) == 0
+    run = folder / "run.toml"
+    run.write_text(run.read_text() + '\n[[soft_tie]]\nparams = ["a.height", "b.height"]\n'
+                   'centre = "height.centre"\n')
+    capsys.readouterr()
+    assert main(["refine", "run", str(run), "--quiet", "--out", str(tmp_path / "o")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "height.centre" in summary["values"]
+    assert "soft tie of a.height, b.height" in (tmp_path / "o" / "report.txt").read_text()

@@ -277,7 +277,8 @@ def learn_spreads(jr: JointRefinement, *, spread_method: str = "search", xatol: 
         (relative tolerance ``rtol``, at most ``max_iter`` refits). Several learned ties are
         searched one after the other, twice.
     **fit_kwargs
-        Passed to every refit (:meth:`JointRefinement.fit`); checkpoints are refused.
+        Passed to every refit (:meth:`JointRefinement.fit`); no checkpoint is written and
+        ``resume`` is refused.
 
     Returns
     -------
@@ -288,8 +289,9 @@ def learn_spreads(jr: JointRefinement, *, spread_method: str = "search", xatol: 
     method = spread_method
     if method not in SPREAD_METHODS:
         raise ValueError(f"spread method must be one of {SPREAD_METHODS}, got {method!r}")
-    if fit_kwargs.get("checkpoint") is not None or fit_kwargs.get("resume") is not None:
-        raise ValueError("checkpoint/resume do not combine with learned soft-tie spreads")
+    if fit_kwargs.get("resume") is not None:
+        raise ValueError("resume does not combine with learned soft-tie spreads")
+    fit_kwargs = {**fit_kwargs, "checkpoint": None}  # refits are short: none is written
     t0 = time.perf_counter()
     learned = [t for t in jr.registry.soft_ties if t.learned]
     # start untied (tau = inf): every member's own estimate and esd set the search range
