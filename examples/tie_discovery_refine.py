@@ -134,11 +134,12 @@ def partial_pooling(seeds: int = 10, compare_methods: bool = False) -> dict[str,
                    else jr.fit())
             row[kind] = {"heldout_chi2": heldout_chi2(res.values, truth["heldout"]),
                          "n_free": res.n_free, "seconds": time.perf_counter() - t0}
+            if kind == "none":  # each bank's own esd (untied)
+                row["bank_esd"] = float(np.mean([float(res.esd[n]) for n in names]))
             if kind.startswith("soft"):
                 learned = res.soft["learned"]
                 row[kind].update(tau=learned["tau"]["zero.centre"], refits=learned["refits"],
                                  n_eff=res.soft["n_eff"])
-        row["bank_esd"] = float(np.mean([float(res.esd[n]) for n in names]))
         row["true_tau"] = truth["tau"]
         rows.append(row)
     mean = {k: float(np.mean([r[k]["heldout_chi2"] for r in rows]))
