@@ -161,3 +161,19 @@ def test_start_of_another_refinement_is_refused():
     other = _two_lines(0.0)
     with pytest.raises(NotFittedError, match="not a fit of this refinement"):
         discover(jr, other.fit(), ["zero"])
+
+
+def test_example_sections_return_json(capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "tie_discovery_refine.py"
+    spec = importlib.util.spec_from_file_location("tie_discovery_refine", path)
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    planted = ex.planted(seeds=2)
+    assert planted["recovered"]["bic"] == 2 and len(planted["seeds"]) == 2
+    pooling = ex.partial_pooling(seeds=1)
+    assert set(pooling["mean_heldout_chi2"]) == {"hard", "none", "soft"}
+    json.dumps(ex._clean({"planted": planted, "pooling": pooling}), allow_nan=False)
