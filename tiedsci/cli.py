@@ -1,4 +1,4 @@
-"""Command line: ``tiedsci demo | init | hmm fit | refine run | pinn solve``.
+"""Command line: ``tiedsci demo | init | hmm fit | refine run | refine discover | pinn solve``.
 
 The three run-file commands share their behaviour (see ``docs/cli.md``):
 
@@ -33,6 +33,11 @@ RUN_COMMANDS: dict[str, tuple[str, str, str]] = {
     "pinn": ("solve", "tiedsci.pinn.runfile", "train a periodic PINN from a TOML run file"),
 }
 
+DISCOVER_COMMANDS: dict[str, str] = {
+    # command: help of its `discover` verb (the back end's discover_from_toml)
+    "refine": "search which per-dataset parameters the data want tied ([discover] table)",
+}
+
 EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 
@@ -48,7 +53,8 @@ def _run_file(command: str, args: argparse.Namespace) -> int:
         UnknownParameterError,
     )
 
-    verb, module_name, _ = RUN_COMMANDS[command]
+    _, module_name, _ = RUN_COMMANDS[command]
+    verb = args.verb
     path = args.runfile
     out_dir = Path(args.out) if args.out else Path(path).with_suffix("")
     again = f"tiedsci {command} {verb} {path}" + (f" --out {args.out}" if args.out else "")
@@ -62,8 +68,8 @@ def _run_file(command: str, args: argparse.Namespace) -> int:
         from tiedsci.progress import readable_warnings
 
         with readable_warnings(out_dir / "warnings.log", quiet=args.quiet):
-            result = module.run_from_toml(path, out_dir, resume=args.resume,
-                                          progress=not args.quiet, **extra)
+            runner = module.discover_from_toml if verb == "discover" else module.run_from_toml
+            result = runner(path, out_dir, resume=args.resume, progress=not args.quiet, **extra)
         print(json.dumps(result, indent=2, default=str), flush=True)
     except (RunFileError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -139,28 +145,35 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (verb, module_name, helptext) in RUN_COMMANDS.items():
         p = sub.add_parser(name, help=helptext)
         s = p.add_subparsers(dest="verb", required=True)
-        about = (f"{helptext}. Ctrl-C writes the outputs of the best state so far and exits "
-                 "with status 130; run-file errors exit with status 2 (with file:line:key). "
-                 f"`tiedsci init {name}` writes a commented run file and sample data to start "
-                 "from; every key is listed below.")
-        v = s.add_parser(verb, help=helptext, add_help=False,
-                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                         description=textwrap.fill(about, 88))
-        v.add_argument("-h", "--help", action=_KeysHelp, module=module_name,
-                       help="show this help, with every key of the run file, and exit")
-        v.add_argument("runfile", help="the TOML run file")
-        v.add_argument("--out", default=None,
-                       help="output folder (default: the run file's path without .toml)")
-        v.add_argument("--resume", action="store_true",
-                       help="continue from the checkpoint in the output folder")
-        v.add_argument("--quiet", action="store_true", help="no progress bars")
-        v.add_argument("--check", action="store_true",
-                       help="only validate the run file and its data, then exit")
-        if name in ("hmm", "pinn"):
-            v.add_argument("--device", default=None,
-                           help="torch device, e.g. cpu, cuda, cuda:1 (overrides the run file; "
-                                "a clear error when CUDA is absent)")
+        _verb_parser(s, name, verb, module_name, helptext)
+        if name in DISCOVER_COMMANDS:
+            _verb_parser(s, name, "discover", module_name, DISCOVER_COMMANDS[name])
     return parser
+
+
+def _verb_parser(s: Any, name: str, verb: str, module_name: str, helptext: str) -> None:
+    """One run-file verb (``refine run``, ``refine discover``) with the shared options."""
+    about = (f"{helptext}. Ctrl-C writes the outputs of the best state so far and exits "
+             "with status 130; run-file errors exit with status 2 (with file:line:key). "
+             f"`tiedsci init {name}` writes a commented run file and sample data to start "
+             "from; every key is listed below.")
+    v = s.add_parser(verb, help=helptext, add_help=False,
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description=textwrap.fill(about, 88))
+    v.add_argument("-h", "--help", action=_KeysHelp, module=module_name,
+                   help="show this help, with every key of the run file, and exit")
+    v.add_argument("runfile", help="the TOML run file")
+    v.add_argument("--out", default=None,
+                   help="output folder (default: the run file's path without .toml)")
+    v.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in the output folder")
+    v.add_argument("--quiet", action="store_true", help="no progress bars")
+    v.add_argument("--check", action="store_true",
+                   help="only validate the run file and its data, then exit")
+    if name in ("hmm", "pinn"):
+        v.add_argument("--device", default=None,
+                       help="torch device, e.g. cpu, cuda, cuda:1 (overrides the run file; "
+                            "a clear error when CUDA is absent)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

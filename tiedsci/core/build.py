@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from tiedsci.core.constraints import Derived
 from tiedsci.core.layout import DERIVED, FIXED, FREE, LINEAR, Layout, _Block
+from tiedsci.core.softtie import exact_limits
 from tiedsci.core.transforms import Identity, Interval, Simplex
 from tiedsci.errors import ConflictError
 
@@ -286,6 +287,8 @@ def _copy_weights(reg: Registry, n: int) -> np.ndarray:
 
 def build_layout(reg: Registry) -> Layout:
     """Compile a registry (called by :meth:`Registry.compile`)."""
+    declared = reg
+    reg = exact_limits(reg)  # soft ties of spread 0 / inf compile as a tie / as untied
     specs = list(reg._specs.values())
     n = reg._n_elements
     el = _element_kinds(reg, specs)
@@ -304,7 +307,7 @@ def build_layout(reg: Registry) -> Layout:
         units={s.name: s.unit for s in specs},
         descriptions={s.name: s.description for s in specs},
         restraints=tuple(reg._restraints),
-        soft_ties=tuple(reg._soft_ties),
+        soft_ties=tuple(declared._soft_ties),
         _offsets={s.name: s.offset for s in specs},
         _n_elements=n,
         _kind=el.kind,
@@ -333,7 +336,7 @@ def build_layout(reg: Registry) -> Layout:
             for rst in reg._restraints),
         _a_csr=sp.csr_matrix((a_vals, (a_rows, a_cols)), shape=(n, n_z)),
         _values0={s.name: s.value.copy() for s in specs},
-        _registry=reg.copy(),
+        _registry=declared.copy(),
     )
     # theta0 from the declared values; values0 re-evaluated so relations hold exactly
     z0 = np.zeros(n_z)

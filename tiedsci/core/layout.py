@@ -780,6 +780,19 @@ class Layout:
                 fixed_roots.add(r)
         return reg.compile()
 
+    def to_registry(self, values: Mapping[str, Any] | None = None) -> Registry:
+        """A copy of the declaration this layout was compiled from, free values set.
+
+        For a layout made by :meth:`freeze` the frozen parameters stay fixed, so the
+        registry compiles to this layout's ``n_free`` (e.g. to derive a candidate model from
+        the last stage of a staged fit). ``values`` (``name -> array``, e.g. fitted ones) are
+        written into every free element (:meth:`Registry.set_values`).
+        """
+        reg = self._registry.copy()
+        if values is not None:
+            reg.set_values(values)
+        return reg
+
     def _selected_roots(self, vary: Iterable[str | ParamRef]) -> set[int]:
         out: set[int] = set()
         for item in vary:
@@ -810,9 +823,10 @@ class Layout:
 
     # ------------------------------------------------------------------ restraints
     def restraint_residuals(self, values: Mapping[str, Any]) -> Any:
-        """Weighted residuals of the soft ties, ``sqrt(strength) * (x - mean or target)``.
+        """Weighted residuals of the restraints, ``sqrt(strength) * (x - mean or target)``,
+        then of the soft ties with a finite spread > 0, ``(x_k - centre) / spread``.
 
-        Their sum of squares is :meth:`penalty`. Empty when there are no restraints.
+        Their sum of squares is :meth:`penalty`. Empty when there are none.
         """
         first = next(iter(values.values()))
         be = backend_of(first)
@@ -829,9 +843,38 @@ class Layout:
             else:
                 mean = sum(xs) / len(xs)
                 res.extend(w * (x - mean) for x in xs)
+        res.extend(self._soft_tie_residuals(values, be))
         if not res:
             return be.zeros((0,))
         return be.concat(res)
+
+    def _soft_tie_residuals(self, values: Mapping[str, Any], be: Any) -> list[Any]:
+        """Rows ``(x_k - c) / spread`` of the soft ties with a finite spread > 0 (after the
+        restraints' rows, member by member, element by element)."""
+        from tiedsci.core.softtie import is_active
+
+        res = []
+        for tie in self.soft_ties:
+            if not is_active(tie):
+                continue
+            c = be.take(be.reshape(be.asarray(values[tie.centre.name]), (-1,)),
+                        np.asarray(tie.centre.elements(), dtype=np.intp).ravel())
+            for m in tie.members:
+                x = be.take(be.reshape(be.asarray(values[m.name]), (-1,)),
+                            np.asarray(m.elements(), dtype=np.intp).ravel())
+                res.append((x - c) / tie.spread)
+        return res
+
+    def restrained_names(self) -> tuple[str, ...]:
+        """Names of the parameters that :meth:`restraint_residuals` reads (restraints, then
+        the members and centres of active soft ties), each once."""
+        from tiedsci.core.softtie import is_active
+
+        names = [ref.name for rst in self.restraints for ref in rst.refs]
+        for tie in self.soft_ties:
+            if is_active(tie):
+                names += [m.name for m in tie.members] + [tie.centre.name]
+        return tuple(dict.fromkeys(names))
 
     def penalty(self, values: Mapping[str, Any]) -> Any:
         """Total soft-tie penalty: ``sum_i strength * (x_i - mean or target)^2``."""

@@ -209,6 +209,26 @@ class Registry:
             for m in self._members(e):
                 self._write(m, float(v))
 
+    def set_values(self, values: Mapping[str, Any]) -> None:
+        """Write fitted values into every free element named in ``values`` (a warm start).
+
+        Fixed, related and derived elements are skipped (they follow their sources), and so
+        are values on or outside an element's bounds. Unknown names are ignored.
+        """
+        for name, value in values.items():
+            if name not in self._specs or name in self._derived:
+                continue
+            spec = self._specs[name]
+            flat = np.broadcast_to(np.asarray(value, dtype=float), spec.shape).ravel()
+            for i, v in enumerate(flat):
+                e = spec.offset + i
+                if self._fixed[self._find(e)] or e in self._linear or not math.isfinite(v):
+                    continue
+                bound = self._elem_bound(e)
+                if isinstance(bound, Interval) and not bound.lo < v < bound.hi:
+                    continue
+                self._write(e, float(v))
+
     # ------------------------------------------------------------------ relations
     def tie(self, source: RefLike, *targets: RefLike) -> None:
         """Hard tie: every target shares the source's value, element by element.
@@ -629,6 +649,11 @@ class Registry:
                            + ", ".join(m.label for m in members))
         self._soft_ties.append(SoftTie(members, ref, spread))
         return ref
+
+    @property
+    def soft_ties(self) -> tuple[SoftTie, ...]:
+        """The soft ties declared so far (see :meth:`soft_tie`)."""
+        return tuple(self._soft_ties)
 
     def _resolved(self, ref: ParamRef) -> np.ndarray:
         """Current values of a selection, shaped like it."""

@@ -23,12 +23,21 @@ tell the members apart").
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-__all__ = ["PartialPool", "partial_pool", "spread_loglik", "learn_spread"]
+from tiedsci.core.constraints import SoftTie
+
+if TYPE_CHECKING:
+    from tiedsci.core.registry import Registry
+
+__all__ = ["PartialPool", "partial_pool", "spread_loglik", "learn_spread", "is_active",
+           "exact_limits", "with_spreads", "soft_rows"]
 
 
 @dataclass(frozen=True)
@@ -139,3 +148,52 @@ def learn_spread(xbar: np.ndarray, s2: np.ndarray) -> float:
     if -res.fun <= at_zero + 1e-12 * max(1.0, abs(at_zero)):
         return 0.0
     return float(math.exp(res.x))
+
+
+# ---------------------------------------------------------------------- registry side
+def is_active(tie: SoftTie) -> bool:
+    """Whether ``tie`` becomes restraint rows ``(x_k - c) / spread`` (a finite spread > 0)."""
+    return tie.spread is not None and 0.0 < tie.spread < math.inf
+
+
+def exact_limits(reg: Registry) -> Registry:
+    """A copy of ``reg`` in which the soft ties at their limits are compiled exactly.
+
+    ``spread = 0``: every member is hard-tied to the centre (members take its value).
+    ``spread = inf``: the centre, which no data see, becomes the members' mean
+    (``Registry.linear``), the limit of the penalised optimum ``c = mean_k x_k``; it is then
+    reported with the propagated esd and does not count in ``n_free``. Ties of finite
+    positive or learned spread are left as declared (restraint rows, or the domain's search).
+    """
+    limits = [t for t in reg._soft_ties if t.spread is not None and not is_active(t)]
+    if not limits:
+        return reg
+    out = reg.copy()
+    for t in limits:
+        if t.spread == 0.0:
+            out.tie(t.centre, *t.members)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out.linear(t.centre, [(1.0 / len(t.members), m) for m in t.members])
+    return out
+
+
+def with_spreads(reg: Registry, spreads: Mapping[str, float | None]) -> Registry:
+    """A copy of ``reg`` whose soft ties named by centre (``{"soft0.centre": 0.1}``) get
+    these spreads (``None``: learned again). Unknown centre names raise ``KeyError``."""
+    by_centre = {t.centre.name: k for k, t in enumerate(reg._soft_ties)}
+    unknown = sorted(set(spreads) - set(by_centre))
+    if unknown:
+        raise KeyError(f"no soft tie with centre {unknown}; centres: {sorted(by_centre)}")
+    out = reg.copy()
+    for name, spread in spreads.items():
+        k = by_centre[name]
+        s = None if spread is None else float(spread)
+        out._soft_ties[k] = replace(out._soft_ties[k], spread=s)
+    return out
+
+
+def soft_rows(ties: Sequence[SoftTie]) -> int:
+    """Number of restraint rows the active soft ties add (one per member element)."""
+    return sum(len(t.members) * t.centre.size for t in ties if is_active(t))

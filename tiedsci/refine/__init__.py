@@ -10,6 +10,8 @@ of datasets). torch is imported only when a fit needs it.
 The face shared with the other domains: ``JointRefinement.fit(...) -> RefinementResult``, whose
 ``report()``, ``plot()`` and ``save(path)`` are read back by :func:`load`; checkpoints and resume
 through ``fit(checkpoint=..., resume=...)`` (:func:`save_checkpoint`, :func:`load_checkpoint`).
+Soft ties (``registry.soft_tie``, spread given or learned: :mod:`tiedsci.refine.softtie`) and
+tie discovery (:func:`discover`, :mod:`tiedsci.refine.tiesearch`) build on the same fit.
 """
 
 from tiedsci.refine.checkpoint import load_checkpoint, save_checkpoint
@@ -20,6 +22,7 @@ from tiedsci.refine.problem import Problem, compile_problem
 from tiedsci.refine.result import DatasetFit, RefinementResult, StageSummary, load
 from tiedsci.refine.stages import Stage
 from tiedsci.refine.stats import Agreement
+from tiedsci.refine.tiesearch import discover
 
 __all__ = [
     "Dataset",
@@ -37,4 +40,5 @@ __all__ = [
     "load",
     "save_checkpoint",
     "load_checkpoint",
+    "discover",
 ]

@@ -20,6 +20,7 @@ import functools
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import astuple
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ from tiedsci.refine.data import Dataset
 from tiedsci.refine.lm import INTERRUPTED, LMOutcome, LMState, levenberg_marquardt
 from tiedsci.refine.problem import Problem, compile_problem
 from tiedsci.refine.result import DatasetFit, RefinementResult, StageSummary
+from tiedsci.refine.softtie import soft_statistics, soft_summary
 from tiedsci.refine.solver import SerialBlocks, assemble, dense_normal
 from tiedsci.refine.stages import Stage, select_names
 from tiedsci.refine.stats import agreement
@@ -141,6 +143,16 @@ class JointRefinement:
         """Add parameter names or patterns to a named group (used by stages)."""
         self.groups[name] = tuple(dict.fromkeys(self.groups.get(name, ()) + tuple(members)))
 
+    def with_registry(self, registry: Registry, *, same_names: bool = True
+                      ) -> JointRefinement:
+        """The same datasets and groups over another registry (e.g. a candidate tie);
+        ``same_names=False`` when the models will read other names (probed afresh)."""
+        other = JointRefinement(registry)
+        other.contributions = list(self.contributions)
+        other.groups = dict(self.groups)
+        other._compiled = self._compiled if same_names else {}
+        return other
+
     def compile(self) -> Problem:
         """Compile the registry and bind the contributions (see :func:`compile_problem`)."""
         return compile_problem(self.registry.compile(), self.contributions, self._compiled)
@@ -229,6 +241,12 @@ class JointRefinement:
         """
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        if any(t.learned for t in self.registry.soft_ties):  # soft ties of learned spread
+            from tiedsci.refine.softtie import learn_spreads
+
+            return learn_spreads(self, **{k: v for k, v in locals().items()
+                                          if k not in ("self", "optimizer_kws")},
+                                 **optimizer_kws)
         if on_singular not in ("raise", "warn"):
             raise ValueError(f"on_singular must be 'raise' or 'warn', got {on_singular!r}")
         _check_tolerances(ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
@@ -608,6 +626,12 @@ def build_result(problem: Problem, outcome: LMOutcome, *, optimizer: str,
         cov[on_zero, :] = 0.0
         cov[:, on_zero] = 0.0
         info = type(info)(cov, info.singular)
+    soft = soft_statistics(layout, theta, outcome.resids[-1] if n_rr else None,
+                           info.cov_theta, n_obs, overall.chi2)
+    if soft is not None:  # soft ties: reduced chi2 on dof = n_obs - n_eff
+        redchi = soft.redchi
+        overall = agreement(y_all, c_all, w_all, soft.dof)
+        overall = type(overall)(*astuple(overall)[:-1], float(np.sqrt(redchi)))
     n = layout.n_free
     factor = redchi if (scale_covar and np.isfinite(redchi)) else 1.0
     variances, cov_free = layout.propagate_covariance(info.cov_theta, theta)
@@ -633,4 +657,5 @@ def build_result(problem: Problem, outcome: LMOutcome, *, optimizer: str,
         n_restraint_rows=n_rr, converged=bool(outcome.converged), message=outcome.message,
         nfev=outcome.nfev, njev=outcome.njev, n_iter=outcome.n_iter, at_bounds=hits,
         singular=info.singular, stages=(), optimizer=optimizer, scale_covar=scale_covar,
-        warnings=tuple(warns), layout=layout)
+        warnings=tuple(warns), layout=layout,
+        soft=soft_summary(layout, soft, values, esd) if layout.soft_ties else {})

@@ -588,7 +588,7 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution],
                             f"point {i} ({block.x_text(i)}) for the initial parameters")
         blocks.append(block)
     # restraints: constant Jacobian with respect to the restrained elements
-    r_names = tuple(dict.fromkeys(ref.name for rst in layout.restraints for ref in rst.refs))
+    r_names = layout.restrained_names()  # restraints and soft ties of finite spread > 0
     if r_names:
         r_elem = np.concatenate([np.arange(layout.flat_slice(n).start, layout.flat_slice(n).stop)
                                  for n in r_names])

@@ -59,6 +59,10 @@ def format_report(res: RefinementResult, n_correlations: int = 10) -> str:
             arr, err = np.ravel(val), np.ravel(res.esd[name])
             text = ", ".join(format_value(float(v), float(e)) for v, e in zip(arr, err))
             lines.append(f"  {name} = {text}")
+    if res.soft:
+        from tiedsci.refine.softtie import soft_lines
+
+        lines.extend(soft_lines(res.soft))
     corr = res.strongest_correlations(n_correlations, threshold=0.5)
     lines.append("")
     lines.append("strongest correlations (|r| > 0.5):" if corr else

@@ -105,6 +105,11 @@ class RefinementResult:
     warnings : tuple of str
     layout : Layout or None
         The layout of the last stage (not saved; ``None`` after :func:`load`).
+    soft : dict
+        With soft ties (:mod:`tiedsci.refine.softtie`): ``ties`` (per centre: members,
+        spread, centre value and esd), ``n_eff``, ``dof`` (the reduced chi-square uses
+        ``n_obs - n_eff``) and, for learned spreads, ``learned`` (tau, profile, refits).
+        Empty without soft ties.
     """
 
     values: dict[str, np.ndarray]
@@ -133,6 +138,7 @@ class RefinementResult:
     scale_covar: bool
     warnings: tuple[str, ...]
     layout: Any = field(default=None, repr=False)
+    soft: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ convenience
     @property
@@ -284,6 +290,7 @@ def _decode(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> RefinementRe
     plain = ("redchi", "penalty", "n_obs", "n_free", "n_restraint_rows", "converged",
              "message", "nfev", "njev", "n_iter", "optimizer", "scale_covar")
     kw.update({k: meta[k] for k in plain})
+    kw["soft"] = meta.get("soft", {})
     if not isinstance(kw["message"], str) or np.shape(kw["theta"]) != (len(kw["free_names"]),):
         raise ValueError("the message or theta does not fit the free parameters")
     return RefinementResult(**kw)

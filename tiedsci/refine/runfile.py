@@ -90,8 +90,8 @@ from tiedsci.runfile import (
     validate_config,
 )
 
-__all__ = ["run_from_toml", "run_runfile", "load_columns", "load_table", "build_from_config",
-           "load", "check_toml", "SCHEMA"]
+__all__ = ["run_from_toml", "run_runfile", "discover_from_toml", "load_columns", "load_table",
+           "build_from_config", "load", "check_toml", "SCHEMA"]
 
 
 def _check_bounds(v: Any) -> str | None:
@@ -185,6 +185,31 @@ SCHEMA = Table({
         "target": Field("array", "Target value; without it the parameters are pulled "
                         "together."),
     }), "Soft restraints (penalties added to chi^2)."),
+    "soft_tie": Tables(Table({
+        "params": Field("list[str]", "Two or more parameters of one shape, pooled around a "
+                        "free centre.", required=True),
+        "spread": Field("float", "Standard deviation of the members around the centre (0: "
+                        "hard tie, inf: untied).", ge=0.0,
+                        default_doc="learned (type-II / REML likelihood)"),
+        "centre": Field("str", "Name of the centre parameter.",
+                        default_doc='"soft<k>.centre"'),
+    }), "Soft ties (partial pooling): restraint rows (x_k - centre) / spread."),
+    "discover": Table({
+        "candidates": Field("list[str]", "Local parameters that may become shared (short "
+                            "names such as `\"zero\"`).",
+                            default_doc="every local of two or more datasets"),
+        "offsets": Field("list[str]", "Parameters whose value 0 ties datasets (fixed at 0 as "
+                         "a candidate step).", default=[]),
+        "splits": Field("list[str]", "Shared parameters to test for a split per dataset.",
+                        default=[]),
+        "criterion": Field("str", "Model-selection criterion (lower is better).",
+                           choices=("bic", "aic"), default="bic"),
+        "max_steps": Field("int", "Stop after this many merges.", ge=1,
+                           default_doc="until nothing is left to merge"),
+        "path": Field("str", "The path: JSON bundle (table in `path.txt`).",
+                      default="discovery.json"),
+        "plot": Field("str", "Criterion along the path.", default="discovery.png"),
+    }, "`tiedsci refine discover`: the tie-discovery search (section ignored by `run`)."),
     "stage": Tables(Table({
         "name": Field("str", "Label in the report and the progress bar.", required=True),
         "vary": Field("str|list[str]", "Groups, names or patterns to refine (`\"*\"`: all).",
@@ -396,6 +421,9 @@ def build_from_config(cfg: RunFile | Mapping[str, Any], base: Path | None = None
     for k, rst in enumerate(data["restraint"]):
         declare(("restraint", k), lambda r=rst: jr.registry.restrain(
             r["params"], float(r["strength"]), target=r.get("target")))
+    for k, st in enumerate(data["soft_tie"]):
+        declare(("soft_tie", k), lambda t=st: jr.registry.soft_tie(
+            t["params"], t.get("spread"), centre=t.get("centre")))
     for name, members in data["groups"].items():
         jr.group(name, members)
     return jr
@@ -555,3 +583,52 @@ def run_runfile(rf: RunFile, out_dir: str | Path, *, resume: bool = False,
                     for x in (".json", ".npz"))],
     }
 
+
+
+def discover_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = False,
+                       progress: bool = False) -> dict[str, Any]:
+    """``tiedsci refine discover``: fit the run file's refinement, then search its ties.
+
+    Writes the start's outputs (as ``run``), the path (``[discover] path``, with a text
+    table beside it), its plot, and the chosen model's report and result
+    (``best_report.txt``, ``best_result.json``). Returns the run summary with ``discovery``
+    (the path as a dict, and the chosen step's tie structure).
+    """
+    from tiedsci.refine.result import load as load_result
+    from tiedsci.refine.tiesearch import discover
+
+    rf = load(path)
+    summary = run_runfile(rf, out_dir, resume=resume, progress=progress)
+    if summary["interrupted"]:
+        return summary
+    out = Path(out_dir)
+    cfg = dict(rf.data["discover"])
+    names = dict(rf.data["output"])
+    jr = build_from_config(rf)
+    fit_cfg = {k: v for k, v in rf.data["fit"].items() if k in ("ftol", "xtol", "gtol",
+                                                                "max_nfev", "on_singular")}
+    start = load_result(out / names["json"])  # the run's optimum: a warm, short refit
+    start = jr.with_registry(_warm(jr, start.values)).fit(stages=_stages(rf, jr) or None,
+                                                          **fit_cfg)
+    try:
+        found = discover(jr, start, cfg.get("candidates"), offsets=cfg["offsets"],
+                         splits=cfg["splits"], criterion=cfg["criterion"],
+                         max_steps=cfg.get("max_steps"), fit_kwargs=fit_cfg)
+    except KeyError as exc:  # an unknown candidate: at its key
+        raise rf.error(("discover", "candidates"), str(exc.args[0])) from None
+    found.save(out / cfg["path"])
+    atomic_write_text((out / cfg["path"]).with_suffix(".txt"), found.table())
+    found.plot().savefig(str(out / cfg["plot"]), dpi=110)
+    best = found.best_model
+    atomic_write_text(out / "best_report.txt", best.report())
+    best.save(out / "best_result.json")
+    summary["discovery"] = {**found.to_dict(), "chosen": found.info["groups"][found.best]}
+    summary["files"] += [str(out / cfg["path"]), str(out / cfg["plot"]),
+                         str(out / "best_report.txt")]
+    return summary
+
+
+def _warm(jr: JointRefinement, values: Mapping[str, Any]) -> Any:
+    reg = jr.registry.copy()
+    reg.set_values(values)
+    return reg
