@@ -23,12 +23,14 @@ tell the members apart").
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-__all__ = ["PartialPool", "partial_pool", "spread_loglik", "learn_spread"]
+__all__ = ["PartialPool", "partial_pool", "spread_loglik", "learn_spread", "partial_pool_cov",
+           "spread_loglik_cov", "learn_spread_cov", "log_prior"]
 
 
 @dataclass(frozen=True)
@@ -129,13 +131,100 @@ def learn_spread(xbar: np.ndarray, s2: np.ndarray) -> float:
         ``tau^2 >= 0`` (``0.0`` when the data cannot tell the members apart).
     """
     xbar, s2 = _checked(xbar, s2)
-    finite = s2[np.isfinite(s2)]
+    return _search_spread(lambda t: spread_loglik(xbar, s2, t), xbar, s2[np.isfinite(s2)])
+
+
+def _search_spread(loglik: Callable[[float], float], xbar: np.ndarray,
+                   finite_s2: np.ndarray) -> float:
+    """Bounded search of ``loglik(tau2)`` on ``log tau2``, compared with ``tau2 = 0``."""
     spread_x = float(np.ptp(xbar, axis=0).max()) if xbar.size else 0.0
-    lo = math.log(1e-10 * float(finite.min()))
-    hi = math.log(1e6 * max(float(finite.max()), spread_x ** 2))
-    res = minimize_scalar(lambda u: -spread_loglik(xbar, s2, math.exp(u)), bounds=(lo, hi),
+    lo = math.log(1e-10 * float(finite_s2.min()))
+    hi = math.log(1e6 * max(float(finite_s2.max()), spread_x ** 2))
+    res = minimize_scalar(lambda u: -loglik(math.exp(u)), bounds=(lo, hi),
                           method="bounded", options={"xatol": 1e-6})
-    at_zero = spread_loglik(xbar, s2, 0.0)
+    at_zero = loglik(0.0)
     if -res.fun <= at_zero + 1e-12 * max(1.0, abs(at_zero)):
         return 0.0
     return float(math.exp(res.x))
+
+
+def _checked_cov(xbar: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    xbar = np.asarray(xbar, dtype=float)
+    cov = np.asarray(cov, dtype=float)
+    if xbar.ndim != 2 or xbar.shape[0] < 2:
+        raise ValueError(f"a soft tie of vectors needs members on axis 0 of an (m, D) array, "
+                         f"got shape {xbar.shape}")
+    m, d = xbar.shape
+    if cov.shape != (m, d, d):
+        raise ValueError(f"sampling covariances must have shape {(m, d, d)}, got {cov.shape}")
+    if not (np.all(np.isfinite(xbar)) and np.all(np.isfinite(cov))):
+        raise ValueError("member estimates and sampling covariances of a soft tie must be "
+                         "finite")
+    return xbar, cov
+
+
+def partial_pool_cov(xbar: np.ndarray, cov: np.ndarray, tau2: float) -> PartialPool:
+    """:func:`partial_pool` for vector members with full sampling covariances.
+
+    ``mu_k = (I - B_k) xbar_k + B_k c`` with the matrix shrinkage ``B_k = S_k (S_k + tau2 I)^-1``
+    and ``c = (sum W_k)^-1 sum W_k xbar_k``, ``W_k = (S_k + tau2 I)^-1`` (the members'
+    coordinates are coupled through ``S_k``; the prior is isotropic, ``N(c, tau2 I)``).
+
+    Parameters
+    ----------
+    xbar : array, shape (m, D)
+    cov : array, shape (m, D, D)
+        Sampling covariance of each estimate (positive definite).
+    tau2 : float
+        ``0`` and ``inf`` are exact (hard tie: the precision-weighted pooled vector; untied).
+
+    Returns
+    -------
+    PartialPool
+        ``shrinkage`` holds the matrices ``B_k``, shape (m, D, D).
+    """
+    xbar, cov = _checked_cov(xbar, cov)
+    tau2 = float(tau2)
+    if math.isnan(tau2) or tau2 < 0:
+        raise ValueError(f"squared spread must be >= 0, got {tau2!r}")
+    m, d = xbar.shape
+    eye = np.broadcast_to(np.eye(d), (m, d, d))
+    if math.isinf(tau2):
+        return PartialPool(xbar.copy(), xbar.mean(0), np.zeros((m, d, d)))
+    w = np.linalg.inv(cov + tau2 * eye)
+    centre = np.linalg.solve(w.sum(0), np.einsum("kij,kj->i", w, xbar))
+    shrink = eye.copy() if tau2 == 0 else cov @ w
+    mean = xbar + np.einsum("kij,kj->ki", shrink, centre[None, :] - xbar)
+    return PartialPool(mean, centre, shrink)
+
+
+def spread_loglik_cov(xbar: np.ndarray, cov: np.ndarray, tau2: float) -> float:
+    """:func:`spread_loglik` for vector members with full sampling covariances:
+    ``-1/2 sum_k [log det(S_k + tau2 I) + (xbar_k - c)' (S_k + tau2 I)^-1 (xbar_k - c)]``."""
+    xbar, cov = _checked_cov(xbar, cov)
+    centre = partial_pool_cov(xbar, cov, tau2).centre
+    total = cov + tau2 * np.eye(xbar.shape[1])
+    r = xbar - centre
+    quad = np.einsum("ki,ki->k", r, np.linalg.solve(total, r[..., None])[..., 0])
+    return float(-0.5 * (np.linalg.slogdet(total)[1] + quad).sum())
+
+
+def learn_spread_cov(xbar: np.ndarray, cov: np.ndarray) -> float:
+    """:func:`learn_spread` for vector members with full sampling covariances."""
+    xbar, cov = _checked_cov(xbar, cov)
+    return _search_spread(lambda t: spread_loglik_cov(xbar, cov, t), xbar,
+                          np.diagonal(cov, axis1=1, axis2=2).ravel())
+
+
+def log_prior(members: np.ndarray, centre: np.ndarray, tau2: float) -> float:
+    """``sum_k log N(x_k; c, tau2)`` element by element (the soft tie's penalty term).
+
+    ``tau2 = inf`` gives 0 (a flat prior); ``tau2 = 0`` gives 0 when every member equals the
+    centre and ``-inf`` otherwise.
+    """
+    diff = np.asarray(members, dtype=float) - np.asarray(centre, dtype=float)
+    if math.isinf(tau2):
+        return 0.0
+    if tau2 == 0:
+        return 0.0 if np.all(diff == 0) else -math.inf
+    return float(-0.5 * (np.log(2 * math.pi * tau2) + diff * diff / tau2).sum())

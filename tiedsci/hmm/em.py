@@ -22,14 +22,16 @@ from typing import Any
 import numpy as np
 
 from tiedsci.core import Layout
-from tiedsci.errors import DegenerateDataWarning
+from tiedsci.core.softtie import learn_spread, learn_spread_cov, partial_pool, partial_pool_cov
+from tiedsci.errors import DeclarationError, DegenerateDataWarning
 from tiedsci.hmm.emissions import simplex_mstep
 from tiedsci.hmm.engines import Engine
 from tiedsci.hmm.gaussian_core import MIN_POST
 from tiedsci.hmm.inference import PackedIndex, forward_backward
 
 __all__ = ["Problem", "ResidentShards", "ConvergenceMonitor", "EMState", "ModelBlocks",
-           "frozen_masks", "Pooling", "pool_and_keep", "e_step", "m_step", "baum_welch"]
+           "SoftTieFit", "frozen_masks", "Pooling", "pool_and_keep", "e_step", "m_step",
+           "baum_welch"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +80,51 @@ class ConvergenceMonitor:
 
 
 @dataclass(frozen=True)
+class SoftTieFit:
+    """A soft tie as the last M-step left it (:meth:`Pooling.soft`).
+
+    Attributes
+    ----------
+    centre : str
+        Registry name of the centre parameter.
+    members : tuple of str
+        Labels of the members (e.g. ``"means[0]"``).
+    value : ndarray, shape of one member
+        The centre ``c`` (precision-weighted mean of the members' own estimates).
+    spread : float
+        Standard deviation ``tau`` of the members around the centre (given or learned), in the
+        members' units; ``0`` is a hard tie, ``inf`` untied.
+    learned : bool
+        Whether ``spread`` was learned (type-II maximum likelihood on the M-step's statistics).
+    shrinkage : ndarray, shape (m,) + member shape, or (m, D, D) for full covariances
+        ``B_k``: the share of member ``k``'s own estimate replaced by the centre (0 untied,
+        1 hard tie).
+    """
+
+    centre: str
+    members: tuple[str, ...]
+    value: np.ndarray
+    spread: float
+    learned: bool
+    shrinkage: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (``spread`` inf as the string ``"inf"``)."""
+        return {"centre": self.centre, "members": list(self.members),
+                "value": np.asarray(self.value).tolist(),
+                "spread": "inf" if np.isinf(self.spread) else float(self.spread),
+                "learned": bool(self.learned),
+                "shrinkage": np.asarray(self.shrinkage).tolist()}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> SoftTieFit:
+        """Inverse of :meth:`to_dict`."""
+        return cls(str(doc["centre"]), tuple(doc["members"]), np.asarray(doc["value"], float),
+                   float(doc["spread"]), bool(doc["learned"]),
+                   np.asarray(doc["shrinkage"], float))
+
+
+@dataclass(frozen=True)
 class EMState:
     """A complete EM iterate: what :func:`baum_welch` starts from, reports and returns.
 
@@ -89,11 +136,15 @@ class EMState:
         History of the log-likelihoods so far; ``monitor.iter`` iterations are done.
     stats : tuple of dict, optional
         Per model, the sufficient statistics of the last E-step (None before the first).
+    soft : tuple of SoftTieFit
+        The soft ties after the last M-step (spread, centre, shrinkage); empty without soft
+        ties or before the first M-step.
     """
 
     values: dict[str, np.ndarray]
     monitor: ConvergenceMonitor
     stats: tuple[dict[str, Any], ...] | None = None
+    soft: tuple[SoftTieFit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -197,12 +248,100 @@ class Pooling:
     ``pool_stats``; ``unit_axes=1`` for one statistic per vector of the last axis);
     ``pool.once(name, term)`` adds a prior term once per tie group (each member contributes
     ``term / group size``; see :mod:`tiedsci.hmm.priors`). A parameter without ties costs no
-    pooling: ``Layout.pool_stats`` returns its statistics as they are.
+    pooling: ``Layout.pool_stats`` returns its statistics as they are. ``pool.soft(name, xbar,
+    s2)`` applies the layout's soft ties (:mod:`tiedsci.core.softtie`) to the members' own
+    M-step estimates: the families see soft ties only through it, as they see hard ties
+    through ``pool``.
     """
 
     def __init__(self, layout: Layout) -> None:
         self._layout = layout
         self._sizes: dict[tuple[str, int], np.ndarray] = {}
+        self._soft: dict[str, SoftTieFit] = {}
+
+    def has_soft(self, name: str) -> bool:
+        """Whether any soft tie pulls elements of ``name``."""
+        return any(m.name == name for t in self._layout.soft_ties for m in t.members)
+
+    def soft(self, name: str, xbar: np.ndarray, s2: np.ndarray, unit_axes: int = 0
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Closed-form MAP update of the soft-tied elements of ``name`` (partial pooling).
+
+        The spread of a tie declared with ``spread=None`` is learned here, by type-II maximum
+        likelihood on these statistics (never by the joint mode, which collapses to 0).
+
+        Parameters
+        ----------
+        name : str
+            The parameter (all members of each of its soft ties must belong to it).
+        xbar : ndarray, shape of ``name``
+            Each element's own (pooled over hard ties) M-step estimate.
+        s2 : ndarray
+            Sampling variance of each estimate, same shape, ``inf`` where an element has no
+            data (``unit_axes=0``); or, with ``unit_axes=1``, sampling covariance matrices of
+            the vectors along the last axis, shape ``xbar.shape + xbar.shape[-1:]`` (members
+            must then be whole vectors).
+
+        Returns
+        -------
+        values : ndarray, shape of ``xbar``
+            ``xbar`` with the members replaced by their partially pooled estimates.
+        touched : ndarray of bool, shape of ``xbar``
+            The elements set here.
+        """
+        out = np.array(xbar, dtype=float, copy=True)
+        touched = np.zeros(out.shape, dtype=bool)
+        for tie in self._layout.soft_ties:
+            names = {m.name for m in tie.members}
+            if name not in names:
+                continue
+            if names != {name}:
+                raise DeclarationError(f"a soft tie of the HMM must pull elements of one "
+                                       f"parameter; {tie.describe()}")
+            idx = np.stack([m.elements() for m in tie.members])
+            fit = (self._soft_elements(tie, xbar, s2, idx) if unit_axes == 0
+                   else self._soft_vectors(tie, xbar, s2, idx))
+            out.reshape(-1)[idx] = fit[0]
+            touched.reshape(-1)[idx] = True
+            self._soft[tie.centre.name] = SoftTieFit(
+                tie.centre.name, tuple(m.label for m in tie.members), fit[1], fit[2],
+                tie.learned, fit[3])
+        return out, touched
+
+    @staticmethod
+    def _soft_elements(tie: Any, xbar: np.ndarray, s2: np.ndarray, idx: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        xs = np.asarray(xbar, dtype=float).reshape(-1)[idx]
+        ss = np.broadcast_to(np.asarray(s2, dtype=float), np.shape(xbar)).reshape(-1)[idx]
+        tau2 = learn_spread(xs, ss) if tie.learned else float(tie.spread) ** 2
+        pp = partial_pool(xs, ss, tau2)
+        return pp.mean, pp.centre, float(np.sqrt(tau2)), pp.shrinkage
+
+    @staticmethod
+    def _soft_vectors(tie: Any, xbar: np.ndarray, cov: np.ndarray, idx: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        d = np.shape(xbar)[-1]
+        rows = idx.reshape(len(idx), -1)
+        if rows.shape[1] != d or np.any(rows != (rows[:, :1] // d) * d + np.arange(d)):
+            raise DeclarationError(f"with full covariances a soft tie must pull whole mean "
+                                   f"vectors; {tie.describe()}")
+        xs = np.asarray(xbar, dtype=float).reshape(-1, d)[rows[:, 0] // d]
+        cs = np.asarray(cov, dtype=float).reshape(-1, d, d)[rows[:, 0] // d]
+        tau2 = learn_spread_cov(xs, cs) if tie.learned else float(tie.spread) ** 2
+        pp = partial_pool_cov(xs, cs, tau2)
+        return pp.mean.reshape(idx.shape), pp.centre, float(np.sqrt(tau2)), pp.shrinkage
+
+    def take_soft(self) -> tuple[SoftTieFit, ...]:
+        """The soft ties' state after the last M-step (in declaration order), then cleared."""
+        order = [t.centre.name for t in self._layout.soft_ties]
+        out = tuple(self._soft[c] for c in order if c in self._soft)
+        self._soft = {}
+        return out
+
+    def centres(self) -> dict[str, np.ndarray]:
+        """Centre values set by the last M-step, by registry name."""
+        return {c: np.asarray(f.value, dtype=float).reshape(self._layout.shapes[c])
+                for c, f in self._soft.items()}
 
     def __call__(self, name: str, st: np.ndarray, unit_axes: int = 0) -> np.ndarray:
         return np.asarray(self._layout.pool_stats({name: st}, unit_axes=unit_axes)[name])
@@ -279,6 +418,7 @@ def m_step(values: dict[str, np.ndarray], stats: Sequence[dict[str, Any]], block
         for key in stats[0] if key not in ("start", "trans")}
     out.update(blocks.emission.m_step({n: values[n] for n in names}, emission_stats, pool, keep,
                                       frozen, blocks.emission_priors))
+    out.update(pool.centres())
     return out
 
 
@@ -338,11 +478,11 @@ def _start_state(start: Mapping[str, np.ndarray] | EMState, n_iter: int, tol: fl
 
 
 def _advance(state: EMState, values: dict[str, np.ndarray], ll: float,
-             stats: tuple[dict[str, Any], ...]) -> EMState:
+             stats: tuple[dict[str, Any], ...], soft: tuple[SoftTieFit, ...] = ()) -> EMState:
     """The next complete iterate (built whole, so an interrupt never leaves half of one)."""
     mon = replace(state.monitor, history=[*state.monitor.history, ll],
                   iter=state.monitor.iter + 1)
-    return EMState(values, mon, stats)
+    return EMState(values, mon, stats, soft)
 
 
 def baum_welch(start: Mapping[str, np.ndarray] | EMState,
@@ -395,7 +535,8 @@ def baum_welch(start: Mapping[str, np.ndarray] | EMState,
             results = [step(blocks.view(state.values, i)) for i, step in enumerate(steps)]
             stats = tuple(r[0] for r in results)
             values = m_step(state.values, stats, blocks, layout, frozen, pooling)
-            state = _advance(state, values, float(sum(r[1] for r in results)), stats)
+            state = _advance(state, values, float(sum(r[1] for r in results)), stats,
+                             pooling[0].take_soft())
             if on_iteration is not None and on_iteration(state) is True:
                 break
     except KeyboardInterrupt:

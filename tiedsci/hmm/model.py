@@ -123,6 +123,18 @@ class TiedHMM:
     fixed : dict, optional
         ``{name: True}`` holds a whole parameter, ``{name: [states]}`` the rows of those states,
         at their initial values.
+    soft_ties : dict, optional
+        Per-parameter state groups partially pooled around a free centre (soft ties,
+        :meth:`Registry.soft_tie <tiedsci.core.Registry.soft_tie>`), e.g.
+        ``{"means": [[0, 1], [2, 3]]}``: each member ``mu_k ~ N(c, spread^2)`` element by
+        element, and the M-step is the closed-form MAP update (precision-weighted pooling of
+        each member's statistics with the centre). Gaussian ``means`` only.
+    spread : float, dict or None
+        Standard deviation of the members around the centre, in their units (one value, or a
+        dict by parameter name); ``0`` is the hard tie, ``math.inf`` the untied fit. ``None``
+        (default) learns it at every M-step by type-II maximum likelihood on the current
+        statistics. After ``fit``, ``soft_ties_`` holds each tie's spread, centre and
+        shrinkage (:class:`~tiedsci.hmm.em.SoftTieFit`).
     params, init_params : str or iterable of names
         hmmlearn letter codes (``"stmc"``) or parameter names: which parameters EM updates and
         which are initialised by ``fit`` (the others are taken from the attributes).
@@ -157,8 +169,12 @@ class TiedHMM:
                  tol: float = 1e-2, algorithm: str = "viterbi", engine: str = "numpy",
                  device: Any = None, dtype: Any = None, random_state: Any = None,
                  verbose: bool = False, startprob_prior: Any = 1.0,
-                 transmat_prior: Any = 1.0) -> None:
+                 transmat_prior: Any = 1.0,
+                 soft_ties: Mapping[str, Sequence[Sequence[int]]] | None = None,
+                 spread: float | Mapping[str, float | None] | None = None) -> None:
         self.emission = emission
+        self.soft_ties = soft_ties
+        self.spread = spread
         self.startprob_prior = startprob_prior
         self.transmat_prior = transmat_prior
         # hmmlearn creates the monitor with the estimator (a user may replace it, see fit)
@@ -231,6 +247,8 @@ class TiedHMM:
         if "transmat_" in attrs:
             out["transmat"] = np.asarray(attrs["transmat_"], dtype=float).copy()
         out.update(em.from_public(attrs, int(self.n_components)))
+        for fit in getattr(self, "soft_ties_", ()):
+            out[fit.centre] = np.asarray(fit.value, dtype=float).copy()
         return out
 
     def _stored(self, name: str) -> Any:
@@ -441,6 +459,8 @@ class TiedHMM:
         """Set the fitted attributes to an EM iterate."""
         self.layout_ = layout
         self.monitor_ = state.monitor
+        if state.soft or not layout.soft_ties:
+            self.soft_ties_ = state.soft
         self._set_attributes(state.values)
         self.n_features = self._n_features(state.values)
 
