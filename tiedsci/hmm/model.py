@@ -16,6 +16,7 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,11 +26,18 @@ from tiedsci.errors import DataError, DeclarationError, DegenerateDataWarning, N
 from tiedsci.hmm import inference
 from tiedsci.hmm.chunked import make_chunking, should_chunk
 from tiedsci.hmm.declare import ALL_LETTERS, declare_hmms, letters_to_names
-from tiedsci.hmm.em import ConvergenceMonitor, EMState, Problem, ResidentShards, baum_welch
+from tiedsci.hmm.em import (
+    ConvergenceMonitor,
+    EMState,
+    Problem,
+    ResidentShards,
+    baum_welch,
+    e_step,
+)
 from tiedsci.hmm.engines import get_engine
 from tiedsci.hmm.packing import make_packing
 
-__all__ = ["TiedHMM", "check_lengths", "STORED_ATTRIBUTES"]
+__all__ = ["TiedHMM", "SuffStats", "check_lengths", "STORED_ATTRIBUTES"]
 
 _log = logging.getLogger(__name__)
 _BASE_LETTERS = {"s": "startprob", "t": "transmat"}
@@ -102,6 +110,47 @@ def _prepare_shard(piece: tuple[np.ndarray, np.ndarray], model: TiedHMM,
     """A shard's :class:`Problem` from its raw sequences (a task of a distributed fit)."""
     xs, lengths = piece
     return model._prepare(xs, lengths, values)
+
+
+@dataclass(frozen=True)
+class SuffStats:
+    """Expected sufficient statistics of one E-step (per state; states on axis 0).
+
+    Attributes
+    ----------
+    n : ndarray, shape (K,)
+        Occupancy ``N_k = sum_t gamma_tk`` (expected frames in each state).
+    s1 : ndarray, shape (K, D), or None
+        ``sum_t gamma_tk x_t`` (Gaussian and Poisson emissions; GMM: per component).
+    s2 : ndarray, shape (K, D) or (K, D, D), or None
+        ``sum_t gamma_tk x_t^2`` (diagonal / spherical) or ``x_t x_t'`` (full, tied); Gaussian.
+    start : ndarray, shape (K,)
+        Expected initial-state counts.
+    trans : ndarray, shape (K, K)
+        Expected transition counts ``sum_t xi_t(i, j)``.
+    log_likelihood : float
+        Log-likelihood of the data under the parameters used.
+    emission : dict
+        The emission family's own statistics (e.g. ``counts`` for categorical emissions).
+    """
+
+    n: np.ndarray
+    s1: np.ndarray | None
+    s2: np.ndarray | None
+    start: np.ndarray
+    trans: np.ndarray
+    log_likelihood: float
+    emission: dict[str, np.ndarray]
+
+    @classmethod
+    def from_e_step(cls, stats: Mapping[str, Any], log_likelihood: float) -> SuffStats:
+        """From :func:`tiedsci.hmm.em.e_step`'s statistics."""
+        start = np.asarray(stats["start"], dtype=float)
+        trans = np.asarray(stats["trans"], dtype=float)
+        em = {k: np.asarray(v, dtype=float) for k, v in stats.items()
+              if k not in ("start", "trans")}
+        return cls(start + trans.sum(0), em.get("obs"), em.get("obs2"), start, trans,
+                   float(log_likelihood), em)
 
 
 class TiedHMM:
@@ -485,6 +534,22 @@ class TiedHMM:
         return int(self._emission().n_features_of(dict(values)))
 
     # ------------------------------------------------------------------ inference
+    def suff_stats(self, X: Any, lengths: Any = None) -> SuffStats:
+        """E-step sufficient statistics of ``X`` under the fitted parameters.
+
+        One forward-backward pass, the statistics Baum-Welch's M-step pools (tie discovery
+        ranks candidate merges from them, :func:`tiedsci.hmm.discover`).
+
+        Returns
+        -------
+        SuffStats
+        """
+        values = self._values()
+        self._check_values(dict(values))
+        problem = self._prepare(X, lengths, values)
+        stats, ll = e_step(values, problem)
+        return SuffStats.from_e_step(stats, ll)
+
     def _log_frames(self, X: Any, lengths: Any, allow_chunks: bool = True
                     ) -> tuple[Problem, Any, dict[str, np.ndarray]]:
         values = self._values()
