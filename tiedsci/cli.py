@@ -1,4 +1,4 @@
-"""Command line: ``tiedsci demo | init | hmm fit | refine run | pinn solve``.
+"""Command line: ``tiedsci demo | init | hmm fit | hmm discover | refine run | pinn solve``.
 
 The three run-file commands share their behaviour (see ``docs/cli.md``):
 
@@ -33,6 +33,12 @@ RUN_COMMANDS: dict[str, tuple[str, str, str]] = {
     "pinn": ("solve", "tiedsci.pinn.runfile", "train a periodic PINN from a TOML run file"),
 }
 
+# second verbs of a run-file command: (command, verb) -> (function of its back-end module, help)
+EXTRA_VERBS: dict[tuple[str, str], tuple[str, str]] = {
+    ("hmm", "discover"): ("discover_from_toml", "tie discovery on the run file's model: which "
+                          "states should share parameters (path table, JSON, plot)"),
+}
+
 EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 
@@ -49,6 +55,8 @@ def _run_file(command: str, args: argparse.Namespace) -> int:
     )
 
     verb, module_name, _ = RUN_COMMANDS[command]
+    verb = getattr(args, "verb", verb) or verb
+    run = EXTRA_VERBS.get((command, verb), ("run_from_toml", ""))[0]
     path = args.runfile
     out_dir = Path(args.out) if args.out else Path(path).with_suffix("")
     again = f"tiedsci {command} {verb} {path}" + (f" --out {args.out}" if args.out else "")
@@ -62,7 +70,7 @@ def _run_file(command: str, args: argparse.Namespace) -> int:
         from tiedsci.progress import readable_warnings
 
         with readable_warnings(out_dir / "warnings.log", quiet=args.quiet):
-            result = module.run_from_toml(path, out_dir, resume=args.resume,
+            result = getattr(module, run)(path, out_dir, resume=args.resume,
                                           progress=not args.quiet, **extra)
         print(json.dumps(result, indent=2, default=str), flush=True)
     except (RunFileError, CheckpointError) as exc:
@@ -139,28 +147,37 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (verb, module_name, helptext) in RUN_COMMANDS.items():
         p = sub.add_parser(name, help=helptext)
         s = p.add_subparsers(dest="verb", required=True)
-        about = (f"{helptext}. Ctrl-C writes the outputs of the best state so far and exits "
-                 "with status 130; run-file errors exit with status 2 (with file:line:key). "
-                 f"`tiedsci init {name}` writes a commented run file and sample data to start "
-                 "from; every key is listed below.")
-        v = s.add_parser(verb, help=helptext, add_help=False,
-                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                         description=textwrap.fill(about, 88))
-        v.add_argument("-h", "--help", action=_KeysHelp, module=module_name,
-                       help="show this help, with every key of the run file, and exit")
-        v.add_argument("runfile", help="the TOML run file")
-        v.add_argument("--out", default=None,
-                       help="output folder (default: the run file's path without .toml)")
-        v.add_argument("--resume", action="store_true",
-                       help="continue from the checkpoint in the output folder")
-        v.add_argument("--quiet", action="store_true", help="no progress bars")
-        v.add_argument("--check", action="store_true",
-                       help="only validate the run file and its data, then exit")
-        if name in ("hmm", "pinn"):
-            v.add_argument("--device", default=None,
-                           help="torch device, e.g. cpu, cuda, cuda:1 (overrides the run file; "
-                                "a clear error when CUDA is absent)")
+        verbs = [(verb, helptext)] + [(w, h) for (c, w), (_, h) in EXTRA_VERBS.items()
+                                       if c == name]
+        for verb_name, verb_help in verbs:
+            about = (f"{verb_help}. Ctrl-C writes the outputs of the best state so far and "
+                     "exits with status 130; run-file errors exit with status 2 (with "
+                     f"file:line:key). `tiedsci init {name}` writes a commented run file and "
+                     "sample data to start from; every key is listed below.")
+            _add_verb(s, name, verb_name, verb_help, module_name, about)
     return parser
+
+
+def _add_verb(s: Any, name: str, verb: str, helptext: str, module_name: str,
+              about: str) -> None:
+    """One run-file verb (``hmm fit``, ``hmm discover``, ...) and its options."""
+    v = s.add_parser(verb, help=helptext, add_help=False,
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description=textwrap.fill(about, 88))
+    v.add_argument("-h", "--help", action=_KeysHelp, module=module_name,
+                   help="show this help, with every key of the run file, and exit")
+    v.add_argument("runfile", help="the TOML run file")
+    v.add_argument("--out", default=None,
+                   help="output folder (default: the run file's path without .toml)")
+    v.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in the output folder")
+    v.add_argument("--quiet", action="store_true", help="no progress bars")
+    v.add_argument("--check", action="store_true",
+                   help="only validate the run file and its data, then exit")
+    if name in ("hmm", "pinn"):
+        v.add_argument("--device", default=None,
+                       help="torch device, e.g. cpu, cuda, cuda:1 (overrides the run file; "
+                            "a clear error when CUDA is absent)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

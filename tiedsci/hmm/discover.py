@@ -40,7 +40,7 @@ from tiedsci.discovery import DiscoveryPath, PathStep, check_criterion, criterio
 from tiedsci.errors import DeclarationError, NotFittedError, UnknownParameterError
 
 __all__ = ["discover", "split_test", "split_grown_start", "kmeans_start", "Structure",
-           "candidate_kinds"]
+           "candidate_kinds", "planted_recovery"]
 
 FLOOR = 1e-12  # warm-started probabilities are floored here: a zero would become structural
 _EMISSION_BLOCKS = {"gaussian": ("means", "covars"), "poisson": ("lambdas",)}
@@ -185,8 +185,8 @@ def _stat_mstep(st: Any, s: Structure, family: str, kind: str, min_covar: float,
     with np.errstate(divide="ignore"):
         q += float(np.where(st.trans > 0, st.trans * np.log(np.maximum(trans, 1e-300)),
                             0.0).sum())
-    values["transmat"] = _floored(trans)
-    values["startprob"] = _floored(st.start / st.start.sum())
+    values["transmat"] = trans
+    values["startprob"] = st.start / st.start.sum()
     return values, q
 
 
@@ -209,8 +209,11 @@ def _gaussian_q(st: Any, s: Structure, kind: str, n: np.ndarray, min_covar: floa
     return mu, var, q
 
 
-def _floored(p: np.ndarray) -> np.ndarray:
+def _floored(p: np.ndarray, zeros: np.ndarray | None = None) -> np.ndarray:
+    """Probabilities floored at :data:`FLOOR` except at the structural ``zeros``."""
     p = np.maximum(np.asarray(p, dtype=float), FLOOR)
+    if zeros is not None:
+        p = np.where(zeros, 0.0, p)
     return p / p.sum(-1, keepdims=True)
 
 
@@ -249,8 +252,14 @@ def _child(template: Any, s: Structure, n_iter: int, tol: float) -> Any:
     return est
 
 
-def _n_free(template: Any, s: Structure, values: Mapping[str, np.ndarray]) -> int:
-    return int(_child(template, s, 1, 0.0).build_registry(dict(values)).compile().n_free)
+def _n_free(template: Any, s: Structure, values: Mapping[str, np.ndarray]) -> int | None:
+    """``n_free`` of the compiled child registry; None when the merge cannot be declared
+    (e.g. transition rows with structural zeros in different places)."""
+    try:
+        reg = _child(template, s, 1, 0.0).build_registry(dict(values))
+    except DeclarationError:
+        return None
+    return int(reg.compile().n_free)
 
 
 @dataclass(frozen=True)
@@ -271,9 +280,13 @@ def _rank(model: Any, st: Any, s: Structure, kinds: Sequence[str], family: str,
     out = []
     for cand in _candidates(s, kinds):
         values, q = _stat_mstep(st, cand.child, family, kind, min_covar)
-        dk = _n_free(model, cand.child, values) - n_free
+        values = _warm(model, values)
+        k = _n_free(model, cand.child, values)
+        if k is None:
+            continue
         cost = max(q0 - q, 0.0)
-        out.append(_Ranked(cand, cost, dk, 2.0 * cost + dk * penalty, values))
+        out.append(_Ranked(cand, cost, k - n_free, 2.0 * cost + (k - n_free) * penalty,
+                           values))
     return sorted(out, key=lambda r: (r.predicted, r.cand.label))
 
 
@@ -305,12 +318,15 @@ def _refit_all(tasks: list[tuple[Any, dict[str, np.ndarray], Any, Any]],
 
 def _warm(parent: Any, stat_values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The child's start: the tied M-step on the parent's statistics, probabilities floored
-    (a warm start must not turn a vanished probability into a structural zero)."""
+    (a warm start must not turn a vanished probability into a structural zero) except where
+    the parent has structural zeros (fixed at 0: they stay)."""
     values = {k: v for k, v in parent.em_state().values.items()
               if k in ("startprob", "transmat", *parent._emission().letters.values())}
     values.update({k: np.array(v, dtype=float) for k, v in stat_values.items()})
-    values["startprob"] = _floored(values["startprob"])
-    values["transmat"] = _floored(values["transmat"])
+    layout = parent.layout_
+    for name in ("startprob", "transmat"):
+        zeros = layout.fixed_mask(name) & (np.asarray(parent.em_state().values[name]) == 0)
+        values[name] = _floored(values[name], zeros)
     return values
 
 
@@ -527,8 +543,8 @@ def discover(model: Any, X: Any, lengths: Any = None, *, criterion: str = "bic",
         if not ranked:
             break
         chosen = _choose(parent, ranked, rescore, short_iter, scorer, x, lengths, executor)
-        fit = _refit_task((_child(parent, chosen.cand.child, n_iter, tol),
-                           _warm(parent, chosen.values), x, lengths))
+        fit = _refit_task((_child(parent, chosen.cand.child, n_iter, tol), chosen.values, x,
+                           lengths))
         expected = int(parent.layout_.n_free) + chosen.dk
         if fit.model.layout_.n_free != expected:
             raise AssertionError(f"n_free {fit.model.layout_.n_free} after a merge, "
@@ -550,8 +566,8 @@ def _choose(parent: Any, ranked: list[_Ranked], rescore: int, short_iter: int,
     if rescore <= 1:
         return ranked[0]
     top = ranked[:rescore]
-    tasks = [(_child(parent, r.cand.child, short_iter, -math.inf), _warm(parent, r.values),
-              x, lengths) for r in top]
+    tasks = [(_child(parent, r.cand.child, short_iter, -math.inf), r.values, x, lengths)
+             for r in top]
     fits = _refit_all(tasks, executor)
     k0 = int(parent.layout_.n_free)
     scores = [scorer.step(1, r.cand.kind, r.cand.label, f, k0, r.predicted, 0.0).criterion
@@ -578,13 +594,64 @@ def split_test(model: Any, X: Any, lengths: Any = None, *, criterion: str = "bic
                                   0, math.nan, 0.0))
     path.models.append(model)
     splits = [(b, c) for b, cs in structure.parts.items() for c in cs if len(c) > 1]
-    base = model.em_state().values
-    keep = ("startprob", "transmat", *model._emission().letters.values())
-    tasks = [(_child(model, structure.split(b, c), n_iter, tol),
-              {k: v for k, v in base.items() if k in keep}, x, lengths) for b, c in splits]
+    base = _warm(model, {})
+    tasks = [(_child(model, structure.split(b, c), n_iter, tol), base, x, lengths)
+             for b, c in splits]
     k0 = int(model.layout_.n_free)
     for (b, c), fit in zip(splits, _refit_all(tasks, executor)):
+        expected = _n_free(model, structure.split(b, c), base)
+        if fit.model.layout_.n_free != expected:  # pragma: no cover - guarded by _warm
+            raise AssertionError("a split changed the structure beyond the split tie")
         path.steps.append(scorer.step(len(path.steps), "split", (f"{b}{_label(c)}",), fit, k0,
                                       math.nan, fit.seconds))
         path.models.append(fit.model)
     return path
+
+
+def planted_recovery(model: Any, X: Any, lengths: Any, states: np.ndarray,
+                     groups: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """Does a fitted model recover a planted tie structure? (for simulation studies)
+
+    Parameters
+    ----------
+    model : fitted estimator
+    X, lengths : the data
+    states : array of int, shape (n_samples,)
+        The true hidden state of every frame.
+    groups : list of lists of int
+        The planted groups of true states sharing one emission.
+
+    Returns
+    -------
+    dict
+        ``emission``: every class of states sharing one emission in ``model`` holds states of
+        one planted group (by majority posterior mass) and the classes match the groups one to
+        one (the right set of distinct emissions); ``strict``: the model's emission partition
+        equals the planted one under a one-to-one (Hungarian) matching of fitted to true
+        states; ``classes``: the model's emission classes; ``majority``: planted group of
+        each fitted state.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    gamma = model.predict_proba(X, lengths)
+    k_true = int(max(max(g) for g in groups)) + 1
+    onehot = np.eye(k_true)[np.asarray(states, dtype=int)]
+    overlap = gamma.T @ onehot  # (fitted, true)
+    group_of = np.empty(k_true, dtype=int)
+    for i, g in enumerate(groups):
+        group_of[list(g)] = i
+    by_group = overlap @ np.eye(len(groups))[group_of]
+    majority = by_group.argmax(1)
+    fam = _EMISSION_BLOCKS[_family(model)]
+    classes = Structure.from_model(model, fam).emission_classes()
+    labels = [{int(majority[s]) for s in c} for c in classes]
+    emission = (all(len(lb) == 1 for lb in labels) and len(classes) == len(groups)
+                and {next(iter(lb)) for lb in labels} == set(range(len(groups))))
+    strict = False
+    if overlap.shape[0] == k_true:
+        rows, cols = linear_sum_assignment(-overlap)
+        to_true = dict(zip(rows.tolist(), cols.tolist()))
+        mapped = {frozenset(to_true[s] for s in c) for c in classes}
+        strict = mapped == {frozenset(g) for g in groups}
+    return {"emission": bool(emission), "strict": bool(strict),
+            "classes": [list(c) for c in classes], "majority": majority.tolist()}
