@@ -105,11 +105,21 @@ class Structure:
                 if any(len(c) > 1 for c in cs)}
 
     def split(self, block: str, cls: tuple[int, ...]) -> Structure:
-        """``cls`` of ``block`` split into single states."""
+        """``cls`` split into single states in ``block`` (``"state"``: every emission block;
+        then each block's classes lose the states of ``cls``)."""
         parts = dict(self.parts)
-        parts[block] = tuple(sorted([c for c in parts[block] if c != cls]
-                                    + [(s,) for s in cls]))
+        for b in (self.emission if block == "state" else (block,)):
+            rest = [tuple(t for t in c if t not in cls) for c in parts[b]]
+            parts[b] = tuple(sorted([c for c in rest if c] + [(t,) for t in cls]))
         return Structure(parts, self.emission)
+
+    def splits(self) -> list[tuple[str, tuple[int, ...]]]:
+        """The reverse-test candidates: every tied class of every block, and every class of
+        states sharing their whole emission (``"state"``)."""
+        out = [(b, c) for b, cs in self.parts.items() for c in cs if len(c) > 1]
+        if len(self.emission) > 1:
+            out += [("state", c) for c in self.emission_classes() if len(c) > 1]
+        return out
 
     def lumpable(self, states: Sequence[int]) -> bool:
         """Would ``states`` share their whole emission and transition row?"""
@@ -575,14 +585,31 @@ def _choose(parent: Any, ranked: list[_Ranked], rescore: int, short_iter: int,
     return top[int(np.argmin(scores))]
 
 
+def _jitter(values: dict[str, np.ndarray], states: Sequence[int], rng: np.random.Generator
+            ) -> dict[str, np.ndarray]:
+    """Move the means (log-rates) of ``states`` apart by 0.1 standard deviation."""
+    rows = list(states)
+    if "means" in values:
+        sd = np.sqrt(np.asarray(values["covars"], dtype=float)[rows])
+        sd = sd if sd.ndim == values["means"].ndim else sd[:, None]
+        values["means"][rows] += 0.1 * sd * rng.standard_normal(sd.shape)
+    if "lambdas" in values:
+        values["lambdas"][rows] *= np.exp(0.1 * rng.standard_normal(values["lambdas"][rows]
+                                                                    .shape))
+    return values
+
+
 def split_test(model: Any, X: Any, lengths: Any = None, *, criterion: str = "bic",
                heldout: tuple[Any, Any] | None = None, n_iter: int = 300,
-               tol: float = 1e-4, executor: Any = None) -> DiscoveryPath:
+               tol: float = 1e-4, executor: Any = None,
+               random_state: int = 0) -> DiscoveryPath:
     """The reverse test of a declared tie: does the criterion want it split?
 
     Step 0 is the fitted ``model`` as declared; every further step splits one tie group of
-    one block (``kind="split"``) and refits warm from ``model`` (the splits are independent:
-    they run through ``executor`` when given). ``path.best == 0`` keeps every declared tie.
+    one block, or one group of states sharing their whole emission (``merged`` names it:
+    ``"means{0,1}"``, ``"state{0,1}"``), and refits warm from ``model`` (the splits are
+    independent: they run through ``executor`` when given). ``path.best == 0`` keeps every
+    declared tie.
     """
     family, _ = _checked(model, "state", criterion, heldout)
     _fitted(model)
@@ -593,13 +620,20 @@ def split_test(model: Any, X: Any, lengths: Any = None, *, criterion: str = "bic
     path.steps.append(scorer.step(0, "declared", (), _Fit(model, 0.0, int(model.monitor_.iter)),
                                   0, math.nan, 0.0))
     path.models.append(model)
-    splits = [(b, c) for b, cs in structure.parts.items() for c in cs if len(c) > 1]
-    base = _warm(model, {})
-    tasks = [(_child(model, structure.split(b, c), n_iter, tol), base, x, lengths)
-             for b, c in splits]
+    splits = structure.splits()
+    st = model.suff_stats(x, lengths)
+    kind = getattr(model._emission(), "kind", "")
+    min_covar = float(getattr(model, "min_covar", 1e-3))
+    rng = np.random.default_rng(random_state)
+    # each split starts from the split structure's M-step on the declared model's statistics,
+    # the split members moved apart a little (members equal at the start are a saddle of EM)
+    starts = [_jitter(_warm(model, _stat_mstep(st, structure.split(b, c), family, kind,
+                                               min_covar)[0]), c, rng) for b, c in splits]
+    tasks = [(_child(model, structure.split(b, c), n_iter, tol), v, x, lengths)
+             for (b, c), v in zip(splits, starts)]
     k0 = int(model.layout_.n_free)
-    for (b, c), fit in zip(splits, _refit_all(tasks, executor)):
-        expected = _n_free(model, structure.split(b, c), base)
+    for (b, c), v, fit in zip(splits, starts, _refit_all(tasks, executor)):
+        expected = _n_free(model, structure.split(b, c), v)
         if fit.model.layout_.n_free != expected:  # pragma: no cover - guarded by _warm
             raise AssertionError("a split changed the structure beyond the split tie")
         path.steps.append(scorer.step(len(path.steps), "split", (f"{b}{_label(c)}",), fit, k0,
