@@ -10,7 +10,7 @@ import pytest
 import tiedsci.hmm as th
 from tiedsci.discovery import load_path
 from tiedsci.errors import CriterionError, DeclarationError, NotFittedError, UnknownParameterError
-from tiedsci.hmm.discover import Structure, discover, planted_recovery, split_test
+from tiedsci.hmm.discovery import Structure, discover, planted_recovery, split_test
 
 PAIRS = [[0, 1], [2, 3]]
 

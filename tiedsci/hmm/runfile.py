@@ -447,7 +447,7 @@ def discover_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = 
     (``model.json`` + ``.npz``, ``parameters.txt``) and ``summary.json``. ``resume`` is
     accepted for the common command line and ignored (every refit is short).
     """
-    from tiedsci.hmm.discover import discover
+    from tiedsci.hmm.discovery import discover
 
     rf = load(path)
     if device is not None:

@@ -493,7 +493,8 @@ def _start_model(model: Any, start: str, X: Any, lengths: Any, n_iter: int, tol:
 def discover(model: Any, X: Any, lengths: Any = None, *, criterion: str = "bic",
              candidates: Sequence[str] | str = "state", start: str = "model",
              heldout: tuple[Any, Any] | None = None, max_steps: int | None = None,
-             n_iter: int = 300, tol: float = 1e-4, rescore: int = 0, short_iter: int = 10,
+             n_iter: int = 100, tol: float = 1e-4, final_iter: int = 300,
+             start_iter: int | None = None, rescore: int = 0, short_iter: int = 10,
              executor: Any = None, random_state: int = 0) -> DiscoveryPath:
     """Greedy bottom-up tie discovery (see the module docstring).
 
@@ -517,7 +518,11 @@ def discover(model: Any, X: Any, lengths: Any = None, *, criterion: str = "bic",
     max_steps : int, optional
         Stop after this many merges (default: until nothing is left to merge).
     n_iter, tol : int, float
-        EM of every refit (and of the start).
+        EM of every path refit (scoring: a few dozen iterations warm from the parent).
+    final_iter : int
+        Further EM iterations for the chosen model only (its row is updated; 0: none).
+    start_iter : int, optional
+        EM iterations of the fits building the start (default ``3 * n_iter``).
     rescore : int
         Refit the best ``rescore`` candidates (by predicted change) for ``short_iter``
         iterations and merge the one with the best refitted criterion (0: the predicted
@@ -537,7 +542,9 @@ def discover(model: Any, X: Any, lengths: Any = None, *, criterion: str = "bic",
     x = model._validated(X)
     scorer = _Scorer(criterion, x, lengths, heldout)
     t0 = time.perf_counter()
-    parent, info = _start_model(model, start, x, lengths, n_iter, tol, random_state)
+    parent, info = _start_model(model, start, x, lengths,
+                                start_iter if start_iter is not None else 3 * n_iter, tol,
+                                random_state)
     structure = Structure.from_model(parent, _EMISSION_BLOCKS[family])
     st = parent.suff_stats(x, lengths)
     info.update({"occupancy": np.round(st.n, 3).tolist(), "candidates": list(kinds),
@@ -566,9 +573,34 @@ def discover(model: Any, X: Any, lengths: Any = None, *, criterion: str = "bic",
         path.models.append(fit.model)
         parent, structure = fit.model, chosen.cand.child
         st = parent.suff_stats(x, lengths)
+    if final_iter > 0 and path.best > 0:
+        _final_refit(path, scorer, final_iter, tol)
     path.info["seconds"] = time.perf_counter() - t_all
     path.info["structures"] = [m.ties or {} for m in path.models]
     return path
+
+
+def _final_refit(path: DiscoveryPath, scorer: _Scorer, final_iter: int, tol: float) -> None:
+    """Continue EM on the chosen model (a copy) and update its row."""
+    from dataclasses import replace
+
+    i = path.best
+    chosen = path.models[i]
+    est = type(chosen)(**chosen.get_params())
+    state = chosen.em_state()
+    est.set_params(n_iter=int(state.monitor.iter) + final_iter, tol=tol)
+    t0 = time.perf_counter()
+    est.fit(scorer.x, scorer.lengths, start=state)
+    seconds = time.perf_counter() - t0
+    old = path.steps[i]
+    fit = _Fit(est, old.seconds + seconds, int(est.monitor_.iter))
+    new = scorer.step(old.step, old.kind, old.merged, fit, old.n_free - old.dk, old.predicted,
+                      old.seconds + seconds)
+    path.steps[i] = replace(new, dk=old.dk)
+    path.models[i] = est
+    path.info["final"] = {"step": old.step, "iterations": int(est.monitor_.iter),
+                          "loglik_before": old.loglik, "loglik": new.loglik,
+                          "seconds": seconds}
 
 
 def _choose(parent: Any, ranked: list[_Ranked], rescore: int, short_iter: int,
