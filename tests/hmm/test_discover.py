@@ -182,3 +182,48 @@ def test_split_grown_start_reports_its_allocation(planted):
     assert info["method"] == "split" and sum(info["copies"]) == 4
     assert len(info["copies"]) == info["M"] and len(info["occupancy"]) == 4
     assert path.models[0].ties is None and path.steps[0].kind == "start"
+
+
+DISCOVER_RUN = """
+[data]
+path = "bundled:earthquakes.csv"
+columns = [1]
+
+[model]
+family = "poisson"
+n_components = 3
+n_iter = 200
+random_state = 0
+
+[discover]
+candidates = ["state", "transmat"]
+n_iter = 100
+"""
+
+
+def test_cli_hmm_discover_writes_the_path(tmp_path, capsys):
+    from tiedsci.cli import main
+
+    (tmp_path / "run.toml").write_text(DISCOVER_RUN)
+    assert main(["hmm", "discover", str(tmp_path / "run.toml"), "--out",
+                 str(tmp_path / "out"), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    path = load_path(tmp_path / "out" / "path")
+    assert summary["best_step"] == path.best and summary["n_free"] == path.steps[path.best].n_free
+    assert (tmp_path / "out" / "path.png").stat().st_size > 1000
+    assert "n_free" in (tmp_path / "out" / "path.txt").read_text()
+    assert th.load(tmp_path / "out" / "model").n_free == summary["n_free"]
+    (tmp_path / "bad.toml").write_text(DISCOVER_RUN.replace('"transmat"]', '"rates"]'))
+    assert main(["hmm", "discover", str(tmp_path / "bad.toml"), "--quiet"]) == 2
+    assert "rates" in capsys.readouterr().err
+
+
+def test_report_shows_a_discovery_path(planted, untied, tmp_path):
+    from tiedsci.report import write_html_report
+
+    x, lengths, _ = planted
+    path = discover(untied, x, lengths, max_steps=1, n_iter=20)
+    page = write_html_report(tmp_path, {"tie_discovery": {"discovery": path.to_dict()}})
+    text = page.read_text()
+    assert "Tie-discovery path, chosen by BIC" in text
+    assert " + ".join(path.steps[1].merged) in text and text.count("&#9733;") >= 2
