@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 import tiedsci.hmm as th
-from tiedsci.hmm.discovery import discover, planted_recovery, split_test
+from tiedsci.hmm.discovery import discover, planted_recovery, split_test, sticky_gaussian_hmm
 
 HERE = Path(__file__).resolve().parent
 PAIRS = [[0, 1], [2, 3], [4, 5], [6, 7]]
@@ -45,15 +45,7 @@ CENTRES = np.array([[0.0, 0.0], [2.5, 0.0], [0.0, 2.5], [2.5, 2.5]])
 
 def planted_truth(seed: int) -> th.GaussianHMM:
     """The tied-truth HMM of tests/hmm/test_tied_truth.py (4 pairs of identical emissions)."""
-    rng = np.random.default_rng(seed)
-    k = 8
-    m = th.GaussianHMM(k, "diag", init_params="")
-    m.startprob_ = np.full(k, 1.0 / k)
-    trans = rng.dirichlet(np.full(k, 0.5), size=k) * 0.3 + np.eye(k) * 0.7
-    m.transmat_ = trans / trans.sum(1, keepdims=True)
-    m.means_ = np.repeat(CENTRES, 2, axis=0)
-    m.covars_ = np.ones((k, 2))
-    return m
+    return sticky_gaussian_hmm(np.repeat(CENTRES, 2, axis=0), np.ones((8, 2)), seed=seed)
 
 
 def _choice(path: Any, key: Callable[[Any], float]) -> int:

@@ -10,7 +10,13 @@ import pytest
 import tiedsci.hmm as th
 from tiedsci.discovery import load_path
 from tiedsci.errors import CriterionError, DeclarationError, NotFittedError, UnknownParameterError
-from tiedsci.hmm.discovery import Structure, discover, planted_recovery, split_test
+from tiedsci.hmm.discovery import (
+    Structure,
+    discover,
+    planted_recovery,
+    split_test,
+    sticky_gaussian_hmm,
+)
 
 PAIRS = [[0, 1], [2, 3]]
 
@@ -18,13 +24,8 @@ PAIRS = [[0, 1], [2, 3]]
 @pytest.fixture(scope="module")
 def planted():
     """4 states in 2 pairs of identical emissions (different transitions), 2 features."""
-    rng = np.random.default_rng(7)
-    k = 4
-    truth = th.GaussianHMM(k, "diag", init_params="")
-    truth.startprob_ = np.full(k, 1.0 / k)
-    truth.transmat_ = 0.6 * np.eye(k) + 0.4 * rng.dirichlet(np.full(k, 0.5), size=k)
-    truth.means_ = np.repeat([[0.0, 0.0], [3.0, 0.0]], 2, axis=0)
-    truth.covars_ = np.ones((k, 2))
+    truth = sticky_gaussian_hmm(np.repeat([[0.0, 0.0], [3.0, 0.0]], 2, axis=0),
+                                np.ones((4, 2)), stay=0.6, seed=7)
     x, z = truth.sample(1600, random_state=8)
     return x, np.full(8, 200), z
 
@@ -138,12 +139,8 @@ def test_reverse_test_keeps_a_true_tie(planted):
 
 def test_reverse_test_splits_a_false_tie():
     """Four distinct emissions fitted as two tied pairs: the data want the pairs split."""
-    rng = np.random.default_rng(11)
-    truth = th.GaussianHMM(4, "diag", init_params="")
-    truth.startprob_ = np.full(4, 0.25)
-    truth.transmat_ = 0.7 * np.eye(4) + 0.3 * rng.dirichlet(np.ones(4), size=4)
-    truth.means_ = np.array([[0.0], [2.5], [5.0], [7.5]])
-    truth.covars_ = np.ones((4, 1))
+    truth = sticky_gaussian_hmm([[0.0], [2.5], [5.0], [7.5]], np.ones((4, 1)),
+                                concentration=1.0, seed=11)
     x, _ = truth.sample(1200, random_state=12)
     lengths = np.full(6, 200)
     wrong = th.GaussianHMM(4, "diag", n_iter=100, tol=1e-4, random_state=0, covars_prior=0,

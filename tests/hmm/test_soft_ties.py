@@ -8,19 +8,16 @@ import pytest
 import tiedsci.hmm as th
 from tiedsci.core.softtie import log_prior
 from tiedsci.errors import DeclarationError
+from tiedsci.hmm.discovery import sticky_gaussian_hmm
 
 GROUPS = [[0, 1], [2, 3]]
 
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(3)
-    k = 4
-    truth = th.GaussianHMM(k, "diag", init_params="")
-    truth.startprob_ = np.full(k, 1.0 / k)
-    truth.transmat_ = 0.7 * np.eye(k) + 0.3 * rng.dirichlet(np.ones(k), size=k)
-    truth.means_ = np.array([[0.0, 0.0], [0.4, 0.2], [3.0, 3.0], [3.3, 2.8]])
-    truth.covars_ = np.array([[1.0, 0.5], [0.6, 1.2], [1.0, 1.0], [0.8, 0.7]])
+    truth = sticky_gaussian_hmm([[0.0, 0.0], [0.4, 0.2], [3.0, 3.0], [3.3, 2.8]],
+                                [[1.0, 0.5], [0.6, 1.2], [1.0, 1.0], [0.8, 0.7]],
+                                concentration=1.0, seed=3)
     x, _ = truth.sample(1200, random_state=4)
     return x, np.full(6, 200)
 

@@ -40,7 +40,7 @@ from tiedsci.discovery import DiscoveryPath, PathStep, check_criterion, criterio
 from tiedsci.errors import DeclarationError, NotFittedError, UnknownParameterError
 
 __all__ = ["discover", "split_test", "split_grown_start", "kmeans_start", "Structure",
-           "candidate_kinds", "planted_recovery"]
+           "candidate_kinds", "planted_recovery", "sticky_gaussian_hmm"]
 
 FLOOR = 1e-12  # warm-started probabilities are floored here: a zero would become structural
 _EMISSION_BLOCKS = {"gaussian": ("means", "covars"), "poisson": ("lambdas",)}
@@ -721,3 +721,27 @@ def planted_recovery(model: Any, X: Any, lengths: Any, states: np.ndarray,
         strict = mapped == {frozenset(g) for g in groups}
     return {"emission": bool(emission), "strict": bool(strict),
             "classes": [list(c) for c in classes], "majority": majority.tolist()}
+
+
+def sticky_gaussian_hmm(means: Any, covars: Any, *, stay: float = 0.7,
+                        concentration: float = 0.5, seed: int = 0) -> Any:
+    """A diagonal Gaussian HMM for simulation studies (planted structure).
+
+    Uniform start; transition rows ``stay * I + (1 - stay) * Dirichlet(concentration)`` drawn
+    with ``numpy.random.default_rng(seed)``. ``means`` (K, D) and ``covars`` (K, D) as
+    hmmlearn's diagonal ``means_`` / ``covars_``; equal rows plant states with identical
+    emissions (the tied-truth set-up of the tests: 8 states in 4 pairs, ``stay=0.7``,
+    ``concentration=0.5``).
+    """
+    from tiedsci.hmm.estimators import GaussianHMM
+
+    means = np.asarray(means, dtype=float)
+    k = means.shape[0]
+    rng = np.random.default_rng(seed)
+    m = GaussianHMM(k, "diag", init_params="")
+    m.startprob_ = np.full(k, 1.0 / k)
+    trans = rng.dirichlet(np.full(k, concentration), size=k) * (1 - stay) + np.eye(k) * stay
+    m.transmat_ = trans / trans.sum(1, keepdims=True)
+    m.means_ = means
+    m.covars_ = np.asarray(covars, dtype=float)
+    return m
