@@ -224,3 +224,15 @@ def test_report_shows_a_discovery_path(planted, untied, tmp_path):
     text = page.read_text()
     assert "Tie-discovery path, chosen by BIC" in text
     assert " + ".join(path.steps[1].merged) in text and text.count("&#9733;") >= 2
+
+
+def test_rescored_candidates_run_through_an_executor(planted, untied):
+    from tiedsci.parallel import SerialExecutor
+
+    x, lengths, _ = planted
+    plain = discover(untied, x, lengths, max_steps=1, n_iter=30, final_iter=0)
+    rescored = discover(untied, x, lengths, max_steps=1, n_iter=30, final_iter=0, rescore=3,
+                        short_iter=5, executor=SerialExecutor())
+    assert len(rescored.steps) == 2
+    assert rescored.steps[1].dk == plain.steps[1].dk == -4
+    _check_path(rescored, 2)
