@@ -144,6 +144,8 @@ def test_bad_soft_ties_are_named(data):
     x, lengths = data
     with pytest.raises(DeclarationError, match="cannot be soft-tied"):
         th.GaussianHMM(4, soft_ties={"covars": GROUPS}).fit(x, lengths)
+    with pytest.raises(DeclarationError, match="cannot be soft-tied"):
+        th.GaussianHMM(4, soft_ties={"lambdas": GROUPS}).fit(x, lengths)
     with pytest.raises(DeclarationError, match="two or more"):
         th.GaussianHMM(4, soft_ties={"means": [[0]]}).fit(x, lengths)
     with pytest.raises(DeclarationError, match="does not exist"):
@@ -164,3 +166,53 @@ def test_suff_stats_match_the_posteriors(data):
     assert st.trans.shape == (4, 4)
     assert st.trans.sum() == pytest.approx(len(x) - len(lengths))
     assert st.start.sum() == pytest.approx(len(lengths))
+
+
+@pytest.fixture(scope="module")
+def counts():
+    rng = np.random.default_rng(5)
+    truth = th.PoissonHMM(4, init_params="")
+    truth.startprob_ = np.full(4, 0.25)
+    truth.transmat_ = 0.8 * np.eye(4) + 0.2 * rng.dirichlet(np.ones(4), size=4)
+    truth.lambdas_ = np.array([[3.0, 10.0], [3.5, 11.0], [12.0, 2.0], [13.0, 2.5]])
+    x, _ = truth.sample(1000, random_state=6)
+    start = th.PoissonHMM(4, n_iter=5, random_state=0).fit(x, [250] * 4).em_state().values
+    return x, [250] * 4, start
+
+
+def test_poisson_soft_tie_limits(counts):
+    x, lengths, start = counts
+
+    def fit(**kw):
+        est = th.PoissonHMM(4, n_iter=15, tol=-1.0, **kw)
+        return est.fit(x, lengths, start=dict(start))
+
+    for a, b in ((fit(ties={"lambdas": GROUPS}), fit(soft_ties={"lambdas": GROUPS}, spread=0)),
+                 (fit(), fit(soft_ties={"lambdas": GROUPS}, spread=math.inf))):
+        np.testing.assert_allclose(b.lambdas_, a.lambdas_, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(b.monitor_.history, a.monitor_.history, rtol=0, atol=1e-8)
+
+
+def test_poisson_map_m_step_solves_the_stationarity_conditions(counts):
+    """One M-step's rates against the MAP conditions written out by hand: for each member
+    ``s / lambda - n - (lambda - c) / tau^2 = 0`` and for the centre ``c = mean(lambda)``."""
+    x, lengths, start = counts
+    tau = 0.7
+    est = th.PoissonHMM(4, n_iter=1, tol=-1.0, soft_ties={"lambdas": GROUPS}, spread=tau)
+    est.fit(x, lengths, start=dict(start))
+    before = th.PoissonHMM(4, init_params="")
+    before.startprob_, before.transmat_ = start["startprob"], start["transmat"]
+    before.lambdas_ = start["lambdas"]
+    _, gamma = before.score_samples(x, lengths)
+    n, s = gamma.sum(0), gamma.T @ x
+    for j, g in enumerate(GROUPS):
+        lam = est.lambdas_[g]
+        c = est.soft_ties_[j].value
+        np.testing.assert_allclose(c, lam.mean(0), rtol=1e-12)
+        grad = s[g] / lam - n[g][:, None] - (lam - c) / tau**2
+        assert np.abs(grad).max() < 1e-8 * n.max(), grad
+        assert np.all(np.abs(lam - s[g] / n[g][:, None]) > 1e-3)  # really pooled
+    assert all(f.spread == tau for f in est.soft_ties_)
+    learned = th.PoissonHMM(4, n_iter=10, soft_ties={"lambdas": GROUPS}).fit(
+        x, lengths, start=dict(start))
+    assert all(f.learned and f.spread >= 0 for f in learned.soft_ties_)

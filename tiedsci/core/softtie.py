@@ -30,7 +30,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 __all__ = ["PartialPool", "partial_pool", "spread_loglik", "learn_spread", "partial_pool_cov",
-           "spread_loglik_cov", "learn_spread_cov", "log_prior"]
+           "spread_loglik_cov", "learn_spread_cov", "log_prior", "partial_pool_poisson"]
 
 
 @dataclass(frozen=True)
@@ -228,3 +228,78 @@ def log_prior(members: np.ndarray, centre: np.ndarray, tau2: float) -> float:
     if tau2 == 0:
         return 0.0 if np.all(diff == 0) else -math.inf
     return float(-0.5 * (np.log(2 * math.pi * tau2) + diff * diff / tau2).sum())
+
+
+def partial_pool_poisson(s: np.ndarray, n: np.ndarray, tau2: float) -> PartialPool:
+    """Posterior mode of Poisson rates under a soft tie ``lambda_k ~ N(c, tau2)``.
+
+    Maximises ``sum_k [s_k log lambda_k - n_k lambda_k] - sum_k (lambda_k - c)^2 / (2 tau2)``
+    (concave). Given ``c`` each rate is the positive root of
+    ``lambda^2 + (n tau2 - c) lambda - s tau2 = 0``; ``c`` solves the profile equation
+    ``sum_k (s_k / lambda_k(c) - n_k) = 0`` (Brent, per element; it lies between the
+    smallest and largest ``s_k / n_k``). ``tau2 = 0`` gives the hard tie ``sum s / sum n`` and
+    ``tau2 = inf`` the untied ``s / n``, both exactly.
+
+    Parameters
+    ----------
+    s : array, shape (m, ...)
+        Expected counts of each member (members on axis 0), >= 0, not all 0.
+    n : array, broadcastable to ``s``
+        Expected exposures (occupancies), > 0.
+    tau2 : float
+        Squared spread in rate units, >= 0.
+
+    Returns
+    -------
+    PartialPool
+        ``shrinkage`` is the normal approximation ``B_k = v_k / (v_k + tau2)``,
+        ``v_k = lambda_k / n_k``.
+    """
+    from scipy.optimize import brentq
+
+    s = np.asarray(s, dtype=float)
+    n = np.broadcast_to(np.asarray(n, dtype=float), s.shape)
+    if s.ndim == 0 or s.shape[0] < 2 or np.any(s < 0) or np.any(n <= 0) \
+            or np.any(s.sum(0) <= 0):
+        raise ValueError("a Poisson soft tie needs two or more members on axis 0, counts >= 0 "
+                         "(not all 0) and exposures > 0")
+    tau2 = float(tau2)
+    if math.isnan(tau2) or tau2 < 0:
+        raise ValueError(f"squared spread must be >= 0, got {tau2!r}")
+    if tau2 == 0:
+        c = s.sum(0) / n.sum(0)
+        return PartialPool(np.broadcast_to(c, s.shape).copy(), c, np.ones(s.shape))
+    if math.isinf(tau2):
+        lam = s / n
+        return PartialPool(lam, lam.mean(0), np.zeros(s.shape))
+    m = s.shape[0]
+    sf, nf = s.reshape(m, -1), n.reshape(m, -1)
+    lam = np.empty_like(sf)
+    for j in range(sf.shape[1]):
+        sj, nj = sf[:, j], nf[:, j]
+        rates = sj / nj
+        lo, hi = max(float(rates.min()), 1e-300), float(rates.max())
+        if hi - lo <= 1e-15 * hi:
+            c = hi
+        else:
+            c = brentq(_poisson_profile, lo, hi, args=(sj, nj, tau2), xtol=1e-15 * hi,
+                       rtol=4 * np.finfo(float).eps)
+        lam[:, j] = _poisson_root(sj, nj, c, tau2)
+    lam = lam.reshape(s.shape)
+    v = lam / n
+    return PartialPool(lam, lam.mean(0), v / (v + tau2))
+
+
+def _poisson_profile(c: float, s: np.ndarray, n: np.ndarray, tau2: float) -> float:
+    """``sum_k (s_k / lambda_k(c) - n_k)``: zero at the centre (no cancellation at small
+    ``tau2``, unlike ``sum_k (lambda_k - c)``)."""
+    return float((s / _poisson_root(s, n, c, tau2) - n).sum())
+
+
+def _poisson_root(s: np.ndarray, n: np.ndarray, c: float, tau2: float) -> np.ndarray:
+    """Positive root of ``lambda^2 + b lambda - s tau2 = 0``, ``b = n tau2 - c``, computed
+    without cancellation for either sign of ``b``."""
+    b = n * tau2 - c
+    root = np.sqrt(b * b + 4 * s * tau2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, 2 * s * tau2 / (b + root), 0.5 * (root - b))

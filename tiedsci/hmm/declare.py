@@ -140,7 +140,7 @@ def _declare_ties(reg: Registry, blocks: ModelBlocks, i: int, model: TiedHMM) ->
             reg.tie_groups(name, [blocks.rows(i, g) for g in local], axis=0)
 
 
-SOFT_TIEABLE = ("means",)
+SOFT_TIEABLE = ("means", "lambdas")
 
 
 def soft_spread(model: TiedHMM, name: str) -> float | None:

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from tiedsci.core import Layout
-from tiedsci.core.softtie import learn_spread, learn_spread_cov, partial_pool, partial_pool_cov
+from tiedsci.core.softtie import (
+    learn_spread,
+    learn_spread_cov,
+    partial_pool,
+    partial_pool_cov,
+    partial_pool_poisson,
+)
 from tiedsci.errors import DeclarationError, DegenerateDataWarning
 from tiedsci.hmm.emissions import simplex_mstep
 from tiedsci.hmm.engines import Engine
@@ -289,7 +295,25 @@ class Pooling:
         touched : ndarray of bool, shape of ``xbar``
             The elements set here.
         """
-        out = np.array(xbar, dtype=float, copy=True)
+        if unit_axes == 0:
+            return self._apply(name, xbar, lambda t, i: self._soft_elements(t, xbar, s2, i))
+        return self._apply(name, xbar, lambda t, i: self._soft_vectors(t, xbar, s2, i))
+
+    def soft_counts(self, name: str, counts: np.ndarray, exposure: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`soft` for Poisson rates: the exact MAP rates of each soft tie
+        (:func:`~tiedsci.core.softtie.partial_pool_poisson`) from pooled expected counts and
+        exposures (same shape as ``name``). A learned spread uses the normal approximation of
+        each member's rate (``xbar = s / n``, ``s2 = xbar / n``) in the type-II search."""
+        rates = np.asarray(counts, dtype=float) / np.maximum(exposure, MIN_POST)
+        return self._apply(name, rates,
+                           lambda t, i: self._soft_rates(t, counts, exposure, i))
+
+    def _apply(self, name: str, current: np.ndarray, solve: Callable[[Any, np.ndarray], Any]
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Run ``solve(tie, member_element_indices)`` for every soft tie of ``name``; write the
+        members' new values into a copy of ``current`` and record each tie's fit."""
+        out = np.array(current, dtype=float, copy=True)
         touched = np.zeros(out.shape, dtype=bool)
         for tie in self._layout.soft_ties:
             names = {m.name for m in tie.members}
@@ -299,14 +323,26 @@ class Pooling:
                 raise DeclarationError(f"a soft tie of the HMM must pull elements of one "
                                        f"parameter; {tie.describe()}")
             idx = np.stack([m.elements() for m in tie.members])
-            fit = (self._soft_elements(tie, xbar, s2, idx) if unit_axes == 0
-                   else self._soft_vectors(tie, xbar, s2, idx))
+            fit = solve(tie, idx)
             out.reshape(-1)[idx] = fit[0]
             touched.reshape(-1)[idx] = True
             self._soft[tie.centre.name] = SoftTieFit(
                 tie.centre.name, tuple(m.label for m in tie.members), fit[1], fit[2],
                 tie.learned, fit[3])
         return out, touched
+
+    @staticmethod
+    def _soft_rates(tie: Any, counts: np.ndarray, exposure: np.ndarray, idx: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        sk = np.asarray(counts, dtype=float).reshape(-1)[idx]
+        nk = np.maximum(np.asarray(exposure, dtype=float).reshape(-1)[idx], MIN_POST)
+        if tie.learned:
+            xbar = sk / nk
+            tau2 = learn_spread(xbar, np.maximum(xbar, 1e-12) / nk)
+        else:
+            tau2 = float(tie.spread) ** 2
+        pp = partial_pool_poisson(sk, nk, tau2)
+        return pp.mean, pp.centre, float(np.sqrt(tau2)), pp.shrinkage
 
     @staticmethod
     def _soft_elements(tie: Any, xbar: np.ndarray, s2: np.ndarray, idx: np.ndarray

@@ -177,7 +177,8 @@ class TiedHMM:
         :meth:`Registry.soft_tie <tiedsci.core.Registry.soft_tie>`), e.g.
         ``{"means": [[0, 1], [2, 3]]}``: each member ``mu_k ~ N(c, spread^2)`` element by
         element, and the M-step is the closed-form MAP update (precision-weighted pooling of
-        each member's statistics with the centre). Gaussian ``means`` only.
+        each member's statistics with the centre). Gaussian ``means`` and Poisson
+        ``lambdas``.
     spread : float, dict or None
         Standard deviation of the members around the centre, in their units (one value, or a
         dict by parameter name); ``0`` is the hard tie, ``math.inf`` the untied fit. ``None``
