@@ -216,3 +216,22 @@ def test_poisson_map_m_step_solves_the_stationarity_conditions(counts):
     learned = th.PoissonHMM(4, n_iter=10, soft_ties={"lambdas": GROUPS}).fit(
         x, lengths, start=dict(start))
     assert all(f.learned and f.spread >= 0 for f in learned.soft_ties_)
+
+
+def test_positive_spread_stays_off_zero_where_ml_collapses(data):
+    """From the data-wide initial covariances the first M-step sees diffuse posteriors: the
+    maximum-likelihood spread is 0 there and stays 0 (equal members stay equal);
+    ``spread="positive"`` keeps it off 0 and the members apart."""
+    x, lengths = data
+    kw = dict(n_iter=20, init_params="stc", covars_prior=0, soft_ties={"means": GROUPS})
+    fits = {}
+    for spread in (None, "positive"):
+        est = th.GaussianHMM(4, "diag", spread=spread, **kw)
+        est.means_ = np.array([[0.0, 0.0], [0.4, 0.2], [3.0, 3.0], [3.3, 2.8]])
+        fits[spread] = est.fit(x, lengths)
+    assert all(f.spread > 0 and f.learned for f in fits["positive"].soft_ties_)
+    for g in GROUPS:
+        assert np.abs(np.diff(fits["positive"].means_[g], axis=0)).max() > 1e-3
+    assert min(f.spread for f in fits[None].soft_ties_) >= 0.0
+    with pytest.raises(DeclarationError, match="positive"):
+        th.GaussianHMM(4, soft_ties={"means": GROUPS}, spread="wide").fit(x, lengths)

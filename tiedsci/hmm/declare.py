@@ -74,7 +74,8 @@ def declare_hmms(models: Sequence[TiedHMM], values: Sequence[Mapping[str, np.nda
         v = dict(v)
         m._check_values(v)
         checked.append(v)
-    blocks = replace(blocks, priors=_checked_priors(models, checked, blocks))
+    blocks = replace(blocks, priors=_checked_priors(models, checked, blocks),
+                     soft_positive=soft_positive(models))
     reg = Registry()
     for i, v in enumerate(checked):
         reg.declare(blocks.name(i, "startprob"), v["startprob"], bounds=Simplex(axis=0))
@@ -143,13 +144,34 @@ def _declare_ties(reg: Registry, blocks: ModelBlocks, i: int, model: TiedHMM) ->
 SOFT_TIEABLE = ("means", "lambdas")
 
 
+LEARNED_SPREADS = (None, "positive")
+
+
 def soft_spread(model: TiedHMM, name: str) -> float | None:
     """The spread a model declares for the soft ties of ``name`` (``spread``: one value for
-    all, or a dict by parameter name; None learns it)."""
+    all, or a dict by parameter name; None or ``"positive"`` learns it)."""
     spread = getattr(model, "spread", None)
     if isinstance(spread, Mapping):
         spread = spread.get(name)
-    return None if spread is None else float(spread)
+    if spread in LEARNED_SPREADS:
+        return None
+    try:
+        return float(spread)
+    except (TypeError, ValueError):
+        raise DeclarationError(f"spread must be a number >= 0, None (learned) or 'positive' "
+                               f"(learned, kept off 0), got {spread!r}") from None
+
+
+def soft_positive(models: Sequence[TiedHMM]) -> tuple[str, ...]:
+    """Parameters whose learned spreads are kept off 0 (``spread="positive"``)."""
+    out = set()
+    for m in models:
+        spread = getattr(m, "spread", None)
+        for name in getattr(m, "soft_ties", None) or {}:
+            value = spread.get(name) if isinstance(spread, Mapping) else spread
+            if isinstance(value, str) and value == "positive":
+                out.add(name)
+    return tuple(sorted(out))
 
 
 def _declare_soft_ties(reg: Registry, blocks: ModelBlocks, i: int, model: TiedHMM) -> None:

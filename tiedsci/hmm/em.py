@@ -173,11 +173,15 @@ class ModelBlocks:
         their registry names) hold Dirichlet concentrations; the emission's priors keep
         hmmlearn's names (``means_prior`` ...) with the stacked state axis first. Empty: the
         maximum-likelihood M-step.
+    soft_positive : tuple of str
+        Parameters whose learned soft-tie spreads are kept off 0 (``spread="positive"``:
+        :func:`~tiedsci.core.softtie.learn_spread` with ``boundary_avoiding``).
     """
 
     emission: Any
     sizes: tuple[int, ...]
     priors: Mapping[str, np.ndarray] = field(default_factory=dict)
+    soft_positive: tuple[str, ...] = ()
 
     @property
     def offsets(self) -> tuple[int, ...]:
@@ -260,10 +264,11 @@ class Pooling:
     through ``pool``.
     """
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, soft_positive: Sequence[str] = ()) -> None:
         self._layout = layout
         self._sizes: dict[tuple[str, int], np.ndarray] = {}
         self._soft: dict[str, SoftTieFit] = {}
+        self._positive = frozenset(soft_positive)
 
     def has_soft(self, name: str) -> bool:
         """Whether any soft tie pulls elements of ``name``."""
@@ -295,9 +300,11 @@ class Pooling:
         touched : ndarray of bool, shape of ``xbar``
             The elements set here.
         """
+        avoid = name in self._positive
         if unit_axes == 0:
-            return self._apply(name, xbar, lambda t, i: self._soft_elements(t, xbar, s2, i))
-        return self._apply(name, xbar, lambda t, i: self._soft_vectors(t, xbar, s2, i))
+            return self._apply(name, xbar,
+                               lambda t, i: self._soft_elements(t, xbar, s2, i, avoid))
+        return self._apply(name, xbar, lambda t, i: self._soft_vectors(t, xbar, s2, i, avoid))
 
     def soft_counts(self, name: str, counts: np.ndarray, exposure: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -306,8 +313,9 @@ class Pooling:
         exposures (same shape as ``name``). A learned spread uses the normal approximation of
         each member's rate (``xbar = s / n``, ``s2 = xbar / n``) in the type-II search."""
         rates = np.asarray(counts, dtype=float) / np.maximum(exposure, MIN_POST)
+        avoid = name in self._positive
         return self._apply(name, rates,
-                           lambda t, i: self._soft_rates(t, counts, exposure, i))
+                           lambda t, i: self._soft_rates(t, counts, exposure, i, avoid))
 
     def _apply(self, name: str, current: np.ndarray, solve: Callable[[Any, np.ndarray], Any]
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -332,30 +340,31 @@ class Pooling:
         return out, touched
 
     @staticmethod
-    def _soft_rates(tie: Any, counts: np.ndarray, exposure: np.ndarray, idx: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    def _soft_rates(tie: Any, counts: np.ndarray, exposure: np.ndarray, idx: np.ndarray,
+                    avoid: bool) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
         sk = np.asarray(counts, dtype=float).reshape(-1)[idx]
         nk = np.maximum(np.asarray(exposure, dtype=float).reshape(-1)[idx], MIN_POST)
         if tie.learned:
             xbar = sk / nk
-            tau2 = learn_spread(xbar, np.maximum(xbar, 1e-12) / nk)
+            tau2 = learn_spread(xbar, np.maximum(xbar, 1e-12) / nk, boundary_avoiding=avoid)
         else:
             tau2 = float(tie.spread) ** 2
         pp = partial_pool_poisson(sk, nk, tau2)
         return pp.mean, pp.centre, float(np.sqrt(tau2)), pp.shrinkage
 
     @staticmethod
-    def _soft_elements(tie: Any, xbar: np.ndarray, s2: np.ndarray, idx: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    def _soft_elements(tie: Any, xbar: np.ndarray, s2: np.ndarray, idx: np.ndarray,
+                       avoid: bool) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
         xs = np.asarray(xbar, dtype=float).reshape(-1)[idx]
         ss = np.broadcast_to(np.asarray(s2, dtype=float), np.shape(xbar)).reshape(-1)[idx]
-        tau2 = learn_spread(xs, ss) if tie.learned else float(tie.spread) ** 2
+        tau2 = (learn_spread(xs, ss, boundary_avoiding=avoid) if tie.learned
+                else float(tie.spread) ** 2)
         pp = partial_pool(xs, ss, tau2)
         return pp.mean, pp.centre, float(np.sqrt(tau2)), pp.shrinkage
 
     @staticmethod
-    def _soft_vectors(tie: Any, xbar: np.ndarray, cov: np.ndarray, idx: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    def _soft_vectors(tie: Any, xbar: np.ndarray, cov: np.ndarray, idx: np.ndarray,
+                      avoid: bool) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
         d = np.shape(xbar)[-1]
         rows = idx.reshape(len(idx), -1)
         if rows.shape[1] != d or np.any(rows != (rows[:, :1] // d) * d + np.arange(d)):
@@ -363,7 +372,8 @@ class Pooling:
                                    f"vectors; {tie.describe()}")
         xs = np.asarray(xbar, dtype=float).reshape(-1, d)[rows[:, 0] // d]
         cs = np.asarray(cov, dtype=float).reshape(-1, d, d)[rows[:, 0] // d]
-        tau2 = learn_spread_cov(xs, cs) if tie.learned else float(tie.spread) ** 2
+        tau2 = (learn_spread_cov(xs, cs, boundary_avoiding=avoid) if tie.learned
+                else float(tie.spread) ** 2)
         pp = partial_pool_cov(xs, cs, tau2)
         return pp.mean.reshape(idx.shape), pp.centre, float(np.sqrt(tau2)), pp.shrinkage
 
@@ -411,7 +421,8 @@ class Pooling:
         return self(name, term / sizes, unit_axes)
 
 
-def pool_and_keep(layout: Layout, frozen: dict[str, np.ndarray]
+def pool_and_keep(layout: Layout, frozen: dict[str, np.ndarray],
+                  soft_positive: Sequence[str] = ()
                   ) -> tuple[Pooling, Callable[..., np.ndarray]]:
     """The two callables handed to the emission M-steps.
 
@@ -423,7 +434,7 @@ def pool_and_keep(layout: Layout, frozen: dict[str, np.ndarray]
         ok = valid & np.isfinite(new) & ~frozen[name]
         return np.where(ok, new, old)
 
-    return Pooling(layout), keep
+    return Pooling(layout, soft_positive), keep
 
 
 def m_step(values: dict[str, np.ndarray], stats: Sequence[dict[str, Any]], blocks: ModelBlocks,
@@ -441,7 +452,8 @@ def m_step(values: dict[str, np.ndarray], stats: Sequence[dict[str, Any]], block
     pooling : (pool, keep), optional
         From :func:`pool_and_keep` (the EM loop builds it once per fit).
     """
-    pool, keep = pooling if pooling is not None else pool_and_keep(layout, frozen)
+    pool, keep = pooling if pooling is not None else pool_and_keep(layout, frozen,
+                                                                   blocks.soft_positive)
     out = dict(values)
     for i, st in enumerate(stats):
         for base, key in (("startprob", "start"), ("transmat", "trans")):
@@ -564,7 +576,7 @@ def baum_welch(start: Mapping[str, np.ndarray] | EMState,
     """
     state = _start_state(start, n_iter, tol)
     frozen = frozen_masks(layout)
-    pooling = pool_and_keep(layout, frozen)
+    pooling = pool_and_keep(layout, frozen, blocks.soft_positive)
     steps = [_e_step_of(p, executor) for p in problems]
     try:
         while state.monitor.iter < n_iter and not state.monitor.gain_below_tol():

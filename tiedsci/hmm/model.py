@@ -179,11 +179,15 @@ class TiedHMM:
         element, and the M-step is the closed-form MAP update (precision-weighted pooling of
         each member's statistics with the centre). Gaussian ``means`` and Poisson
         ``lambdas``.
-    spread : float, dict or None
+    spread : float, "positive", dict or None
         Standard deviation of the members around the centre, in their units (one value, or a
         dict by parameter name); ``0`` is the hard tie, ``math.inf`` the untied fit. ``None``
         (default) learns it at every M-step by type-II maximum likelihood on the current
-        statistics. After ``fit``, ``soft_ties_`` holds each tie's spread, centre and
+        statistics; ``0`` is then a legitimate answer but absorbing inside EM (members made
+        equal stay equal: from a diffuse start the first M-step can collapse a group for
+        good). ``"positive"`` learns it with Chung et al.'s boundary-avoiding ``log tau``
+        term added (about one standard error off 0 where maximum likelihood gives 0). After
+        ``fit``, ``soft_ties_`` holds each tie's spread, centre and
         shrinkage (:class:`~tiedsci.hmm.em.SoftTieFit`).
     params, init_params : str or iterable of names
         hmmlearn letter codes (``"stmc"``) or parameter names: which parameters EM updates and
