@@ -145,9 +145,9 @@ def pooling_seed(seed: int, delta: float) -> dict[str, float]:
     """Held-out log-likelihood per frame of untied, hard-tied and soft-tied means.
 
     Six sticky states (stay 0.95) in two groups of three whose means scatter by ``delta``
-    (unit variances) around two centres; 10 x 50 training frames, 20 x 100 held-out frames. All three fits
-    start from the same 5-iteration untied fit (means started at the truth, so the groups
-    are labelled)."""
+    (unit variances) around two centres; 10 x 50 training frames, 20 x 100 held-out frames.
+    All three fits start from the same 5-iteration untied fit (means started at the truth,
+    so the groups are labelled)."""
     rng = np.random.default_rng(500 + seed)
     means = np.repeat([[0.0, 0.0], [4.0, 4.0]], 3, axis=0) + delta * rng.standard_normal((6, 2))
     truth = sticky_gaussian_hmm(means, np.ones((6, 2)), stay=0.95, seed=seed)

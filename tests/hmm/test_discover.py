@@ -236,3 +236,20 @@ def test_rescored_candidates_run_through_an_executor(planted, untied):
     assert len(rescored.steps) == 2
     assert rescored.steps[1].dk == plain.steps[1].dk == -4
     _check_path(rescored, 2)
+
+
+def test_example_earthquake_section_carries_the_path(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "tie_discovery.py"
+    spec = importlib.util.spec_from_file_location("tie_discovery_example", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.run(tmp_path, quick=True, only=["hmm_earthquakes"])["hmm_earthquakes"]
+    doc = res["path"]
+    assert doc["criterion"] == "bic" and len(doc["steps"]) >= 2
+    assert doc["steps"][doc["best"]]["criterion"] == res["bic_discovered"]
+    assert res["bic_discovered"] <= res["bic_untied"]
+    assert (tmp_path / "earthquakes_path.png").is_file()
+    assert json.loads((tmp_path / "tie_discovery.json").read_text())["hmm_earthquakes"]
