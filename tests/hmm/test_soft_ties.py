@@ -138,6 +138,7 @@ def test_soft_ties_survive_save_and_load(data, tmp_path):
         np.testing.assert_array_equal(a.shrinkage, b.shrinkage)
     assert back.n_free == est.n_free
     assert "soft0.centre" in back.report()
+    assert "soft tie of means[0], means[1] around soft0.centre: spread" in back.report()
 
 
 def test_bad_soft_ties_are_named(data):

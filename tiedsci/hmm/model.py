@@ -672,6 +672,11 @@ class TiedHMM:
                        else "stopped early")
             lines.append(f"EM: {mon.iter} iterations, {outcome}; log-likelihood entering the "
                          f"last iteration {mon.history[-1]:.10g}")
+        for fit in getattr(self, "soft_ties_", ()):
+            how = "learned" if fit.learned else "given"
+            b = np.asarray(fit.shrinkage, dtype=float)
+            lines.append(f"soft tie of {', '.join(fit.members)} around {fit.centre}: spread "
+                         f"{fit.spread:.6g} ({how}), shrinkage {b.min():.3g}..{b.max():.3g}")
         return "\n".join(lines) + "\n\n" + self._parameter_table()
 
     def plot(self, X: Any = None, lengths: Any = None, *, feature: int = 0,
