@@ -169,6 +169,9 @@ def test_named_errors(planted, untied):
         discover(th.GaussianHMM(2, "full").fit(x, lengths), x, lengths)
     with pytest.raises(DeclarationError, match="start must be"):
         discover(untied, x, lengths, start="random")
+    with pytest.raises(DeclarationError, match="soft_ties"):
+        discover(th.GaussianHMM(4, soft_ties={"means": PAIRS}, n_iter=2).fit(x, lengths), x,
+                 lengths)
 
 
 def test_split_grown_start_reports_its_allocation(planted):

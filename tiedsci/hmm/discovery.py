@@ -373,6 +373,9 @@ def _checked(model: Any, candidates: Sequence[str] | str, criterion: str,
              heldout: Any) -> tuple[str, tuple[str, ...]]:
     check_criterion(criterion)
     family = _family(model)
+    if getattr(model, "soft_ties", None):
+        raise DeclarationError("discover and split_test search hard ties; the model declares "
+                               "soft_ties (fit it without them, or compare spreads instead)")
     kinds = (candidates,) if isinstance(candidates, str) else tuple(candidates)
     valid = candidate_kinds(model)
     unknown = [k for k in kinds if k not in valid]
