@@ -154,7 +154,8 @@ def pooling_seed(seed: int, delta: float) -> dict[str, float]:
     x, _ = truth.sample(500, random_state=seed)
     xh, _ = truth.sample(2000, random_state=1000 + seed)
     lengths, held = [50] * 10, [100] * 20
-    base = th.GaussianHMM(6, "diag", n_iter=5, init_params="stc", covars_prior=0)
+    base = th.GaussianHMM(6, "diag", n_iter=5, init_params="stc", covars_prior=0,
+                          random_state=seed)
     base.means_ = means + np.random.default_rng(seed).normal(0, 0.1, means.shape)
     start = base.fit(x, lengths).em_state().values
     out: dict[str, float] = {}
