@@ -1,4 +1,5 @@
-"""Command line: ``tiedsci demo | init | hmm fit | refine run | refine discover | pinn solve``.
+"""Command line: ``tiedsci demo | init | hmm fit | hmm discover | refine run | refine discover |
+pinn solve``.
 
 The three run-file commands share their behaviour (see ``docs/cli.md``):
 
@@ -35,6 +36,8 @@ RUN_COMMANDS: dict[str, tuple[str, str, str]] = {
 
 DISCOVER_COMMANDS: dict[str, str] = {
     # command: help of its `discover` verb (the back end's discover_from_toml)
+    "hmm": "tie discovery on the run file's model: which states should share parameters "
+           "([discover] table; path table, JSON, plot)",
     "refine": "search which per-dataset parameters the data want tied ([discover] table)",
 }
 

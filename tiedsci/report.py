@@ -21,7 +21,8 @@ from typing import Any
 
 from tiedsci._files import atomic_write_bytes
 
-__all__ = ["write_html_report", "format_esd", "headline", "GLOSSARY"]
+__all__ = ["write_html_report", "format_esd", "headline", "GLOSSARY", "discovery_table",
+           "discovery_html"]
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1000px;
@@ -379,17 +380,58 @@ def _section_html(key: str, summary: Mapping[str, Any], out: Path, first: bool) 
     title = TITLES.get(key, key)
     parts = [f"<h2 id='{key}'{' class=first' if first else ''}>{html.escape(title)}</h2>"]
     section = SECTIONS.get(key)
+    if section is None and summary.get("discovery"):
+        return "\n".join(parts + discovery_html(summary, out))
     if section is None or summary.get("status") == "not available":
         parts.append(_p(html.escape(str(summary.get("status", "no summary")))))
         return "\n".join(parts)
     parts.append(section.prose(summary))
     parts += [t.html() for t in section.tables(summary)]
     parts += [_figure(out, rel, caption) for rel, caption in section.figures.items()]
+    parts += discovery_html(summary, out)
     for note in summary.get("notes", []):
         parts.append(f"<p class='note'>{html.escape(note)}</p>")
     parts.append(f"<p style='color:#666'>Section run time {summary.get('wall_s', 0):.1f} s; "
                  f"files in <code>{html.escape(key)}/</code>.</p>")
     return "\n".join(parts)
+
+
+def discovery_table(doc: Mapping[str, Any], caption: str | None = None) -> Table:
+    """A tie-discovery path (:meth:`tiedsci.discovery.DiscoveryPath.to_dict`) as a table.
+
+    Any domain's path renders the same: step, kind, what was merged, ``n_free``, ``dk``,
+    log-likelihood, the criterion, the predicted change, iterations and seconds; the chosen row
+    is marked.
+    """
+    crit = str(doc["criterion"])
+    rows = []
+    for r in doc["steps"]:
+        mark = "&#9733; " if r.get("chosen") else ""
+        rows.append([f"{mark}{r['step']}", html.escape(str(r["kind"])),
+                     html.escape(" + ".join(r["merged"])), _num(r["n_free"]), _num(r["dk"]),
+                     _num(r["loglik"], ".2f"), _num(r["criterion"], ".2f"),
+                     _num(r["predicted"], ".2f"), _num(r["iterations"]),
+                     _num(r["seconds"], ".2f")])
+    return Table(caption or f"Tie-discovery path, chosen by {crit.upper()} (&#9733;)",
+                 ["step", "kind", "merged", "n_free", "dk", "log-likelihood", crit.upper(),
+                  "predicted", "iterations", "s"], rows)
+
+
+def discovery_html(summary: Mapping[str, Any], out: Path) -> list[str]:
+    """The discovery part of a section: ``summary["discovery"]`` (a path's ``to_dict``, or a
+    list of them) as tables, and ``summary["discovery_plot"]`` (a path relative to the output
+    folder) as a figure."""
+    docs = summary.get("discovery")
+    if not docs:
+        return []
+    docs = docs if isinstance(docs, list) else [docs]
+    parts = [discovery_table(d).html() for d in docs]
+    plot = summary.get("discovery_plot")
+    if plot:
+        parts.append(_figure(out, str(plot), "The criterion along the discovery path "
+                                             "against the free-parameter count; the star "
+                                             "marks the chosen model."))
+    return parts
 
 
 def _overview(results: Mapping[str, Mapping[str, Any]], quick: bool) -> str:

@@ -21,7 +21,8 @@ from tiedsci.hmm.priors import dirichlet
 if TYPE_CHECKING:
     from tiedsci.hmm.model import TiedHMM
 
-__all__ = ["declare_hmms", "model_blocks", "letters_to_names", "ALL_LETTERS"]
+__all__ = ["declare_hmms", "model_blocks", "letters_to_names", "soft_spread", "ALL_LETTERS",
+           "SOFT_TIEABLE"]
 
 ALL_LETTERS = {"s": "startprob", "t": "transmat", "m": "means", "c": "covars",
                "e": "emissionprob", "l": "lambdas", "w": "weights"}
@@ -73,7 +74,8 @@ def declare_hmms(models: Sequence[TiedHMM], values: Sequence[Mapping[str, np.nda
         v = dict(v)
         m._check_values(v)
         checked.append(v)
-    blocks = replace(blocks, priors=_checked_priors(models, checked, blocks))
+    blocks = replace(blocks, priors=_checked_priors(models, checked, blocks),
+                     soft_positive=soft_positive(models))
     reg = Registry()
     for i, v in enumerate(checked):
         reg.declare(blocks.name(i, "startprob"), v["startprob"], bounds=Simplex(axis=0))
@@ -82,6 +84,8 @@ def declare_hmms(models: Sequence[TiedHMM], values: Sequence[Mapping[str, np.nda
     for i, m in enumerate(models):
         _declare_ties(reg, blocks, i, m)
     _declare_shared_states(reg, blocks, shared_states)
+    for i, m in enumerate(models):
+        _declare_soft_ties(reg, blocks, i, m)
     _fix_structural_zeros(reg, blocks)
     for i, m in enumerate(models):
         _declare_fixed(reg, blocks, i, m)
@@ -135,6 +139,60 @@ def _declare_ties(reg: Registry, blocks: ModelBlocks, i: int, model: TiedHMM) ->
             reg.tie_groups(blocks.name(i, name), local, axis=0)
         else:
             reg.tie_groups(name, [blocks.rows(i, g) for g in local], axis=0)
+
+
+SOFT_TIEABLE = ("means", "lambdas")
+
+
+LEARNED_SPREADS = (None, "positive")
+
+
+def soft_spread(model: TiedHMM, name: str) -> float | None:
+    """The spread a model declares for the soft ties of ``name`` (``spread``: one value for
+    all, or a dict by parameter name; None or ``"positive"`` learns it)."""
+    spread = getattr(model, "spread", None)
+    if isinstance(spread, Mapping):
+        spread = spread.get(name)
+    if spread in LEARNED_SPREADS:
+        return None
+    try:
+        return float(spread)
+    except (TypeError, ValueError):
+        raise DeclarationError(f"spread must be a number >= 0, None (learned) or 'positive' "
+                               f"(learned, kept off 0), got {spread!r}") from None
+
+
+def soft_positive(models: Sequence[TiedHMM]) -> tuple[str, ...]:
+    """Parameters whose learned spreads are kept off 0 (``spread="positive"``)."""
+    out = set()
+    for m in models:
+        spread = getattr(m, "spread", None)
+        for name in getattr(m, "soft_ties", None) or {}:
+            value = spread.get(name) if isinstance(spread, Mapping) else spread
+            if isinstance(value, str) and value == "positive":
+                out.add(name)
+    return tuple(sorted(out))
+
+
+def _declare_soft_ties(reg: Registry, blocks: ModelBlocks, i: int, model: TiedHMM) -> None:
+    """Model ``i``'s ``soft_ties`` (local state indices): each group of states' rows of the
+    parameter pulled towards a free centre (:meth:`Registry.soft_tie`)."""
+    soft = getattr(model, "soft_ties", None) or {}
+    spread = getattr(model, "spread", None)
+    if isinstance(spread, Mapping) and set(spread) - set(soft):
+        raise DeclarationError(f"spread names {sorted(set(spread) - set(soft))}, which have "
+                               f"no soft_ties")
+    for name, groups in soft.items():
+        if name not in SOFT_TIEABLE or name not in blocks.emission_names:
+            valid = [n for n in SOFT_TIEABLE if n in blocks.emission_names]
+            raise DeclarationError(f"soft_ties: parameter {name!r} cannot be soft-tied; "
+                                   f"soft-tie one of {valid}")
+        ref = reg[name]
+        for g in model._check_groups(f"soft_ties[{name!r}]", groups):
+            if len(g) < 2:
+                raise DeclarationError(f"soft_ties[{name!r}]: group {g} needs two or more "
+                                       "states")
+            reg.soft_tie([ref[r] for r in blocks.rows(i, g)], soft_spread(model, name))
 
 
 def _declare_shared_states(reg: Registry, blocks: ModelBlocks,

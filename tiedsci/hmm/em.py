@@ -22,14 +22,22 @@ from typing import Any
 import numpy as np
 
 from tiedsci.core import Layout
-from tiedsci.errors import DegenerateDataWarning
+from tiedsci.core.softtie import (
+    learn_spread,
+    learn_spread_cov,
+    partial_pool,
+    partial_pool_cov,
+    partial_pool_poisson,
+)
+from tiedsci.errors import DeclarationError, DegenerateDataWarning
 from tiedsci.hmm.emissions import simplex_mstep
 from tiedsci.hmm.engines import Engine
 from tiedsci.hmm.gaussian_core import MIN_POST
 from tiedsci.hmm.inference import PackedIndex, forward_backward
 
 __all__ = ["Problem", "ResidentShards", "ConvergenceMonitor", "EMState", "ModelBlocks",
-           "frozen_masks", "Pooling", "pool_and_keep", "e_step", "m_step", "baum_welch"]
+           "SoftTieFit", "frozen_masks", "Pooling", "pool_and_keep", "e_step", "m_step",
+           "baum_welch"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +86,51 @@ class ConvergenceMonitor:
 
 
 @dataclass(frozen=True)
+class SoftTieFit:
+    """A soft tie as the last M-step left it (:meth:`Pooling.soft`).
+
+    Attributes
+    ----------
+    centre : str
+        Registry name of the centre parameter.
+    members : tuple of str
+        Labels of the members (e.g. ``"means[0]"``).
+    value : ndarray, shape of one member
+        The centre ``c`` (precision-weighted mean of the members' own estimates).
+    spread : float
+        Standard deviation ``tau`` of the members around the centre (given or learned), in the
+        members' units; ``0`` is a hard tie, ``inf`` untied.
+    learned : bool
+        Whether ``spread`` was learned (type-II maximum likelihood on the M-step's statistics).
+    shrinkage : ndarray, shape (m,) + member shape, or (m, D, D) for full covariances
+        ``B_k``: the share of member ``k``'s own estimate replaced by the centre (0 untied,
+        1 hard tie).
+    """
+
+    centre: str
+    members: tuple[str, ...]
+    value: np.ndarray
+    spread: float
+    learned: bool
+    shrinkage: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (``spread`` inf as the string ``"inf"``)."""
+        return {"centre": self.centre, "members": list(self.members),
+                "value": np.asarray(self.value).tolist(),
+                "spread": "inf" if np.isinf(self.spread) else float(self.spread),
+                "learned": bool(self.learned),
+                "shrinkage": np.asarray(self.shrinkage).tolist()}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> SoftTieFit:
+        """Inverse of :meth:`to_dict`."""
+        return cls(str(doc["centre"]), tuple(doc["members"]), np.asarray(doc["value"], float),
+                   float(doc["spread"]), bool(doc["learned"]),
+                   np.asarray(doc["shrinkage"], float))
+
+
+@dataclass(frozen=True)
 class EMState:
     """A complete EM iterate: what :func:`baum_welch` starts from, reports and returns.
 
@@ -89,11 +142,15 @@ class EMState:
         History of the log-likelihoods so far; ``monitor.iter`` iterations are done.
     stats : tuple of dict, optional
         Per model, the sufficient statistics of the last E-step (None before the first).
+    soft : tuple of SoftTieFit
+        The soft ties after the last M-step (spread, centre, shrinkage); empty without soft
+        ties or before the first M-step.
     """
 
     values: dict[str, np.ndarray]
     monitor: ConvergenceMonitor
     stats: tuple[dict[str, Any], ...] | None = None
+    soft: tuple[SoftTieFit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,11 +173,15 @@ class ModelBlocks:
         their registry names) hold Dirichlet concentrations; the emission's priors keep
         hmmlearn's names (``means_prior`` ...) with the stacked state axis first. Empty: the
         maximum-likelihood M-step.
+    soft_positive : tuple of str
+        Parameters whose learned soft-tie spreads are kept off 0 (``spread="positive"``:
+        :func:`~tiedsci.core.softtie.learn_spread` with ``boundary_avoiding``).
     """
 
     emission: Any
     sizes: tuple[int, ...]
     priors: Mapping[str, np.ndarray] = field(default_factory=dict)
+    soft_positive: tuple[str, ...] = ()
 
     @property
     def offsets(self) -> tuple[int, ...]:
@@ -197,12 +258,136 @@ class Pooling:
     ``pool_stats``; ``unit_axes=1`` for one statistic per vector of the last axis);
     ``pool.once(name, term)`` adds a prior term once per tie group (each member contributes
     ``term / group size``; see :mod:`tiedsci.hmm.priors`). A parameter without ties costs no
-    pooling: ``Layout.pool_stats`` returns its statistics as they are.
+    pooling: ``Layout.pool_stats`` returns its statistics as they are. ``pool.soft(name, xbar,
+    s2)`` applies the layout's soft ties (:mod:`tiedsci.core.softtie`) to the members' own
+    M-step estimates: the families see soft ties only through it, as they see hard ties
+    through ``pool``.
     """
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, soft_positive: Sequence[str] = ()) -> None:
         self._layout = layout
         self._sizes: dict[tuple[str, int], np.ndarray] = {}
+        self._soft: dict[str, SoftTieFit] = {}
+        self._positive = frozenset(soft_positive)
+
+    def has_soft(self, name: str) -> bool:
+        """Whether any soft tie pulls elements of ``name``."""
+        return any(m.name == name for t in self._layout.soft_ties for m in t.members)
+
+    def soft(self, name: str, xbar: np.ndarray, s2: np.ndarray, unit_axes: int = 0
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Closed-form MAP update of the soft-tied elements of ``name`` (partial pooling).
+
+        The spread of a tie declared with ``spread=None`` is learned here, by type-II maximum
+        likelihood on these statistics (never by the joint mode, which collapses to 0).
+
+        Parameters
+        ----------
+        name : str
+            The parameter (all members of each of its soft ties must belong to it).
+        xbar : ndarray, shape of ``name``
+            Each element's own (pooled over hard ties) M-step estimate.
+        s2 : ndarray
+            Sampling variance of each estimate, same shape, ``inf`` where an element has no
+            data (``unit_axes=0``); or, with ``unit_axes=1``, sampling covariance matrices of
+            the vectors along the last axis, shape ``xbar.shape + xbar.shape[-1:]`` (members
+            must then be whole vectors).
+
+        Returns
+        -------
+        values : ndarray, shape of ``xbar``
+            ``xbar`` with the members replaced by their partially pooled estimates.
+        touched : ndarray of bool, shape of ``xbar``
+            The elements set here.
+        """
+        avoid = name in self._positive
+        if unit_axes == 0:
+            return self._apply(name, xbar,
+                               lambda t, i: self._soft_elements(t, xbar, s2, i, avoid))
+        return self._apply(name, xbar, lambda t, i: self._soft_vectors(t, xbar, s2, i, avoid))
+
+    def soft_counts(self, name: str, counts: np.ndarray, exposure: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`soft` for Poisson rates: the exact MAP rates of each soft tie
+        (:func:`~tiedsci.core.softtie.partial_pool_poisson`) from pooled expected counts and
+        exposures (same shape as ``name``). A learned spread uses the normal approximation of
+        each member's rate (``xbar = s / n``, ``s2 = xbar / n``) in the type-II search."""
+        rates = np.asarray(counts, dtype=float) / np.maximum(exposure, MIN_POST)
+        avoid = name in self._positive
+        return self._apply(name, rates,
+                           lambda t, i: self._soft_rates(t, counts, exposure, i, avoid))
+
+    def _apply(self, name: str, current: np.ndarray, solve: Callable[[Any, np.ndarray], Any]
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Run ``solve(tie, member_element_indices)`` for every soft tie of ``name``; write the
+        members' new values into a copy of ``current`` and record each tie's fit."""
+        out = np.array(current, dtype=float, copy=True)
+        touched = np.zeros(out.shape, dtype=bool)
+        for tie in self._layout.soft_ties:
+            names = {m.name for m in tie.members}
+            if name not in names:
+                continue
+            if names != {name}:
+                raise DeclarationError(f"a soft tie of the HMM must pull elements of one "
+                                       f"parameter; {tie.describe()}")
+            idx = np.stack([m.elements() for m in tie.members])
+            fit = solve(tie, idx)
+            out.reshape(-1)[idx] = fit[0]
+            touched.reshape(-1)[idx] = True
+            self._soft[tie.centre.name] = SoftTieFit(
+                tie.centre.name, tuple(m.label for m in tie.members), fit[1], fit[2],
+                tie.learned, fit[3])
+        return out, touched
+
+    @staticmethod
+    def _soft_rates(tie: Any, counts: np.ndarray, exposure: np.ndarray, idx: np.ndarray,
+                    avoid: bool) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        sk = np.asarray(counts, dtype=float).reshape(-1)[idx]
+        nk = np.maximum(np.asarray(exposure, dtype=float).reshape(-1)[idx], MIN_POST)
+        if tie.learned:
+            xbar = sk / nk
+            tau2 = learn_spread(xbar, np.maximum(xbar, 1e-12) / nk, boundary_avoiding=avoid)
+        else:
+            tau2 = float(tie.spread) ** 2
+        pp = partial_pool_poisson(sk, nk, tau2)
+        return pp.mean, pp.centre, float(np.sqrt(tau2)), pp.shrinkage
+
+    @staticmethod
+    def _soft_elements(tie: Any, xbar: np.ndarray, s2: np.ndarray, idx: np.ndarray,
+                       avoid: bool) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        xs = np.asarray(xbar, dtype=float).reshape(-1)[idx]
+        ss = np.broadcast_to(np.asarray(s2, dtype=float), np.shape(xbar)).reshape(-1)[idx]
+        tau2 = (learn_spread(xs, ss, boundary_avoiding=avoid) if tie.learned
+                else float(tie.spread) ** 2)
+        pp = partial_pool(xs, ss, tau2)
+        return pp.mean, pp.centre, float(np.sqrt(tau2)), pp.shrinkage
+
+    @staticmethod
+    def _soft_vectors(tie: Any, xbar: np.ndarray, cov: np.ndarray, idx: np.ndarray,
+                      avoid: bool) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        d = np.shape(xbar)[-1]
+        rows = idx.reshape(len(idx), -1)
+        if rows.shape[1] != d or np.any(rows != (rows[:, :1] // d) * d + np.arange(d)):
+            raise DeclarationError(f"with full covariances a soft tie must pull whole mean "
+                                   f"vectors; {tie.describe()}")
+        xs = np.asarray(xbar, dtype=float).reshape(-1, d)[rows[:, 0] // d]
+        cs = np.asarray(cov, dtype=float).reshape(-1, d, d)[rows[:, 0] // d]
+        tau2 = (learn_spread_cov(xs, cs, boundary_avoiding=avoid) if tie.learned
+                else float(tie.spread) ** 2)
+        pp = partial_pool_cov(xs, cs, tau2)
+        return pp.mean.reshape(idx.shape), pp.centre, float(np.sqrt(tau2)), pp.shrinkage
+
+    def take_soft(self) -> tuple[SoftTieFit, ...]:
+        """The soft ties' state after the last M-step (in declaration order), then cleared."""
+        order = [t.centre.name for t in self._layout.soft_ties]
+        out = tuple(self._soft[c] for c in order if c in self._soft)
+        self._soft = {}
+        return out
+
+    def centres(self) -> dict[str, np.ndarray]:
+        """Centre values set by the last M-step, by registry name."""
+        return {c: np.asarray(f.value, dtype=float).reshape(self._layout.shapes[c])
+                for c, f in self._soft.items()}
 
     def __call__(self, name: str, st: np.ndarray, unit_axes: int = 0) -> np.ndarray:
         return np.asarray(self._layout.pool_stats({name: st}, unit_axes=unit_axes)[name])
@@ -236,7 +421,8 @@ class Pooling:
         return self(name, term / sizes, unit_axes)
 
 
-def pool_and_keep(layout: Layout, frozen: dict[str, np.ndarray]
+def pool_and_keep(layout: Layout, frozen: dict[str, np.ndarray],
+                  soft_positive: Sequence[str] = ()
                   ) -> tuple[Pooling, Callable[..., np.ndarray]]:
     """The two callables handed to the emission M-steps.
 
@@ -248,7 +434,7 @@ def pool_and_keep(layout: Layout, frozen: dict[str, np.ndarray]
         ok = valid & np.isfinite(new) & ~frozen[name]
         return np.where(ok, new, old)
 
-    return Pooling(layout), keep
+    return Pooling(layout, soft_positive), keep
 
 
 def m_step(values: dict[str, np.ndarray], stats: Sequence[dict[str, Any]], blocks: ModelBlocks,
@@ -266,7 +452,8 @@ def m_step(values: dict[str, np.ndarray], stats: Sequence[dict[str, Any]], block
     pooling : (pool, keep), optional
         From :func:`pool_and_keep` (the EM loop builds it once per fit).
     """
-    pool, keep = pooling if pooling is not None else pool_and_keep(layout, frozen)
+    pool, keep = pooling if pooling is not None else pool_and_keep(layout, frozen,
+                                                                   blocks.soft_positive)
     out = dict(values)
     for i, st in enumerate(stats):
         for base, key in (("startprob", "start"), ("transmat", "trans")):
@@ -279,6 +466,7 @@ def m_step(values: dict[str, np.ndarray], stats: Sequence[dict[str, Any]], block
         for key in stats[0] if key not in ("start", "trans")}
     out.update(blocks.emission.m_step({n: values[n] for n in names}, emission_stats, pool, keep,
                                       frozen, blocks.emission_priors))
+    out.update(pool.centres())
     return out
 
 
@@ -338,11 +526,11 @@ def _start_state(start: Mapping[str, np.ndarray] | EMState, n_iter: int, tol: fl
 
 
 def _advance(state: EMState, values: dict[str, np.ndarray], ll: float,
-             stats: tuple[dict[str, Any], ...]) -> EMState:
+             stats: tuple[dict[str, Any], ...], soft: tuple[SoftTieFit, ...] = ()) -> EMState:
     """The next complete iterate (built whole, so an interrupt never leaves half of one)."""
     mon = replace(state.monitor, history=[*state.monitor.history, ll],
                   iter=state.monitor.iter + 1)
-    return EMState(values, mon, stats)
+    return EMState(values, mon, stats, soft)
 
 
 def baum_welch(start: Mapping[str, np.ndarray] | EMState,
@@ -388,14 +576,15 @@ def baum_welch(start: Mapping[str, np.ndarray] | EMState,
     """
     state = _start_state(start, n_iter, tol)
     frozen = frozen_masks(layout)
-    pooling = pool_and_keep(layout, frozen)
+    pooling = pool_and_keep(layout, frozen, blocks.soft_positive)
     steps = [_e_step_of(p, executor) for p in problems]
     try:
         while state.monitor.iter < n_iter and not state.monitor.gain_below_tol():
             results = [step(blocks.view(state.values, i)) for i, step in enumerate(steps)]
             stats = tuple(r[0] for r in results)
             values = m_step(state.values, stats, blocks, layout, frozen, pooling)
-            state = _advance(state, values, float(sum(r[1] for r in results)), stats)
+            state = _advance(state, values, float(sum(r[1] for r in results)), stats,
+                             pooling[0].take_soft())
             if on_iteration is not None and on_iteration(state) is True:
                 break
     except KeyboardInterrupt:

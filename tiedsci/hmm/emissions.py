@@ -604,6 +604,9 @@ class PoissonEmission:
                 [priors["lambdas_prior"], priors["lambdas_weight"]], -1))
         valid = pooled[..., 1] > gc.MIN_POST
         new = pooled[..., 0] / np.where(valid, pooled[..., 1], 1.0)
+        if pool.has_soft("lambdas"):
+            new, touched = pool.soft_counts("lambdas", pooled[..., 0], pooled[..., 1])
+            valid = valid | touched
         return {"lambdas": keep("lambdas", new, lam, valid)}
 
     def to_public(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

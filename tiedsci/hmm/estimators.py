@@ -63,7 +63,9 @@ class GaussianHMM(TiedHMM):
     hmmlearn's constructor, argument for argument (``implementation`` is accepted and has no
     effect: one engine serves both). Priors as hmmlearn's (MAP M-step, each prior counted once
     per tie group; see :meth:`GaussianEmission.check_priors`): ``covars_prior=0`` with the other
-    defaults is maximum likelihood. ``min_covar`` floors variances.
+    defaults is maximum likelihood. ``min_covar`` floors variances. ``soft_ties`` /
+    ``spread``: means partially pooled around learned centres (see
+    :class:`~tiedsci.hmm.model.TiedHMM`).
     """
 
     def __init__(self, n_components: int = 1, covariance_type: str = "diag",
@@ -74,10 +76,13 @@ class GaussianHMM(TiedHMM):
                  params: Any = "stmc", init_params: Any = "stmc", implementation: str = "log",
                  *, tie_states: Groups = None, ties: TieMap = None,
                  fixed: Mapping[str, Any] | None = None, engine: str = "numpy",
-                 device: Any = None, dtype: Any = None) -> None:
+                 device: Any = None, dtype: Any = None, soft_ties: TieMap = None,
+                 spread: Any = None) -> None:
         _base(self, n_components, startprob_prior, transmat_prior, algorithm, random_state,
               n_iter, tol, verbose, params, init_params, implementation, tie_states, ties,
               fixed, engine, device, dtype)
+        self.soft_ties = soft_ties
+        self.spread = spread
         self.covariance_type = covariance_type
         self.min_covar = min_covar
         self.means_prior = means_prior
@@ -183,7 +188,10 @@ class MultinomialHMM(TiedHMM):
 
 class PoissonHMM(TiedHMM):
     """HMM with independent Poisson counts per feature (``lambdas_``); gamma prior
-    ``lambdas_prior`` / ``lambdas_weight`` (see :meth:`PoissonEmission.check_priors`)."""
+    ``lambdas_prior`` / ``lambdas_weight`` (see :meth:`PoissonEmission.check_priors`).
+    ``soft_ties={"lambdas": groups}`` / ``spread``: rates partially pooled around a centre,
+    ``lambda_k ~ N(c, spread^2)`` in rate units, exact MAP M-step
+    (:func:`tiedsci.core.softtie.partial_pool_poisson`)."""
 
     def __init__(self, n_components: int = 1, startprob_prior: Any = 1.0,
                  transmat_prior: Any = 1.0, lambdas_prior: Any = 0.0, lambdas_weight: Any = 0.0,
@@ -192,10 +200,13 @@ class PoissonHMM(TiedHMM):
                  init_params: Any = "stl", implementation: str = "log", *,
                  tie_states: Groups = None, ties: TieMap = None,
                  fixed: Mapping[str, Any] | None = None, engine: str = "numpy",
-                 device: Any = None, dtype: Any = None) -> None:
+                 device: Any = None, dtype: Any = None, soft_ties: TieMap = None,
+                 spread: Any = None) -> None:
         _base(self, n_components, startprob_prior, transmat_prior, algorithm, random_state,
               n_iter, tol, verbose, params, init_params, implementation, tie_states, ties,
               fixed, engine, device, dtype)
+        self.soft_ties = soft_ties
+        self.spread = spread
         self.lambdas_prior = lambdas_prior
         self.lambdas_weight = lambdas_weight
 

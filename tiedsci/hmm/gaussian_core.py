@@ -132,7 +132,9 @@ def mstep_means(name: str, means: np.ndarray, covars: np.ndarray, kind: str,
         den = pooled[..., 0]
         valid = (pooled[..., 0] / prec > MIN_POST)
         new = pooled[..., 1] / np.where(valid, den, 1.0)
-        return keep(name, new.reshape(shape), means, valid.reshape(shape))
+        new, valid = _soft(pool, name, means, new.reshape(shape), valid.reshape(shape),
+                           np.where(valid, 1.0 / np.where(valid, den, 1.0), np.inf))
+        return keep(name, new, means, valid)
     prec = np.linalg.inv(covars.reshape(n_comp, d, d))
     g = np.einsum("cij,cj->ci", prec, obs)
     h = post[:, None, None] * prec
@@ -150,7 +152,25 @@ def mstep_means(name: str, means: np.ndarray, covars: np.ndarray, kind: str,
     h_p[~valid] = np.eye(d)
     new = np.linalg.solve(h_p, pooled[:, :d][..., None])[..., 0]
     valid_el = np.repeat(valid[:, None], d, axis=1).reshape(shape)
+    if pool.has_soft(name):
+        # sampling covariance of each mean vector: the inverse pooled precision; a component
+        # without data gets a vague one (the centre then sets its mean)
+        cov = np.linalg.inv(h_p)
+        cov[~valid] = np.eye(d) * 1e12 * max(1.0, float(np.abs(cov[valid]).max(initial=1.0)))
+        new, valid_el = _soft(pool, name, means, new.reshape(shape), valid_el,
+                              cov.reshape(comp + (d, d)), unit_axes=1)
     return keep(name, new.reshape(shape), means, valid_el)
+
+
+def _soft(pool: Pool, name: str, old: np.ndarray, new: np.ndarray, valid: np.ndarray,
+          s2: np.ndarray, unit_axes: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Soft ties of ``name`` (``pool.soft``) applied to the members' own estimates ``new``;
+    an element without data enters with its old value and infinite sampling variance."""
+    if not pool.has_soft(name):
+        return new, valid
+    xbar = np.where(valid, new, old)
+    pooled, touched = pool.soft(name, xbar, s2, unit_axes)
+    return pooled, valid | touched
 
 
 @dataclass(frozen=True)

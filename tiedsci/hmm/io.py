@@ -66,6 +66,9 @@ def save(model: Any, path: str | Path, *, extra: Mapping[str, Any] | None = None
               if model._stored(k) is not None}
     meta: dict[str, Any] = {"class": cls, "params": params, "arrays": sorted(arrays),
                             "extra": dict(extra or {})}
+    soft = getattr(model, "soft_ties_", ())
+    if soft:
+        meta["soft_ties"] = [f.to_dict() for f in soft]
     monitor = model._own_monitor()
     if monitor.history:
         meta["monitor"] = asdict(monitor)
@@ -80,7 +83,7 @@ def load(path: str | Path) -> Any:
 
 def load_with_extra(path: str | Path) -> tuple[Any, dict[str, Any]]:
     """:func:`load`, also returning the ``extra`` metadata given to :func:`save`."""
-    from tiedsci.hmm.em import ConvergenceMonitor
+    from tiedsci.hmm.em import ConvergenceMonitor, SoftTieFit
 
     stem = bundle_stem(path)
     json_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
@@ -108,6 +111,8 @@ def load_with_extra(path: str | Path) -> tuple[Any, dict[str, Any]]:
     try:
         if "monitor" in meta:
             model.monitor_ = ConvergenceMonitor(**meta["monitor"])
+        if "soft_ties" in meta:
+            model.soft_ties_ = tuple(SoftTieFit.from_dict(d) for d in meta["soft_ties"])
         values = model._values()
         if "n_features" not in meta["params"]:
             model.n_features = model._n_features(values)

@@ -16,6 +16,7 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,11 +26,18 @@ from tiedsci.errors import DataError, DeclarationError, DegenerateDataWarning, N
 from tiedsci.hmm import inference
 from tiedsci.hmm.chunked import make_chunking, should_chunk
 from tiedsci.hmm.declare import ALL_LETTERS, declare_hmms, letters_to_names
-from tiedsci.hmm.em import ConvergenceMonitor, EMState, Problem, ResidentShards, baum_welch
+from tiedsci.hmm.em import (
+    ConvergenceMonitor,
+    EMState,
+    Problem,
+    ResidentShards,
+    baum_welch,
+    e_step,
+)
 from tiedsci.hmm.engines import get_engine
 from tiedsci.hmm.packing import make_packing
 
-__all__ = ["TiedHMM", "check_lengths", "STORED_ATTRIBUTES"]
+__all__ = ["TiedHMM", "SuffStats", "check_lengths", "STORED_ATTRIBUTES"]
 
 _log = logging.getLogger(__name__)
 _BASE_LETTERS = {"s": "startprob", "t": "transmat"}
@@ -104,6 +112,47 @@ def _prepare_shard(piece: tuple[np.ndarray, np.ndarray], model: TiedHMM,
     return model._prepare(xs, lengths, values)
 
 
+@dataclass(frozen=True)
+class SuffStats:
+    """Expected sufficient statistics of one E-step (per state; states on axis 0).
+
+    Attributes
+    ----------
+    n : ndarray, shape (K,)
+        Occupancy ``N_k = sum_t gamma_tk`` (expected frames in each state).
+    s1 : ndarray, shape (K, D), or None
+        ``sum_t gamma_tk x_t`` (Gaussian and Poisson emissions; GMM: per component).
+    s2 : ndarray, shape (K, D) or (K, D, D), or None
+        ``sum_t gamma_tk x_t^2`` (diagonal / spherical) or ``x_t x_t'`` (full, tied); Gaussian.
+    start : ndarray, shape (K,)
+        Expected initial-state counts.
+    trans : ndarray, shape (K, K)
+        Expected transition counts ``sum_t xi_t(i, j)``.
+    log_likelihood : float
+        Log-likelihood of the data under the parameters used.
+    emission : dict
+        The emission family's own statistics (e.g. ``counts`` for categorical emissions).
+    """
+
+    n: np.ndarray
+    s1: np.ndarray | None
+    s2: np.ndarray | None
+    start: np.ndarray
+    trans: np.ndarray
+    log_likelihood: float
+    emission: dict[str, np.ndarray]
+
+    @classmethod
+    def from_e_step(cls, stats: Mapping[str, Any], log_likelihood: float) -> SuffStats:
+        """From :func:`tiedsci.hmm.em.e_step`'s statistics."""
+        start = np.asarray(stats["start"], dtype=float)
+        trans = np.asarray(stats["trans"], dtype=float)
+        em = {k: np.asarray(v, dtype=float) for k, v in stats.items()
+              if k not in ("start", "trans")}
+        return cls(start + trans.sum(0), em.get("obs"), em.get("obs2"), start, trans,
+                   float(log_likelihood), em)
+
+
 class TiedHMM:
     """Hidden Markov model whose states, parameter blocks and transition rows can be tied.
 
@@ -123,6 +172,23 @@ class TiedHMM:
     fixed : dict, optional
         ``{name: True}`` holds a whole parameter, ``{name: [states]}`` the rows of those states,
         at their initial values.
+    soft_ties : dict, optional
+        Per-parameter state groups partially pooled around a free centre (soft ties,
+        :meth:`Registry.soft_tie <tiedsci.core.Registry.soft_tie>`), e.g.
+        ``{"means": [[0, 1], [2, 3]]}``: each member ``mu_k ~ N(c, spread^2)`` element by
+        element, and the M-step is the closed-form MAP update (precision-weighted pooling of
+        each member's statistics with the centre). Gaussian ``means`` and Poisson
+        ``lambdas``.
+    spread : float, "positive", dict or None
+        Standard deviation of the members around the centre, in their units (one value, or a
+        dict by parameter name); ``0`` is the hard tie, ``math.inf`` the untied fit. ``None``
+        (default) learns it at every M-step by type-II maximum likelihood on the current
+        statistics; ``0`` is then a legitimate answer but absorbing inside EM (members made
+        equal stay equal: from a diffuse start the first M-step can collapse a group for
+        good). ``"positive"`` learns it with Chung et al.'s boundary-avoiding ``log tau``
+        term added (about one standard error off 0 where maximum likelihood gives 0). After
+        ``fit``, ``soft_ties_`` holds each tie's spread, centre and
+        shrinkage (:class:`~tiedsci.hmm.em.SoftTieFit`).
     params, init_params : str or iterable of names
         hmmlearn letter codes (``"stmc"``) or parameter names: which parameters EM updates and
         which are initialised by ``fit`` (the others are taken from the attributes).
@@ -157,8 +223,12 @@ class TiedHMM:
                  tol: float = 1e-2, algorithm: str = "viterbi", engine: str = "numpy",
                  device: Any = None, dtype: Any = None, random_state: Any = None,
                  verbose: bool = False, startprob_prior: Any = 1.0,
-                 transmat_prior: Any = 1.0) -> None:
+                 transmat_prior: Any = 1.0,
+                 soft_ties: Mapping[str, Sequence[Sequence[int]]] | None = None,
+                 spread: float | Mapping[str, float | None] | None = None) -> None:
         self.emission = emission
+        self.soft_ties = soft_ties
+        self.spread = spread
         self.startprob_prior = startprob_prior
         self.transmat_prior = transmat_prior
         # hmmlearn creates the monitor with the estimator (a user may replace it, see fit)
@@ -231,6 +301,8 @@ class TiedHMM:
         if "transmat_" in attrs:
             out["transmat"] = np.asarray(attrs["transmat_"], dtype=float).copy()
         out.update(em.from_public(attrs, int(self.n_components)))
+        for fit in getattr(self, "soft_ties_", ()):
+            out[fit.centre] = np.asarray(fit.value, dtype=float).copy()
         return out
 
     def _stored(self, name: str) -> Any:
@@ -441,6 +513,8 @@ class TiedHMM:
         """Set the fitted attributes to an EM iterate."""
         self.layout_ = layout
         self.monitor_ = state.monitor
+        if state.soft or not layout.soft_ties:
+            self.soft_ties_ = state.soft
         self._set_attributes(state.values)
         self.n_features = self._n_features(state.values)
 
@@ -465,6 +539,22 @@ class TiedHMM:
         return int(self._emission().n_features_of(dict(values)))
 
     # ------------------------------------------------------------------ inference
+    def suff_stats(self, X: Any, lengths: Any = None) -> SuffStats:
+        """E-step sufficient statistics of ``X`` under the fitted parameters.
+
+        One forward-backward pass, the statistics Baum-Welch's M-step pools (tie discovery
+        ranks candidate merges from them, :func:`tiedsci.hmm.discover`).
+
+        Returns
+        -------
+        SuffStats
+        """
+        values = self._values()
+        self._check_values(dict(values))
+        problem = self._prepare(X, lengths, values)
+        stats, ll = e_step(values, problem)
+        return SuffStats.from_e_step(stats, ll)
+
     def _log_frames(self, X: Any, lengths: Any, allow_chunks: bool = True
                     ) -> tuple[Problem, Any, dict[str, np.ndarray]]:
         values = self._values()
@@ -582,6 +672,11 @@ class TiedHMM:
                        else "stopped early")
             lines.append(f"EM: {mon.iter} iterations, {outcome}; log-likelihood entering the "
                          f"last iteration {mon.history[-1]:.10g}")
+        for fit in getattr(self, "soft_ties_", ()):
+            how = "learned" if fit.learned else "given"
+            b = np.asarray(fit.shrinkage, dtype=float)
+            lines.append(f"soft tie of {', '.join(fit.members)} around {fit.centre}: spread "
+                         f"{fit.spread:.6g} ({how}), shrinkage {b.min():.3g}..{b.max():.3g}")
         return "\n".join(lines) + "\n\n" + self._parameter_table()
 
     def plot(self, X: Any = None, lengths: Any = None, *, feature: int = 0,

@@ -61,7 +61,8 @@ from tiedsci.runfile import (
     validate_config,
 )
 
-__all__ = ["run_from_toml", "run_config", "run_runfile", "load", "check_toml", "SCHEMA"]
+__all__ = ["run_from_toml", "run_config", "run_runfile", "load", "check_toml", "SCHEMA",
+           "discover_from_toml"]
 
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "hmm"
 CHECKPOINT_INTERVAL_S = 1.0
@@ -165,6 +166,21 @@ SCHEMA = Table({
     "output": Table({
         "plots": Field("bool", "Write `states.png` (the decoded states).", default=True),
     }, "What to write besides the model, parameter table and summary."),
+    "discover": Table({
+        "criterion": Field("str", "Criterion that chooses the path point (lower is better).",
+                           choices=("bic", "aic"), default="bic"),
+        "candidates": Field("list[str]", "Kinds of merges: `state` (whole emissions), an "
+                            "emission block (`means`, `covars`, `lambdas`), `transmat`.",
+                            default=["state"]),
+        "start": Field("str", "The untied start: the model fitted as declared (`model`), "
+                       "grown by splitting smaller models (`split`), or the best of 4 k-means "
+                       "starts (`kmeans`).", choices=("model", "split", "kmeans"),
+                       default="model"),
+        "max_steps": Field("int", "Stop after this many merges.", ge=1,
+                           default_doc="until nothing is left to merge"),
+        "n_iter": Field("int", "EM iterations of every refit.", ge=1, default=300),
+        "tol": Field("float", "EM tolerance of every refit.", default=1e-4),
+    }, "`tiedsci hmm discover` only: the tie-discovery search (`tiedsci.hmm.discover`)."),
 })
 
 
@@ -418,3 +434,50 @@ def _write_outputs(model: Any, x: np.ndarray, lengths: np.ndarray | None, out: P
         model.plot(x, lengths, path=out / "states.png", labels=labels)
         files.append("states.png")
     return files + ["summary.json"]
+
+
+# ----------------------------------------------------------------------------- discovery
+def discover_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = False,
+                       progress: bool = False, device: str | None = None) -> dict[str, Any]:
+    """``tiedsci hmm discover``: tie discovery on the run file's model and data.
+
+    The ``[model]`` fit (as declared) is the start unless ``[discover] start`` says
+    otherwise; writes ``path.json`` (the :class:`~tiedsci.discovery.DiscoveryPath`),
+    ``path.txt`` (its table), ``path.png`` (criterion along the path), the chosen model
+    (``model.json`` + ``.npz``, ``parameters.txt``) and ``summary.json``. ``resume`` is
+    accepted for the common command line and ignored (every refit is short).
+    """
+    from tiedsci.hmm.discovery import discover
+
+    rf = load(path)
+    if device is not None:
+        rf.data["model"]["device"] = device
+        rf.data["model"]["engine"] = "torch"
+    model, x, lengths, family = _build(rf)
+    spec = dict(rf.data["discover"])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if spec["start"] == "model":
+        model.fit(x, lengths)
+    found = discover(model, x, lengths, criterion=spec["criterion"],
+                     candidates=list(spec["candidates"]), start=spec["start"],
+                     max_steps=spec.get("max_steps"), n_iter=spec["n_iter"], tol=spec["tol"])
+    found.save(out / "path")
+    atomic_write_text(out / "path.txt", found.table() + "\n")
+    fig = found.plot(title=f"tie discovery: {Path(str(rf.data['data']['path'])).name}")
+    fig.savefig(out / "path.png", dpi=110)
+    best = found.best_model
+    best.save(out / "model")
+    (out / "parameters.txt").write_text(best.report())
+    chosen = found.steps[found.best]
+    summary = {"family": family, "n_samples": int(x.shape[0]),
+               "criterion": found.criterion, "best_step": chosen.step,
+               "n_free": chosen.n_free, "log_likelihood": chosen.loglik,
+               "criterion_value": chosen.criterion, "ties": best.ties or {},
+               "steps": len(found.steps), "seconds": found.info.get("seconds"),
+               "interrupted": False,
+               "files": [str(out / f) for f in ("path.json", "path.txt", "path.png",
+                                                "model.json", "model.npz", "parameters.txt",
+                                                "summary.json")]}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    return summary
