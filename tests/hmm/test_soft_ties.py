@@ -49,9 +49,10 @@ def test_spread_zero_is_the_hard_tie_and_inf_the_untied_fit(data, kind):
     for fit in soft0.soft_ties_:
         assert fit.spread == 0.0 and not fit.learned
     np.testing.assert_allclose(soft0.means_[0], soft0.soft_ties_[0].value, atol=1e-12)
-    # the soft tie keeps its members free and adds a centre per group
-    assert soft0.n_free == untied.n_free + 2 * x.shape[1]
-    assert hard.n_free == untied.n_free - 2 * x.shape[1]
+    # the registry compiles the limits exactly: spread 0 is the hard tie (members and centre
+    # one free value), spread inf the untied fit (the unseen centre is the members' mean)
+    assert soft0.n_free == hard.n_free == untied.n_free - 2 * x.shape[1]
+    assert soft_inf.n_free == untied.n_free
 
 
 def test_one_map_m_step_matches_a_hand_computation(data):

@@ -573,6 +573,14 @@ class Layout:
                 "M-step")
         return el
 
+    def _soft_centre_elements(self) -> set[int]:
+        """Element ids of the soft-tie centres (tied to their members at spread 0)."""
+        key = "soft_centre_elements"
+        if key not in self._cache:
+            self._cache[key] = {self._offsets[t.centre.name] + int(e)
+                                for t in self.soft_ties for e in t.centre.elements().ravel()}
+        return self._cache[key]
+
     def _unit_groups(self, units: np.ndarray, names: list[str]) -> tuple[np.ndarray, int]:
         """Group id of each unit (rows of element indices) and the number of groups."""
         roots = self._root[units]
@@ -590,14 +598,18 @@ class Layout:
         group_size = self._group_sizes()[uniq]
         short = np.any(group_size != counts[:, None], axis=1)
         if short.any():
-            i = int(np.argmax(short))
-            k = int(np.argmax(group_size[i] != counts[i]))
-            members = [self._labels[m] for m in np.flatnonzero(self._root == uniq[i, k])]
-            given = {self._labels[e] for e in units.ravel()}
-            missing = [m for m in members if m not in given]
-            raise NotPoolableError(
-                f"tie group {members} is only partly given: statistics for {missing} are missing"
-            )
+            given = set(units.ravel().tolist())
+            centres = self._soft_centre_elements()
+            for i in np.flatnonzero(short):
+                for k in np.flatnonzero(group_size[i] != counts[i]):
+                    members = np.flatnonzero(self._root == uniq[i, k])
+                    missing = [int(m) for m in members if int(m) not in given]
+                    if all(m in centres for m in missing):
+                        continue  # a soft-tie centre (spread 0) has no data of its own
+                    raise NotPoolableError(
+                        f"tie group {[self._labels[m] for m in members]} is only partly "
+                        f"given: statistics for {[self._labels[m] for m in missing]} are "
+                        "missing")
         return gid, len(uniq)
 
     # ------------------------------------------------------------------ derivatives
