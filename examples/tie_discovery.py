@@ -1,4 +1,4 @@
-"""Tie discovery: which parameters should be tied? (HMM sections)
+"""Tie discovery: which parameters should be tied? (HMM and joint-refinement sections)
 
 Every tool that ties parameters asks the user to know the ties in advance. ``tiedsci.hmm.discover``
 searches for them: greedy bottom-up merging of states (or single blocks, or transition rows),
@@ -20,6 +20,12 @@ Sections (one function each; ``--only`` picks some):
   hand-chosen tie of examples/hmm_tied_states.py (two sub-states per regime sharing a rate)
   lost to the untied model by BIC; what does discovery find from the untied expanded model,
   and does the reverse test (split each declared tie) want the hand tie split?
+
+- ``refine_planted``, ``refine_pbso4``, ``refine_partial_pooling``: the least-squares side
+  (``tiedsci.refine.discover`` and learned soft ties), defined in
+  ``examples/tie_discovery_refine.py``: six datasets with zero shifts equal in two groups of
+  three (10 seeds, BIC and AIC); one lattice or two for the PbSO4 X-ray + neutron pair; ten
+  nominally identical detector banks scored on held-out runs (hard tie, no tie, learned soft tie).
 
 Usage::
 
@@ -184,10 +190,37 @@ def hmm_partial_pooling(out: Path, quick: bool) -> dict[str, Any]:
     return result
 
 
+def _refine_sections() -> Any:
+    spec = importlib.util.spec_from_file_location("tie_discovery_refine",
+                                                  HERE / "tie_discovery_refine.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _refine(section: str) -> Callable[[Path, bool], dict[str, Any]]:
+    """A least-squares section of examples/tie_discovery_refine.py as a section here."""
+
+    def run_section(out: Path, quick: bool) -> dict[str, Any]:
+        module = _refine_sections()
+        if section == "planted":
+            res = module.planted(seeds=3 if quick else 10)
+        elif section == "pbso4":
+            res = module.pbso4(quick=quick)
+        else:
+            res = module.partial_pooling(seeds=3 if quick else 10)
+        return module._clean(res)
+
+    return run_section
+
+
 SECTIONS: dict[str, Callable[[Path, bool], dict[str, Any]]] = {
     "hmm_planted": hmm_planted,
     "hmm_earthquakes": hmm_earthquakes,
     "hmm_partial_pooling": hmm_partial_pooling,
+    "refine_planted": _refine("planted"),
+    "refine_pbso4": _refine("pbso4"),
+    "refine_partial_pooling": _refine("pooling"),
 }
 
 

@@ -1,7 +1,7 @@
 """Tie discovery and learned soft ties in joint refinement (least-squares sections).
 
-Three sections, each a function returning a JSON-able dict (the lead folds them into
-``examples/tie_discovery.py``):
+Three sections, each a function returning a JSON-able dict; ``examples/tie_discovery.py`` runs
+them beside the HMM sections (``--only refine_planted refine_pbso4 refine_partial_pooling``):
 
 - :func:`planted`: six datasets whose zero shifts are equal within two groups of three
   (shared/notes/discovery.md, section 3). ``tiedsci.refine.discover`` merges the per-dataset
