@@ -45,7 +45,7 @@ from tiedsci.pinn.checkpoint import (
 from tiedsci.pinn.config import NetSpec, TrainConfig
 from tiedsci.pinn.domain import periodic_axes, periodic_features
 from tiedsci.pinn.features import FourierFeatures, InputEmbedding, ScaledInput
-from tiedsci.pinn.net import MLP, FieldNet, MLPField, SeparableField
+from tiedsci.pinn.net import MLP, CornerModes, FieldNet, MLPField, SeparableField
 from tiedsci.pinn.problem import PDEProblem, ResidualInputs
 from tiedsci.pinn.train import (
     Interrupted,
@@ -126,9 +126,12 @@ def build_field(problem: PDEProblem, layout: Layout, spec: NetSpec, t0: float, t
     if spec.architecture == "separable":
         xf = x_embedding(1, None)
         tf = _t_embedding(t0, t1, spec)
+        corner = corner_modes(problem, spec.corner_orders) if spec.corner_orders else None
+        n_t_out = spec.rank + (corner.n_modes if corner is not None else 0)
         fld: nn.Module = SeparableField(
             FieldNet(xf, MLP(xf.n_out, spec.rank, seed=seed, **kw)),
-            FieldNet(tf, MLP(tf.n_out, spec.rank, seed=seed + 1, **kw)),
+            FieldNet(tf, MLP(tf.n_out, n_t_out, seed=seed + 1, **kw)),
+            corner,
         )
     else:
         freqs = [math.pi * j for j in range(1, spec.time_frequencies + 1)]
@@ -140,6 +143,14 @@ def build_field(problem: PDEProblem, layout: Layout, spec: NetSpec, t0: float, t
         bnet = FieldNet(tf, MLP(tf.n_out, 2, width=spec.width, depth=max(1, spec.depth - 1),
                                 activation=spec.activation, seed=seed + 2))
     return fld, bnet
+
+
+def corner_modes(problem: PDEProblem, orders: int) -> CornerModes:
+    """:class:`~tiedsci.pinn.net.CornerModes` for the jumps of ``problem.initial``'s
+    derivatives of orders ``1..orders`` across the periodic x-boundary."""
+    a, b = problem.bounds["x"]
+    jets = derivatives_1d(problem.initial, torch.tensor([a, b], dtype=torch.float64), orders)
+    return CornerModes(a, b, [float(j[0] - j[1]) for j in jets[1:]])
 
 
 def _names(order: int) -> list[str]:

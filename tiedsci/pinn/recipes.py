@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from tiedsci.pinn.config import NetSpec, TrainConfig
-from tiedsci.pinn.problem import PDEProblem, advection, allen_cahn
+from tiedsci.pinn.problem import PDEProblem, advection, allen_cahn, kdv
 from tiedsci.pinn.reference import Reference, load_reference
 
-__all__ = ["advection_recipe", "allen_cahn_recipe", "exact_advection_reference"]
+__all__ = ["advection_recipe", "allen_cahn_recipe", "kdv_recipe", "exact_advection_reference"]
 
 
 def exact_advection_reference(speed: float = 30.0, n_x: int = 512, n_t: int = 201
@@ -54,3 +54,15 @@ def allen_cahn_recipe(budget_s: float = 600.0, seed: int = 0, device: str = "cpu
                         n_sweeps=2, budget_s=budget_s, adam_fraction=0.5, seed=seed,
                         device=device, dtype=dtype)
     return allen_cahn(), load_reference("allen_cahn"), net, train
+
+
+def kdv_recipe(budget_s: float = 600.0, seed: int = 0, device: str = "cpu",
+               dtype: str = "float32"
+               ) -> tuple[PDEProblem, Reference, NetSpec, TrainConfig]:
+    """KdV as in Raissi's KdV.mat (``u_t + u u_x + 0.0025 u_xxx = 0``, ``u0 = cos(pi x)``)."""
+    net = NetSpec(architecture="separable", width=64, depth=3, rank=32, n_harmonics=16)
+    train = TrainConfig(adam_steps=100_000, lbfgs_steps=100_000, lr=1e-3, n_x=1024, n_t=32,
+                        n_x_lbfgs=2048, n_t_lbfgs=64, resample_every=100, n_windows=1,
+                        lbfgs_chunk=20, n_sweeps=2, budget_s=budget_s, adam_fraction=0.5,
+                        seed=seed, device=device, dtype=dtype)
+    return kdv(), load_reference("kdv"), net, train
