@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=300.0)
     parser.add_argument("--variants", nargs="*", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, nargs=2, default=None, metavar=("ADAM", "LBFGS"),
+                        help="fixed steps per window instead of a time budget (load-proof)")
     args = parser.parse_args(argv)
     table = VARIANTS[args.problem]
     names = args.variants or list(table)
@@ -53,13 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         net_kw, train_kw = table[name]
         problem, ref, net, train = RECIPES[args.problem](args.budget, args.seed)
+        if args.steps:
+            train = replace(train, budget_s=None, adam_steps=args.steps[0],
+                            lbfgs_steps=args.steps[1])
         load = os.getloadavg()
         row = run_case(problem, ref, replace(net, **net_kw), replace(train, **train_kw))
-        rows[name] = {"net": net_kw, "train": train_kw, "rel_l2": row["rel_l2"],
-                      "wall_s": row["wall_s"], "time_to_error_s": row["time_to_error_s"],
+        keep = ("rel_l2", "rel_l2_interior", "boundary_max_abs", "rel_l2_by_time", "wall_s",
+                "time_to_error_s")
+        rows[name] = {"net": net_kw, "train": train_kw, **{k: row[k] for k in keep},
                       "load_before": load, "load_after": os.getloadavg()}
         print(json.dumps({name: rows[name]}, default=float), flush=True)
-    print(json.dumps({"problem": args.problem, "budget_s": args.budget, "seed": args.seed,
+    print(json.dumps({"problem": args.problem, "budget_s": None if args.steps else args.budget,
+                      "steps_per_window": args.steps, "seed": args.seed,
                       "variants": rows}, default=float))
     return 0
 
