@@ -28,6 +28,9 @@ VARIANTS: dict[str, dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {
         "corner3": ({"corner_orders": 3}, {}),
         "corner_20win": ({"corner_orders": 1}, {"n_windows": 20}),
         "corner_f64": ({"corner_orders": 1}, {"dtype": "float64"}),
+        "f64": ({"corner_orders": 0}, {"dtype": "float64"}),
+        "20win": ({"corner_orders": 0}, {"n_windows": 20}),
+        "lbfgs_heavy": ({"corner_orders": 0}, {"adam_fraction": 0.25}),
     },
     "kdv": {
         "base": ({}, {}),
