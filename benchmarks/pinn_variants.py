@@ -33,7 +33,7 @@ VARIANTS: dict[str, dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {
         "lbfgs_heavy": ({"corner_orders": 0}, {"adam_fraction": 0.25}),
     },
     "kdv": {
-        "base": ({}, {}),
+        "1win": ({}, {"n_windows": 1}),
         "10win": ({}, {"n_windows": 10}),
         "20win": ({}, {"n_windows": 20}),
         "40win": ({}, {"n_windows": 40}),
