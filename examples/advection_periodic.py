@@ -16,30 +16,18 @@ Run: ``python examples/advection_periodic.py [--json] [--quick] [--budget S] [--
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
-from typing import Any
 
-from tiedsci.pinn.outputs import recipe_main, run_recipe
+from tiedsci.pinn.outputs import recipe_example
 from tiedsci.pinn.recipes import advection_recipe
 
 SPEED = 30.0
 FULL_BUDGET_S = 120.0
 QUICK_BUDGET_S = 30.0
 
-
-def run(out_dir: str | Path = "advection_out", quick: bool = False,
-        budget_s: float | None = None, seed: int = 0, device: str = "cpu",
-        dtype: str = "float32", plots: bool = True, threads: int | None = None
-        ) -> dict[str, Any]:
-    """Train, evaluate against the exact solution and write prediction, metrics and plots."""
-    budget = budget_s if budget_s is not None else (QUICK_BUDGET_S if quick else FULL_BUDGET_S)
-    return run_recipe(partial(advection_recipe, speed=SPEED), out_dir, budget, seed, device,
-                      dtype, plots, threads)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return recipe_main(argv, __doc__.splitlines()[0], run, QUICK_BUDGET_S, "advection_out")
-
+# run(out_dir, quick, budget_s, seed, device, dtype, plots, threads, progress) -> dict;
+# main(argv) -> exit status
+run, main = recipe_example(partial(advection_recipe, speed=SPEED), FULL_BUDGET_S,
+                           QUICK_BUDGET_S, "advection_out", __doc__.splitlines()[0])
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -15,30 +15,16 @@ reference grid) and more. ``run(out_dir, quick, budget_s)`` returns the same dic
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from tiedsci.pinn.outputs import recipe_main, run_recipe
+from tiedsci.pinn.outputs import recipe_example
 from tiedsci.pinn.recipes import kdv_recipe
 
 FULL_BUDGET_S = 900.0
 QUICK_BUDGET_S = 75.0
 
-
-def run(out_dir: str | Path = "kdv_out", quick: bool = False,
-        budget_s: float | None = None, seed: int = 0, device: str = "cpu",
-        dtype: str = "float32", plots: bool = True, threads: int | None = None,
-        progress: bool = False) -> dict[str, Any]:
-    """Train, evaluate against KdV.mat and write prediction, metrics, model and plots
-    (``progress``: a bar of the training budget on stderr, when it is a terminal)."""
-    budget = budget_s if budget_s is not None else (QUICK_BUDGET_S if quick else FULL_BUDGET_S)
-    return run_recipe(kdv_recipe, out_dir, budget, seed, device, dtype, plots, threads,
-                      progress)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return recipe_main(argv, __doc__.splitlines()[0], run, QUICK_BUDGET_S, "kdv_out")
-
+# run(out_dir, quick, budget_s, seed, device, dtype, plots, threads, progress) -> dict;
+# main(argv) -> exit status
+run, main = recipe_example(kdv_recipe, FULL_BUDGET_S, QUICK_BUDGET_S, "kdv_out",
+                           __doc__.splitlines()[0])
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -17,7 +17,7 @@ from tiedsci.pinn.evaluate import evaluate
 from tiedsci.pinn.marching import TimeMarchingSolution
 from tiedsci.pinn.reference import Reference
 
-__all__ = ["write_outputs", "run_recipe", "recipe_main"]
+__all__ = ["write_outputs", "run_recipe", "recipe_main", "recipe_example"]
 
 
 def _title(name: str) -> str:
@@ -120,3 +120,28 @@ def recipe_main(argv: list[str] | None, description: str,
         for key, value in result.items():
             print(f"{key:>22}: {value}")
     return 0
+
+
+def recipe_example(recipe: Callable[..., tuple], full_budget_s: float, quick_budget_s: float,
+                   out_default: str, description: str
+                   ) -> tuple[Callable[..., dict[str, Any]], Callable[..., int]]:
+    """``(run, main)`` of an example script built on a recipe.
+
+    ``run(out_dir=out_default, quick=False, budget_s=None, seed=0, device="cpu",
+    dtype="float32", plots=True, threads=None, progress=False)`` trains with ``budget_s``
+    (default ``quick_budget_s`` with ``quick``, else ``full_budget_s``) and returns
+    :func:`run_recipe`'s dict; ``main(argv)`` is :func:`recipe_main` around it.
+    """
+    def run(out_dir: str | Path = out_default, quick: bool = False,
+            budget_s: float | None = None, seed: int = 0, device: str = "cpu",
+            dtype: str = "float32", plots: bool = True, threads: int | None = None,
+            progress: bool = False) -> dict[str, Any]:
+        budget = budget_s if budget_s is not None else (
+            quick_budget_s if quick else full_budget_s)
+        return run_recipe(recipe, out_dir, budget, seed, device, dtype, plots, threads,
+                          progress)
+
+    def main(argv: list[str] | None = None) -> int:
+        return recipe_main(argv, description, run, quick_budget_s, out_default)
+
+    return run, main
