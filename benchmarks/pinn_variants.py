@@ -24,7 +24,8 @@ VARIANTS: dict[str, dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {
     "allen_cahn": {
         "base": ({"corner_orders": 0}, {}),
         "soft_ic": ({"corner_orders": 0, "ic": "soft"}, {}),
-        "corner": ({"corner_orders": 1}, {}),
+        "corner": ({"corner_orders": 1, "corner_amplitude": "learned"}, {}),
+        "corner_lin": ({"corner_orders": 1, "corner_amplitude": "linearized"}, {}),
         "corner3": ({"corner_orders": 3}, {}),
         "corner_20win": ({"corner_orders": 1}, {"n_windows": 20}),
         "corner_f64": ({"corner_orders": 1}, {"dtype": "float64"}),

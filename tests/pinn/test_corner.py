@@ -96,3 +96,31 @@ def test_corner_orders_are_checked():
         pinn.NetSpec(corner_orders=4)
     with pytest.raises(DataError, match="orders 1..3"):
         CornerModes(-1.0, 1.0, [])
+
+
+def test_linearized_corner_amplitude_decays_at_the_boundary_rate(tmp_path):
+    from tiedsci.pinn.marching import boundary_decay_rate
+
+    prob = P.allen_cahn()
+    assert boundary_decay_rate(prob, prob.registry.compile()) == pytest.approx(-10.0)
+    assert boundary_decay_rate(P.heat(0.2), P.heat(0.2).registry.compile()) == 0.0
+    net = replace(NET, corner_amplitude="linearized")
+    sol = pinn.solve(prob, net, CFG)
+    t = np.linspace(0, 1, 11)
+    assert sol.boundary_mismatch(t) <= 1e-12
+    x = np.linspace(-1, 1, 41)
+    assert_allclose(sol.predict(x, np.array([0.0]))[0], x**2 * np.cos(np.pi * x), atol=1e-12)
+    # the one-sided slope jump is 4 exp(-10 t), whatever the weights
+    xb = torch.tensor([-1.0, 1.0 - 1e-13], dtype=torch.float64)
+    for w in sol.windows:
+        tt = torch.tensor([w.t_start, 0.5 * (w.t_start + w.t_end)], dtype=torch.float64)
+        with torch.no_grad():
+            c = sol.state_jets(xb, sol.windows.index(w), 1)[1]
+            d = w.field.grid(xb, tt, w.t_start, 1)
+        slope = d["u_x"] + c[None, :]
+        jump = (slope[:, 0] - slope[:, 1]).numpy()
+        assert_allclose(jump, 4.0 * np.exp(-10.0 * tt.numpy()), rtol=1e-9)
+    again = pinn.load(sol.save(tmp_path / "lin"))
+    assert np.array_equal(again.predict(x, t), sol.predict(x, t))
+    with pytest.raises(DataError, match="corner_amplitude"):
+        pinn.NetSpec(corner_amplitude="fixed")

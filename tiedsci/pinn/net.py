@@ -222,15 +222,20 @@ class SeparableField(nn.Module):
     x_net, t_net : FieldNet
         One input column each; ``t_net`` has ``rank`` outputs plus one per corner mode.
     corner : CornerModes, optional
-        Fixed extra x-modes (appended to ``f``), each with its own learned time amplitude.
+        Fixed extra x-modes (appended to ``f``), each with its own learned time amplitude
+        (one more ``t_net`` output per mode).
+    corner_rate : float, optional
+        Instead of learning them, give the corner modes the fixed amplitude ``exp(rate * t)``
+        (``t_net`` then has ``rank`` outputs).
     """
 
-    def __init__(self, x_net: FieldNet, t_net: FieldNet, corner: CornerModes | None = None
-                 ) -> None:
+    def __init__(self, x_net: FieldNet, t_net: FieldNet, corner: CornerModes | None = None,
+                 corner_rate: float | None = None) -> None:
         super().__init__()
         self.x_net = x_net
         self.t_net = t_net
         self.corner = corner
+        self.corner_rate = None if corner is None else corner_rate
         self.rank = x_net.mlp.layers[-1].bias.shape[0]
         scale = 1.0 / math.sqrt(self.rank)
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float64))
@@ -251,9 +256,16 @@ class SeparableField(nn.Module):
     def _time(self, t: torch.Tensor, t0: float | None) -> tuple[torch.Tensor, torch.Tensor]:
         if t0 is None:
             g = self.t_jet(t, 1)
-            return g[0], g[1]
-        g = self.t_jet(torch.cat([t, t.new_tensor([t0])]), 1)
-        return g[0][:-1] - g[0][-1:], g[1][:-1]
+            dg, g_t = g[0], g[1]
+        else:
+            g = self.t_jet(torch.cat([t, t.new_tensor([t0])]), 1)
+            dg, g_t = g[0][:-1] - g[0][-1:], g[1][:-1]
+        if self.corner_rate is None:
+            return dg, g_t
+        rate = float(self.corner_rate)
+        e = torch.exp(rate * t)[:, None].expand(-1, self.corner.n_modes)
+        e0 = 0.0 if t0 is None else math.exp(rate * t0)
+        return torch.cat([dg, e - e0], 1), torch.cat([g_t, rate * e], 1)
 
     def grid(self, x: torch.Tensor, t: torch.Tensor, t0: float | None, x_order: int
              ) -> dict[str, torch.Tensor]:
