@@ -36,6 +36,7 @@ def test_modes_are_periodic_in_value_and_jump_only_at_their_order(a, b, jumps):
     k = modes.jet(x, len(jumps) + 1)
     assert k[0].shape == (3, len(jumps))
     assert torch.equal(k[0][0], k[0][1])  # x = b is x = a: exactly the same value
+    assert_allclose((k[len(jumps)][0] - k[len(jumps)][1]).numpy()[-1], jumps[-1], atol=1e-9)
     x_left = torch.tensor([a, b - 1e-13 * (b - a)], dtype=torch.float64)
     kl = modes.jet(x_left, len(jumps))
     for order in range(len(jumps) + 1):
@@ -120,6 +121,8 @@ def test_linearized_corner_amplitude_decays_at_the_boundary_rate(tmp_path):
         slope = d["u_x"] + c[None, :]
         jump = (slope[:, 0] - slope[:, 1]).numpy()
         assert_allclose(jump, 4.0 * np.exp(-10.0 * tt.numpy()), rtol=1e-9)
+    assert sol.boundary_mismatch(np.array([0.3]), order=1) == pytest.approx(
+        4.0 * np.exp(-3.0), rel=1e-9)
     again = pinn.load(sol.save(tmp_path / "lin"))
     assert np.array_equal(again.predict(x, t), sol.predict(x, t))
     with pytest.raises(DataError, match="corner_amplitude"):

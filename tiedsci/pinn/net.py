@@ -172,6 +172,8 @@ class CornerModes(nn.Module):
 
     whose value (and derivatives below order ``j``) are exactly periodic and whose ``j``-th
     derivative jumps by ``m_j`` across the boundary: ``u0 - k_j`` has no jump of order ``j``.
+    At ``x = b`` the derivatives are the left limits (as ``u0``'s are there), so a solution's
+    ``boundary_mismatch(t, order=j)`` is the one-sided jump.
     Multiplied by a learned time amplitude in a :class:`SeparableField`, the corner of the
     carried state can fade (the true solution smooths it) instead of being frozen in by the
     hard initial condition.
@@ -203,6 +205,9 @@ class CornerModes(nn.Module):
         length = b - a
         s = (x - a) / length
         s = s - torch.floor(s)
+        # x = b is the left end of the period: its value is the same as at x = a (B_n(1) =
+        # B_n(0) for n >= 2, bit for bit), its derivatives are the left limits, as u0's are
+        s = torch.where(x == b, torch.ones_like(s), s)
         out = []
         for m in range(order + 1):
             cols = []
