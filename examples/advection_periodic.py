@@ -15,59 +15,19 @@ Run: ``python examples/advection_periodic.py [--json] [--quick] [--budget S] [--
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-from dataclasses import replace
-from pathlib import Path
-from typing import Any
+from functools import partial
 
-from tiedsci.pinn import solve_time_marching
-from tiedsci.pinn.outputs import write_outputs
+from tiedsci.pinn.outputs import recipe_example
 from tiedsci.pinn.recipes import advection_recipe
 
 SPEED = 30.0
 FULL_BUDGET_S = 120.0
 QUICK_BUDGET_S = 30.0
 
-
-def run(out_dir: str | Path = "advection_out", quick: bool = False,
-        budget_s: float | None = None, seed: int = 0, device: str = "cpu",
-        dtype: str = "float32", plots: bool = True, threads: int | None = None
-        ) -> dict[str, Any]:
-    """Train, evaluate against the exact solution and write prediction, metrics and plots."""
-    start = time.perf_counter()
-    budget = budget_s if budget_s is not None else (QUICK_BUDGET_S if quick else FULL_BUDGET_S)
-    problem, reference, net, train = advection_recipe(budget, seed, device, dtype, SPEED)
-    if threads:  # scoped to the solve, restored afterwards
-        train = replace(train, threads=threads)
-    solution = solve_time_marching(problem, net, train)
-    result = write_outputs(solution, reference, out_dir, plots=plots)
-    result["budget_s"] = budget
-    result["total_wall_s"] = round(time.perf_counter() - start, 2)
-    return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_BUDGET_S:.0f} s budget")
-    parser.add_argument("--budget", type=float, default=None, help="training budget in seconds")
-    parser.add_argument("--out", default="advection_out")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    args = parser.parse_args(argv)
-    result = run(args.out, args.quick, args.budget, args.seed, args.device, args.dtype,
-                 threads=args.threads)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:>22}: {value}")
-    return 0
-
+# run(out_dir, quick, budget_s, seed, device, dtype, plots, threads, progress) -> dict;
+# main(argv) -> exit status
+run, main = recipe_example(partial(advection_recipe, speed=SPEED), FULL_BUDGET_S,
+                           QUICK_BUDGET_S, "advection_out", __doc__.splitlines()[0])
 
 if __name__ == "__main__":
     raise SystemExit(main())

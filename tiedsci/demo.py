@@ -122,7 +122,7 @@ def run_demo(out: Path, quick: bool, only: Sequence[str] | None = None,
         kwargs = _section_kwargs(key, quick, device, show=not quiet)
         if key == "pinn":
             print(f"   reduced budget: {kwargs['budget_s']:.0f} s of training "
-                  "(examples/allen_cahn_periodic.py uses 600 s)", flush=True)
+                  "(examples/allen_cahn_periodic.py uses 900 s)", flush=True)
         with readable_warnings(out / "demo.log", quiet=quiet) as notes:
             summary = fn(out_dir=out / key, quick=quick, **kwargs)
         summary = {k: v for k, v in summary.items() if k != "table"}

@@ -160,7 +160,7 @@ def _load(name):
     return module
 
 
-@pytest.mark.parametrize("name", ["advection_periodic", "allen_cahn_periodic"])
+@pytest.mark.parametrize("name", ["advection_periodic", "allen_cahn_periodic", "kdv_periodic"])
 def test_examples_run_and_print_the_json_schema(tmp_path, capsys, name):
     module = _load(name)
     module.main(["--json", "--budget", "1.5", "--out", str(tmp_path)])

@@ -65,3 +65,25 @@ def test_steady_solver_rejects_bad_setups():
         solve_steady(P.poisson_2d(), NET, CFG, dirichlet={"x": (0.0, 0.0)})
     with pytest.raises(DataError, match="mlp"):
         solve_steady(P.poisson_2d(), NetSpec(), CFG)
+
+
+def test_steady_solve_monitors_a_reference_and_stops_at_the_target():
+    from dataclasses import replace
+
+    from tiedsci.pinn import solve
+    from tiedsci.pinn.budget import time_to_decades
+    from tiedsci.pinn.reference import Reference
+
+    x = np.linspace(0, 2 * np.pi, 17)
+    ref = Reference(x, x, np.sin(x)[None, :] * np.cos(2 * x)[:, None], name="manufactured")
+    cfg = replace(CFG, monitor_every=10)
+    sol = solve(P.helmholtz_2d(kappa=1.0), NET, cfg, reference=ref)
+    records = [h for h in sol.history if h["phase"] == "monitor"]
+    assert records and all(np.isfinite(h["error"]) for h in records)
+    last = np.linalg.norm(sol.predict(x, x) - ref.u) / np.linalg.norm(ref.u)
+    assert records[-1]["error"] == pytest.approx(last, rel=1e-9)
+    assert "1e-1" in time_to_decades(sol.history)
+    stop = solve(P.helmholtz_2d(kappa=1.0), NET, replace(cfg, target_error=0.5), reference=ref)
+    n_stop = sum(h["phase"] == "adam" for h in stop.history)
+    assert n_stop < sum(h["phase"] == "adam" for h in sol.history)
+    assert [h for h in stop.history if h["phase"] == "monitor"][-1]["error"] <= 0.5

@@ -69,6 +69,18 @@ class NetSpec:
         ``subtract``: hard initial condition ``u = u0(x) + N(x, t) - N(x, t0)``; ``soft``: a
         loss term on ``N(x, t0) - u0(x)`` (first window only; later windows always carry the
         previous window's end state exactly).
+    corner_orders : int
+        Separable networks only: add fixed periodic Bernoulli modes carrying the jumps of the
+        initial condition's derivatives of orders ``1..corner_orders`` across the periodic
+        boundary (:class:`~tiedsci.pinn.net.CornerModes`), each with a learned time amplitude,
+        so a corner of ``u0`` can fade instead of being frozen in by the hard initial
+        condition; 0 disables them (the value stays exactly periodic either way).
+    corner_amplitude : {"learned", "linearized"}
+        ``learned``: each corner mode's amplitude is one more output of the time network.
+        ``linearized``: the amplitude is fixed to ``exp(lambda t)``, ``lambda`` the decay rate
+        of a small perturbation of ``u0`` at the boundary point under the PDE linearised
+        there (``-dR/du / dR/du_t``; Allen-Cahn at ``u = -1``: ``lambda = -10``), so the corner
+        fades as the true one does and no weight has to learn it.
     """
 
     architecture: str = "separable"
@@ -84,6 +96,8 @@ class NetSpec:
     weight_factorization: bool = False
     boundary: str = "periodic"
     ic: str = "subtract"
+    corner_orders: int = 0
+    corner_amplitude: str = "learned"
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -98,6 +112,14 @@ class NetSpec:
         for name in ("width", "depth", "rank", "n_harmonics", "n_basis"):
             _check_int(self, name, 1)
         _check_int(self, "time_frequencies", 0)
+        _check_int(self, "corner_orders", 0)
+        if self.corner_orders > 3:
+            raise DataError(f"corner_orders must be <= 3, got {self.corner_orders!r}")
+        if self.corner_amplitude not in ("learned", "linearized"):
+            raise DataError(f"corner_amplitude must be 'learned' or 'linearized', got "
+                            f"{self.corner_amplitude!r}")
+        if self.corner_orders and self.architecture != "separable":
+            raise DataError("corner_orders needs architecture='separable'")
         if self.ck is not None:
             _check_int(self, "ck", 0)
 

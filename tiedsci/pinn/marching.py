@@ -45,7 +45,7 @@ from tiedsci.pinn.checkpoint import (
 from tiedsci.pinn.config import NetSpec, TrainConfig
 from tiedsci.pinn.domain import periodic_axes, periodic_features
 from tiedsci.pinn.features import FourierFeatures, InputEmbedding, ScaledInput
-from tiedsci.pinn.net import MLP, FieldNet, MLPField, SeparableField
+from tiedsci.pinn.net import MLP, CornerModes, FieldNet, MLPField, SeparableField
 from tiedsci.pinn.problem import PDEProblem, ResidualInputs
 from tiedsci.pinn.train import (
     Interrupted,
@@ -126,9 +126,15 @@ def build_field(problem: PDEProblem, layout: Layout, spec: NetSpec, t0: float, t
     if spec.architecture == "separable":
         xf = x_embedding(1, None)
         tf = _t_embedding(t0, t1, spec)
+        corner = corner_modes(problem, spec.corner_orders) if spec.corner_orders else None
+        rate = None
+        if corner is not None and spec.corner_amplitude == "linearized":
+            rate = boundary_decay_rate(problem, layout)
+        n_t_out = spec.rank + (corner.n_modes if corner is not None and rate is None else 0)
         fld: nn.Module = SeparableField(
             FieldNet(xf, MLP(xf.n_out, spec.rank, seed=seed, **kw)),
-            FieldNet(tf, MLP(tf.n_out, spec.rank, seed=seed + 1, **kw)),
+            FieldNet(tf, MLP(tf.n_out, n_t_out, seed=seed + 1, **kw)),
+            corner, rate,
         )
     else:
         freqs = [math.pi * j for j in range(1, spec.time_frequencies + 1)]
@@ -140,6 +146,36 @@ def build_field(problem: PDEProblem, layout: Layout, spec: NetSpec, t0: float, t
         bnet = FieldNet(tf, MLP(tf.n_out, 2, width=spec.width, depth=max(1, spec.depth - 1),
                                 activation=spec.activation, seed=seed + 2))
     return fld, bnet
+
+
+def corner_modes(problem: PDEProblem, orders: int) -> CornerModes:
+    """:class:`~tiedsci.pinn.net.CornerModes` for the jumps of ``problem.initial``'s
+    derivatives of orders ``1..orders`` across the periodic x-boundary."""
+    a, b = problem.bounds["x"]
+    jets = derivatives_1d(problem.initial, torch.tensor([a, b], dtype=torch.float64), orders)
+    return CornerModes(a, b, [float(j[0] - j[1]) for j in jets[1:]])
+
+
+def boundary_decay_rate(problem: PDEProblem, layout: Layout) -> float:
+    """``lambda = -(dR/du) / (dR/du_t)`` at ``u0``'s state at the lower x-bound (its value and
+    x-derivatives, ``u_t = 0``, the registry's initial coefficient values): the rate at which a
+    small perturbation there grows (> 0) or decays (< 0) under the linearised PDE."""
+    a = problem.bounds["x"][0]
+    x = torch.tensor([a], dtype=torch.float64)
+    jets = derivatives_1d(problem.initial, x, int(problem.orders.get("x", 2)))
+    d = {name: j.clone() for name, j in zip(_names(len(jets) - 1), jets)}
+    d["u"].requires_grad_(True)
+    d["u_t"] = torch.zeros_like(x, requires_grad=True)
+    values = {k: torch.as_tensor(v, dtype=torch.float64)
+              for k, v in layout.unpack(layout.theta0).items()}
+    coords = {"x": x, "t": torch.tensor([problem.bounds["t"][0]], dtype=torch.float64)}
+    with torch.enable_grad():
+        r = problem.residual(d, coords, problem.coefficient_values(values)).sum()
+        r_u, r_t = torch.autograd.grad(r, [d["u"], d["u_t"]], allow_unused=True)
+    if r_t is None or float(r_t) == 0.0:
+        raise DataError(f"problem {problem.name!r}: the residual does not depend on u_t, so "
+                        "the corner modes cannot be given a linearised decay rate")
+    return 0.0 if r_u is None else -float(r_u) / float(r_t)
 
 
 def _names(order: int) -> list[str]:

@@ -22,7 +22,8 @@ from torch import nn
 from tiedsci.errors import DataError
 from tiedsci.pinn.jets import ACTIVATIONS, Jet, activation_derivatives, compose
 
-__all__ = ["FactorizedLinear", "MLP", "FieldNet", "SeparableField", "MLPField", "make_generator"]
+__all__ = ["FactorizedLinear", "MLP", "FieldNet", "SeparableField", "MLPField", "CornerModes",
+           "make_generator"]
 
 
 def make_generator(seed: int) -> torch.Generator:
@@ -143,26 +144,114 @@ def _names(order: int) -> list[str]:
     return ["u"] + ["u_" + "x" * m for m in range(1, order + 1)]
 
 
+_BERNOULLI = (  # coefficients of B_n(s), lowest power first
+    (1.0,), (-0.5, 1.0), (1 / 6, -1.0, 1.0), (0.0, 0.5, -1.5, 1.0),
+    (-1 / 30, 0.0, 1.0, -2.0, 1.0),
+)
+MAX_CORNER_ORDER = len(_BERNOULLI) - 2
+
+
+def _bernoulli(n: int, s: torch.Tensor) -> torch.Tensor:
+    """Bernoulli polynomial ``B_n(s)`` (0 for n < 0)."""
+    if n < 0:
+        return torch.zeros_like(s)
+    out = torch.zeros_like(s)
+    for c in reversed(_BERNOULLI[n]):
+        out = out * s + c
+    return out
+
+
+class CornerModes(nn.Module):
+    """Fixed x-modes that carry the jumps of an initial condition's derivatives across the
+    periodic boundary (a "corner" of ``u0``: ``u0 = x^2 cos(pi x)`` on ``[-1, 1)`` has slope
+    ``+2`` at ``x = -1`` and ``-2`` at ``x = +1``).
+
+    Mode ``j`` (derivative order ``j >= 1``) is the periodic Bernoulli function
+
+        k_j(x) = -m_j L^j B_{j+1}(s) / (j+1)!,   s = frac((x - a) / L),  L = b - a,
+
+    whose value (and derivatives below order ``j``) are exactly periodic and whose ``j``-th
+    derivative jumps by ``m_j`` across the boundary: ``u0 - k_j`` has no jump of order ``j``.
+    At ``x = b`` the derivatives are the left limits (as ``u0``'s are there), so a solution's
+    ``boundary_mismatch(t, order=j)`` is the one-sided jump.
+    Multiplied by a learned time amplitude in a :class:`SeparableField`, the corner of the
+    carried state can fade (the true solution smooths it) instead of being frozen in by the
+    hard initial condition.
+
+    Parameters
+    ----------
+    a, b : float
+        Periodic interval ``[a, b)``.
+    jumps : sequence of float
+        ``m_j = u0^{(j)}(a) - u0^{(j)}(b)`` for ``j = 1..len(jumps)`` (zeros are kept: the mode
+        count is fixed by the spec, not the data).
+    """
+
+    def __init__(self, a: float, b: float, jumps: list[float]) -> None:
+        super().__init__()
+        if not 1 <= len(jumps) <= MAX_CORNER_ORDER:
+            raise DataError(f"corner modes cover derivative orders 1..{MAX_CORNER_ORDER}, "
+                            f"got {len(jumps)}")
+        self.register_buffer("bounds", torch.tensor([a, b], dtype=torch.float64))
+        self.register_buffer("jumps", torch.tensor(list(jumps), dtype=torch.float64))
+
+    @property
+    def n_modes(self) -> int:
+        return int(self.jumps.shape[0])
+
+    def jet(self, x: torch.Tensor, order: int) -> Jet:
+        """The modes and their x-derivatives up to ``order``; each (n_x, n_modes)."""
+        a, b = (float(v) for v in self.bounds)
+        length = b - a
+        s = (x - a) / length
+        s = s - torch.floor(s)
+        # x = b is the left end of the period: its value is the same as at x = a (B_n(1) =
+        # B_n(0) for n >= 2, bit for bit), its derivatives are the left limits, as u0's are
+        s = torch.where(x == b, torch.ones_like(s), s)
+        out = []
+        for m in range(order + 1):
+            cols = []
+            for j in range(1, self.n_modes + 1):
+                n = j + 1 - m
+                scale = -float(self.jumps[j - 1]) * length ** (j - m) / math.factorial(max(n, 0))
+                cols.append(scale * _bernoulli(n, s))
+            out.append(torch.stack(cols, dim=1))
+        return tuple(out)
+
+
 class SeparableField(nn.Module):
     """``N(x, t) = sum_r f_r(x) g_r(t)``: two 1-D networks with ``rank`` outputs each.
 
     Parameters
     ----------
     x_net, t_net : FieldNet
-        One input column each, the same number of outputs (the rank).
+        One input column each; ``t_net`` has ``rank`` outputs plus one per corner mode.
+    corner : CornerModes, optional
+        Fixed extra x-modes (appended to ``f``), each with its own learned time amplitude
+        (one more ``t_net`` output per mode).
+    corner_rate : float, optional
+        Instead of learning them, give the corner modes the fixed amplitude ``exp(rate * t)``
+        (``t_net`` then has ``rank`` outputs).
     """
 
-    def __init__(self, x_net: FieldNet, t_net: FieldNet) -> None:
+    def __init__(self, x_net: FieldNet, t_net: FieldNet, corner: CornerModes | None = None,
+                 corner_rate: float | None = None) -> None:
         super().__init__()
         self.x_net = x_net
         self.t_net = t_net
+        self.corner = corner
+        self.corner_rate = None if corner is None else corner_rate
         self.rank = x_net.mlp.layers[-1].bias.shape[0]
         scale = 1.0 / math.sqrt(self.rank)
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float64))
 
     def x_jet(self, x: torch.Tensor, order: int) -> Jet:
-        """f and its x-derivatives, each (n_x, rank)."""
-        return self.x_net.jet(x[:, None], 0, order)
+        """f and its x-derivatives, each (n_x, rank + corner modes)."""
+        f = self.x_net.jet(x[:, None], 0, order)
+        if self.corner is None:
+            return f
+        k = self.corner.jet(x, order)
+        return tuple(torch.cat([fm, km.to(fm.dtype)], dim=1) for fm, km in zip(f, k))
 
     def t_jet(self, t: torch.Tensor, order: int) -> Jet:
         """g and its t-derivatives, each (n_t, rank), scaled by 1/sqrt(rank)."""
@@ -172,9 +261,16 @@ class SeparableField(nn.Module):
     def _time(self, t: torch.Tensor, t0: float | None) -> tuple[torch.Tensor, torch.Tensor]:
         if t0 is None:
             g = self.t_jet(t, 1)
-            return g[0], g[1]
-        g = self.t_jet(torch.cat([t, t.new_tensor([t0])]), 1)
-        return g[0][:-1] - g[0][-1:], g[1][:-1]
+            dg, g_t = g[0], g[1]
+        else:
+            g = self.t_jet(torch.cat([t, t.new_tensor([t0])]), 1)
+            dg, g_t = g[0][:-1] - g[0][-1:], g[1][:-1]
+        if self.corner_rate is None:
+            return dg, g_t
+        rate = float(self.corner_rate)
+        e = torch.exp(rate * t)[:, None].expand(-1, self.corner.n_modes)
+        e0 = 0.0 if t0 is None else math.exp(rate * t0)
+        return torch.cat([dg, e - e0], 1), torch.cat([g_t, rate * e], 1)
 
     def grid(self, x: torch.Tensor, t: torch.Tensor, t0: float | None, x_order: int
              ) -> dict[str, torch.Tensor]:

@@ -49,8 +49,9 @@ def solve(problem: PDEProblem, net: NetSpec | None = None, train: TrainConfig | 
         Total optimiser steps of the solve (time marching: as ``max_steps``; steady: split
         between Adam and L-BFGS by ``train.adam_fraction``).
     reference : Reference, optional
-        Time marching: check the error while training, record the time to each decade
-        (:func:`tiedsci.pinn.budget.time_to_decades`) and stop at ``train.target_error``.
+        Check the error while training, record the time to each decade
+        (:func:`tiedsci.pinn.budget.time_to_decades`) and stop at ``train.target_error``
+        (steady: ``reference.x`` / ``reference.t`` are the grids of the first / second input).
 
     Returns
     -------
@@ -68,7 +69,7 @@ def solve(problem: PDEProblem, net: NetSpec | None = None, train: TrainConfig | 
                                    parallel=parallel, reference=reference)
     train = single_phase_steps(train or TrainConfig(), time_budget, steps)
     for name, val in (("observations", observations), ("resume", resume),
-                      ("max_steps", max_steps), ("reference", reference)):
+                      ("max_steps", max_steps)):
         if val is not None:
             raise DataError(f"{name} is supported for time-marching problems only")
-    return solve_steady(problem, net, train, dirichlet, parallel=parallel)
+    return solve_steady(problem, net, train, dirichlet, parallel=parallel, reference=reference)

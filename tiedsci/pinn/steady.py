@@ -205,7 +205,7 @@ def build_steady_field(problem: PDEProblem, layout: Layout, net: NetSpec, cfg: T
 def solve_steady(problem: PDEProblem, net: NetSpec | None = None,
                  train: TrainConfig | None = None,
                  dirichlet: Mapping[str, tuple[float, float]] | None = None, *,
-                 parallel: Parallel | None = None) -> SteadySolution:
+                 parallel: Parallel | None = None, reference: Any = None) -> SteadySolution:
     """Train a PINN for a steady problem with (at least one) periodic axis.
 
     Parameters
@@ -220,6 +220,12 @@ def solve_steady(problem: PDEProblem, net: NetSpec | None = None,
         Hard Dirichlet values for non-periodic axes.
     parallel : Parallel, optional
         Train as one rank of a data-parallel job (use :func:`tiedsci.pinn.ddp.solve_ddp`).
+    reference : Reference, optional
+        A solution on the grid ``reference.x`` (first input) by ``reference.t`` (second
+        input), ``u[i_1, i_0]``: the error is checked every ``train.monitor_every`` Adam steps
+        and after every L-BFGS call (records ``phase="monitor"`` in the history, time to each
+        decade by :func:`tiedsci.pinn.budget.time_to_decades`), and the solve stops at
+        ``train.target_error``.
     """
     net = net or NetSpec(architecture="mlp", width=32, depth=3, n_harmonics=4)
     cfg = train or TrainConfig()
@@ -267,10 +273,20 @@ def solve_steady(problem: PDEProblem, net: NetSpec | None = None,
                     None if budget is None else budget * cfg.adam_fraction,
                     None if budget is None else budget * (1 - cfg.adam_fraction))
     start = time.perf_counter()
+    monitor = None
+    if reference is not None:
+        from tiedsci.pinn.budget import reference_monitor
+
+        def predict(x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
+            return SteadySolution(problem, net, cfg, fnet, layout,
+                                  theta.detach().cpu().double().numpy(), trs).predict(x0, x1)
+
+        monitor = reference_monitor(predict, reference, clock0=start)
     completed = True
     try:
         with torch_threads(cfg.threads):
-            optimize(params, loss_fn, sample, cfg, gen, limits, history, parallel=parallel)
+            optimize(params, loss_fn, sample, cfg, gen, limits, history, parallel=parallel,
+                     monitor=monitor)
     except Interrupted:  # pragma: no cover - no allowance is passed here
         completed = False
     return SteadySolution(problem, net, cfg, fnet, layout,
