@@ -22,7 +22,7 @@ from typing import Any
 from tiedsci._files import atomic_write_bytes
 
 __all__ = ["write_html_report", "format_esd", "headline", "GLOSSARY", "discovery_table",
-           "discovery_html"]
+           "discovery_html", "write_discovery_report"]
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1000px;
@@ -454,7 +454,8 @@ def _glossary() -> str:
 
 
 def write_html_report(out_dir: str | Path, results: Mapping[str, Mapping[str, Any]],
-                      path: str | Path | None = None, quick: bool = False) -> Path:
+                      path: str | Path | None = None, quick: bool = False,
+                      title: str = "tiedsci demo report") -> Path:
     """Write ``report.html`` (self-contained: figures embedded) into ``out_dir``.
 
     Parameters
@@ -467,6 +468,8 @@ def write_html_report(out_dir: str | Path, results: Mapping[str, Mapping[str, An
         Where to write (default ``out_dir/report.html``).
     quick : bool
         Say that the numbers come from the ``--quick`` smoke run.
+    title : str
+        Page title and heading.
 
     Returns
     -------
@@ -478,8 +481,8 @@ def write_html_report(out_dir: str | Path, results: Mapping[str, Mapping[str, An
     raw = html.escape(json.dumps(results, indent=1, default=str))
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-             f"<title>tiedsci demo report</title><style>{_STYLE}</style></head><body>",
-             "<h1>tiedsci demo report</h1><p class='sub'>Tied HMMs, joint refinement and "
+             f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1><p class='sub'>Tied HMMs, joint refinement and "
              "periodic PINNs on bundled data.</p>", _overview(results, quick)]
     parts += [_section_html(k, s, out, i == 0) for i, (k, s) in enumerate(results.items())]
     parts += [_glossary(),
@@ -487,3 +490,23 @@ def write_html_report(out_dir: str | Path, results: Mapping[str, Mapping[str, An
               f"</summary><pre>{raw}</pre></details></body></html>"]
     atomic_write_bytes(target, "\n".join(parts).encode("utf-8"))
     return target
+
+
+def write_discovery_report(out_dir: str | Path, path_doc: Mapping[str, Any],
+                           plot: str | None = None) -> Path:
+    """``report.html`` of a ``tiedsci hmm discover`` / ``tiedsci refine discover`` run.
+
+    Parameters
+    ----------
+    out_dir : path
+        The run's output folder (``plot`` is read from it).
+    path_doc : mapping
+        :meth:`tiedsci.discovery.DiscoveryPath.to_dict` of the search.
+    plot : str, optional
+        File name of the criterion-along-the-path figure inside ``out_dir``.
+    """
+    summary: dict[str, Any] = {"discovery": dict(path_doc)}
+    if plot:
+        summary["discovery_plot"] = plot
+    return write_html_report(out_dir, {"tie_discovery": summary},
+                             title="tiedsci tie-discovery report")

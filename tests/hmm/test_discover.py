@@ -213,6 +213,8 @@ def test_cli_hmm_discover_writes_the_path(tmp_path, capsys):
     assert (tmp_path / "out" / "path.png").stat().st_size > 1000
     assert "n_free" in (tmp_path / "out" / "path.txt").read_text()
     assert th.load(tmp_path / "out" / "model").n_free == summary["n_free"]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "Tie-discovery path" in page and "data:image/png;base64" in page
     (tmp_path / "bad.toml").write_text(DISCOVER_RUN.replace('"transmat"]', '"rates"]'))
     assert main(["hmm", "discover", str(tmp_path / "bad.toml"), "--quiet"]) == 2
     assert "rates" in capsys.readouterr().err

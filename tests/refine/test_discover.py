@@ -140,6 +140,8 @@ def test_cli_refine_discover(tmp_path, capsys):
     assert [s["kind"] for s in steps] == ["start", "local->shared"]
     for name in ("discovery.json", "discovery.txt", "discovery.png", "best_report.txt"):
         assert (tmp_path / "o" / name).exists()
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "Tie-discovery path" in page and "data:image/png;base64" in page
     assert load_path(tmp_path / "o" / "discovery.json").best == summary["discovery"]["best"]
     run.write_text(text + '\n[discover]\ncandidates = ["heigth"]\n')
     assert main(["refine", "discover", str(run), "--quiet", "--out", str(tmp_path / "p")]) == 2

@@ -443,11 +443,13 @@ def discover_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = 
 
     The ``[model]`` fit (as declared) is the start unless ``[discover] start`` says
     otherwise; writes ``path.json`` (the :class:`~tiedsci.discovery.DiscoveryPath`),
-    ``path.txt`` (its table), ``path.png`` (criterion along the path), the chosen model
+    ``path.txt`` (its table), ``path.png`` (criterion along the path), ``report.html``
+    (the path as an HTML report), the chosen model
     (``model.json`` + ``.npz``, ``parameters.txt``) and ``summary.json``. ``resume`` is
     accepted for the common command line and ignored (every refit is short).
     """
     from tiedsci.hmm.discovery import discover
+    from tiedsci.report import write_discovery_report
 
     rf = load(path)
     if device is not None:
@@ -466,6 +468,7 @@ def discover_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = 
     atomic_write_text(out / "path.txt", found.table() + "\n")
     fig = found.plot(title=f"tie discovery: {Path(str(rf.data['data']['path'])).name}")
     fig.savefig(out / "path.png", dpi=110)
+    write_discovery_report(out, found.to_dict(), "path.png")
     best = found.best_model
     best.save(out / "model")
     (out / "parameters.txt").write_text(best.report())
@@ -477,7 +480,7 @@ def discover_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = 
                "steps": len(found.steps), "seconds": found.info.get("seconds"),
                "interrupted": False,
                "files": [str(out / f) for f in ("path.json", "path.txt", "path.png",
-                                                "model.json", "model.npz", "parameters.txt",
-                                                "summary.json")]}
+                                                "report.html", "model.json", "model.npz",
+                                                "parameters.txt", "summary.json")]}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary

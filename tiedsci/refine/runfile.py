@@ -590,12 +590,14 @@ def discover_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = 
     """``tiedsci refine discover``: fit the run file's refinement, then search its ties.
 
     Writes the start's outputs (as ``run``), the path (``[discover] path``, with a text
-    table beside it), its plot, and the chosen model's report and result
+    table beside it), its plot, ``report.html`` (the path as an HTML report), and the chosen
+    model's report and result
     (``best_report.txt``, ``best_result.json``). Returns the run summary with ``discovery``
     (the path as a dict, and the chosen step's tie structure).
     """
     from tiedsci.refine.result import load as load_result
     from tiedsci.refine.tiesearch import discover
+    from tiedsci.report import write_discovery_report
 
     rf = load(path)
     summary = run_runfile(rf, out_dir, resume=resume, progress=progress)
@@ -619,12 +621,13 @@ def discover_from_toml(path: str | Path, out_dir: str | Path, *, resume: bool = 
     found.save(out / cfg["path"])
     atomic_write_text((out / cfg["path"]).with_suffix(".txt"), found.table())
     found.plot().savefig(str(out / cfg["plot"]), dpi=110)
+    write_discovery_report(out, found.to_dict(), str(cfg["plot"]))
     best = found.best_model
     atomic_write_text(out / "best_report.txt", best.report())
     best.save(out / "best_result.json")
     summary["discovery"] = {**found.to_dict(), "chosen": found.info["groups"][found.best]}
     summary["files"] += [str(out / cfg["path"]), str(out / cfg["plot"]),
-                         str(out / "best_report.txt")]
+                         str(out / "report.html"), str(out / "best_report.txt")]
     return summary
 
 
