@@ -205,3 +205,32 @@ def test_copied_block_values_are_the_cores_values_bitwise():
     flat = prob.layout.flatten(prob.layout.unpack(theta))
     for b, v in zip(prob.blocks, prob._block_values(theta)):
         np.testing.assert_array_equal(v, flat[b.elem_idx])
+
+
+def test_a_fresh_refinement_of_the_same_structure_does_not_probe_again(monkeypatch):
+    from tiedsci.refine import problem
+
+    def model(v, x):  # a function of its own: no earlier test has cached it
+        return _peak(v, x)
+
+    first = _refinement(model).compile()
+    calls = []
+    probe = problem._probe
+    monkeypatch.setattr(problem, "_probe", lambda *a: calls.append(a) or probe(*a))
+    again = _refinement(model, start={**START, "amp": 3.0}).compile()
+    assert calls == []
+    assert again.blocks[0].names == first.blocks[0].names
+    assert again.blocks[0].mode == first.blocks[0].mode == "complex"
+    _refinement(model, jac="torch").compile()  # other options: a new probe
+    assert len(calls) == 1
+
+
+def test_structure_cache_is_bounded_and_drops_the_oldest():
+    from tiedsci.refine.problem import StructureCache
+
+    cache = StructureCache(maxsize=2)
+    for k in range(3):
+        cache.put(k, str(k))
+    assert len(cache) == 2 and cache.get(0) is None and cache.get(2) == "2"
+    cache.put([1], "unhashable")  # ignored, not an error
+    assert cache.get([1]) is None and len(cache) == 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -524,13 +525,117 @@ def _close(j: np.ndarray, ref: np.ndarray) -> bool:
         1.0, float(np.abs(ref).max(initial=0.0)))))
 
 
+class StructureCache:
+    """A bounded least-recently-used map of what was found out about models by structure.
+
+    Keys name a structure only (the model function object, its Jacobian options, the
+    parameter names, the data shape), never parameter values: the names a model reads and
+    its Jacobian mode (complex-step verdict, pointwise check) found for one fit are reused
+    by the next fit of the same structure, even through a fresh :class:`JointRefinement`
+    (as a script that builds one per fit does). The module owns one instance,
+    :data:`PROBE_CACHE`, holding at most ``maxsize`` entries (the oldest are dropped); it
+    holds the model functions it names alive until then.
+
+    Parameters
+    ----------
+    maxsize : int
+        Most entries kept.
+    """
+
+    def __init__(self, maxsize: int = 128) -> None:
+        self.maxsize = maxsize
+        self._data: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        """The entry of ``key`` (now the most recent), or None; an unhashable key misses."""
+        try:
+            out = self._data.get(key)
+        except TypeError:
+            return None
+        if out is not None:
+            self._data.move_to_end(key)
+        return out
+
+    def put(self, key: Any, value: Any) -> None:
+        """Store ``value`` under ``key`` (ignored for an unhashable key), dropping the oldest
+        entries beyond ``maxsize``."""
+        try:
+            self._data[key] = value
+        except TypeError:
+            return
+        self._data.move_to_end(key)
+        while len(self._data) > self.maxsize:
+            self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+PROBE_CACHE = StructureCache()
+"""The module's bounded cache of probe results and Jacobian modes (see :class:`StructureCache`)."""
+
+
+def _structure_key(c: Contribution, layout: Layout) -> tuple[Any, ...]:
+    """What the probe of ``c`` depends on: model, options, names and data shape."""
+    ds = c.dataset
+    uses = None if c.uses is None else tuple(c.uses)
+    return ("probe", c.model, c.jac, uses, c.name, tuple(layout.names),
+            tuple(layout.shapes[n] for n in layout.names), ds.x[ds.used].shape, ds.columns)
+
+
+def _cached_probe(c: Contribution, layout: Layout, values0: dict[str, np.ndarray],
+                  seen: dict[Any, Any]) -> tuple[tuple[str, ...], str | None]:
+    """``(names read, probed mode)`` of ``c``: from the caller's cache, the module's
+    :data:`PROBE_CACHE`, or a new :func:`_probe`."""
+    names_key = tuple(layout.names)
+    hit = seen.get(("probe", id(c), names_key))
+    if hit is None or hit[0] is not c:
+        skey = _structure_key(c, layout)
+        found = PROBE_CACHE.get(skey)
+        if found is None:
+            found = _probe(c, layout, values0)
+            PROBE_CACHE.put(skey, found)
+        hit = (c, *found)
+        seen[("probe", id(c), names_key)] = hit
+    return hit[1], hit[2]
+
+
+def _cached_mode(block: ModelBlock, v0: np.ndarray, probed_mode: str | None,
+                 seen: dict[Any, Any]) -> tuple[str, bool, bool, bool]:
+    """``(mode, pointwise, copies, stacked)`` of ``block``: one probe per (model, Jacobian
+    options, short names) in the caller's cache (many datasets share one model), else per
+    that and the data shape in the module's :data:`PROBE_CACHE`."""
+    c = block.contribution
+    key = (c.model, c.jac, c.pointwise, tuple(n.split(".")[-1] for n in block.names))
+    if key in seen:
+        return seen[key]
+    skey = ("mode", *key, block.x.shape, v0.shape, probed_mode)
+    found = PROBE_CACHE.get(skey)
+    if found is None:
+        kind = _complex_step_kind(block, v0) if (
+            probed_mode is None and c.jac == "auto") else None
+        mode = "complex" if kind is not None else (probed_mode or _pick_mode(block, v0))
+        found = (mode, *(_pointwise_kind(block, v0) if mode == "torch" else
+                         (False, False)), bool(kind))
+        PROBE_CACHE.put(skey, found)
+    seen[key] = found
+    return found
+
+
 def compile_problem(layout: Layout, contributions: Sequence[Contribution],
                     cache: dict[Any, Any] | None = None) -> Problem:
     """Bind contributions to a layout; check the model outputs at the initial values.
 
     ``cache`` (a dict owned by the caller, e.g. a :class:`JointRefinement`) keeps what was
     found out about each model (names read, Jacobian mode, pointwise) between compilations of
-    the same declarations: a refit, a new stage or a new start does not probe again.
+    the same declarations: a refit, a new stage or a new start does not probe again. Behind
+    it, the module's bounded :data:`PROBE_CACHE` keeps the same by structure (model function,
+    options, parameter names and shapes, data shape), so that a fresh builder of the same
+    problem does not probe again either.
 
     Raises
     ------
@@ -550,13 +655,8 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution],
     flat0 = layout.flatten(values0)
     blocks = []
     seen: dict[Any, Any] = {} if cache is None else cache
-    names_key = tuple(layout.names)
     for c in contributions:
-        hit = seen.get(("probe", id(c), names_key))
-        if hit is None or hit[0] is not c:
-            hit = (c, *_probe(c, layout, values0))
-            seen[("probe", id(c), names_key)] = hit
-        used_names, probed_mode = hit[1], hit[2]
+        used_names, probed_mode = _cached_probe(c, layout, values0, seen)
         shapes = tuple(layout.shapes[n] for n in used_names)
         elem = [np.arange(layout.flat_slice(n).start, layout.flat_slice(n).stop)
                 for n in used_names]
@@ -570,15 +670,8 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution],
                            np.sqrt(c.weight * ds.weights[u]), "pending", tuple(layout.names),
                            columns=ds.columns)
         v0 = flat0[elem_idx]
-        # one probe per (model, jac option, short names): many datasets share one model
-        key = (c.model, c.jac, c.pointwise, tuple(n.split(".")[-1] for n in used_names))
-        if key not in seen:
-            kind = _complex_step_kind(block, v0) if (
-                probed_mode is None and c.jac == "auto") else None
-            mode = "complex" if kind is not None else (probed_mode or _pick_mode(block, v0))
-            seen[key] = (mode, *(_pointwise_kind(block, v0) if mode == "torch" else
-                                 (False, False)), bool(kind))
-        for attr, val in zip(("mode", "pointwise", "copies", "stacked"), seen[key]):
+        for attr, val in zip(("mode", "pointwise", "copies", "stacked"),
+                             _cached_mode(block, v0, probed_mode, seen)):
             object.__setattr__(block, attr, val)
         y0 = block.y_calc(v0)
         bad = ~np.isfinite(y0)
