@@ -140,7 +140,7 @@ class Layout:
     def size(self, name: str) -> int:
         """Number of elements of parameter ``name``."""
         self._check_name(name)
-        return int(np.prod(self.shapes[name], dtype=int))
+        return int(math.prod(self.shapes[name]))
 
     def flat_slice(self, name: str) -> slice:
         """Where ``name`` sits in the flat value vector (declaration order, C order inside)."""
