@@ -289,8 +289,8 @@ def solve_dense(h: np.ndarray, g: np.ndarray, mu: float, scale: np.ndarray) -> n
     numpy.linalg.LinAlgError
         When the damped matrix is not positive definite.
     """
-    low = np.linalg.cholesky(h + np.diag(mu * scale))
-    return np.linalg.solve(low.T, np.linalg.solve(low, -g))
+    fac = sla.cho_factor(h + np.diag(mu * scale), check_finite=False)
+    return sla.cho_solve(fac, -g, check_finite=False)
 
 
 def _dense_one_block(part: Partition, jac: np.ndarray, r: np.ndarray
