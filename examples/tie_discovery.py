@@ -57,10 +57,6 @@ def planted_truth(seed: int) -> th.GaussianHMM:
     return sticky_gaussian_hmm(np.repeat(CENTRES, 2, axis=0), np.ones((8, 2)), seed=seed)
 
 
-def _choice(path: Any, key: Callable[[Any], float]) -> int:
-    return min(range(len(path.steps)), key=lambda i: (key(path.steps[i]), i))
-
-
 def planted_seed(seed: int) -> tuple[dict[str, Any], Any]:
     """One seed: discover from a split-grown start; recovery at the BIC, AIC and held-out
     choices of the same path."""
@@ -77,9 +73,8 @@ def planted_seed(seed: int) -> tuple[dict[str, Any], Any]:
                            "start_M": path.info["M"],
                            "refits": len(path.steps) - 1,
                            "em_iterations": int(sum(s.iterations for s in path.steps))}
-    choices = {"bic": path.best,
-               "aic": _choice(path, lambda s: -2 * s.loglik + 2 * s.n_free),
-               "heldout": _choice(path, lambda s: -s.heldout)}
+    choices = {"bic": path.best, "aic": path.choice("aic"),
+               "heldout": path.choice("heldout")}
     for name, i in choices.items():
         rec = planted_recovery(path.models[i], x, lengths, z, PAIRS)
         row[name] = {"step": i, "n_free": path.steps[i].n_free, "emission": rec["emission"],

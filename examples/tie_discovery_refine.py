@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from tiedsci.discovery import criterion_value
 from tiedsci.refine.planted import detector_banks, heldout_chi2, zero_shift_groups
 from tiedsci.refine.softtie import learn_spreads
 from tiedsci.refine.tiesearch import discover
@@ -43,12 +42,6 @@ HERE = Path(__file__).resolve().parent
 
 def _partition(path: Any, i: int) -> list[list[str]]:
     return sorted(sorted(n.split(".")[0] for n in g) for g in path.info["groups"][i]["zero"])
-
-
-def _chosen(path: Any, criterion: str) -> int:
-    scores = [criterion_value(criterion, loglik=s.loglik, n_free=s.n_free, n_obs=path.n_obs)
-              for s in path.steps]
-    return min(range(len(scores)), key=lambda i: (scores[i], i))
 
 
 def planted(seeds: int = 10, delta: float = 0.02) -> dict[str, Any]:
@@ -65,7 +58,7 @@ def planted(seeds: int = 10, delta: float = 0.02) -> dict[str, Any]:
                                "last_merge_dchi2": -2 * (path.steps[-1].loglik
                                                          - path.steps[-2].loglik)}
         for crit in ("bic", "aic"):
-            i = _chosen(path, crit)
+            i = path.choice(crit)
             row[crit] = {"recovered": _partition(path, i) == want, "step": i,
                          "groups": _partition(path, i)}
         rows.append(row)

@@ -82,3 +82,14 @@ def test_best_of_several_paths():
     assert best_of([a, b]) is b
     with pytest.raises(ValueError):
         best_of([])
+
+
+def test_choice_under_another_criterion_on_the_same_path():
+    path = _path("bic")
+    # AIC: -2ll + 2k: 1020, 1018, 1072 -> step 1; with held-out scores the best held-out wins
+    assert path.choice("aic") == 1
+    with pytest.raises(CriterionError, match="held-out"):
+        path.choice("heldout")
+    path.steps[:] = [PathStep(s.step, s.kind, s.merged, s.n_free, s.dk, s.loglik, s.criterion,
+                              heldout=h) for s, h in zip(path.steps, (-90.0, -95.0, -80.0))]
+    assert path.choice("heldout") == 2

@@ -153,6 +153,13 @@ class DiscoveryPath:
             raise ValueError("the discovery path is empty")
         return min(range(len(self.steps)), key=lambda i: (self.steps[i].criterion, i))
 
+    def choice(self, criterion: str) -> int:
+        """Index of the step another criterion would choose on this same path (the earlier
+        one on ties); ``"heldout"`` needs the steps' held-out log-likelihoods."""
+        scores = [criterion_value(criterion, loglik=s.loglik, n_free=s.n_free,
+                                  n_obs=self.n_obs, heldout=s.heldout) for s in self.steps]
+        return min(range(len(scores)), key=lambda i: (scores[i], i))
+
     @property
     def best_model(self) -> Any:
         """The fitted model of the chosen step."""
