@@ -22,7 +22,7 @@ default (``--threads``), as MINPACK and numpy's elementwise operations are singl
 N = 1 is a different, everyday problem: one small curve (a Gaussian peak on a sloping
 background, 200 points, 5 parameters, the model written once with
 ``tiedsci.backends.namespace_of``), lmfit ``minimize`` vs ``JointRefinement.fit``, each the
-median of ``--repeats`` fits after a warm-up.
+median of ``--repeats`` fits after a warm-up, the two interleaved fit by fit.
 
 Usage: ``python benchmarks/refine_vs_lmfit.py [--json] [--n 1 2 10 100] [--max-lmfit-n 10]``
 """
@@ -192,15 +192,17 @@ def time_small(repeats: int) -> dict[str, Any]:
             jr.shared(k, v)
         return jr.fit()
 
-    out: dict[str, Any] = {}
-    for name, fn in (("lmfit", lmfit_fit), ("tiedsci", tiedsci_fit)):
-        fn()  # warm-up
-        times = []
-        for _ in range(repeats):
+    # interleaved (one lmfit fit, one tiedsci fit, ...): a change of machine load during the
+    # run then falls on both sides alike, and the ratio of the medians stays comparable
+    fits = {"lmfit": lmfit_fit, "tiedsci": tiedsci_fit}
+    times: dict[str, list[float]] = {name: [] for name in fits}
+    last: dict[str, Any] = {name: fn() for name, fn in fits.items()}  # warm-up
+    for _ in range(repeats):
+        for name, fn in fits.items():
             t0 = time.perf_counter()
-            res = fn()
-            times.append(time.perf_counter() - t0)
-        out[name] = (float(np.median(times)), res)
+            last[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    out = {name: (float(np.median(times[name])), last[name]) for name in fits}
     lm, ts = out["lmfit"][1], out["tiedsci"][1]
     rel = max(abs(lm.params[k].value - float(ts.values[k])) / abs(float(ts.values[k]))
               for k in SMALL_START)

@@ -17,7 +17,8 @@ Everything here is private to the core.
 from __future__ import annotations
 
 import graphlib
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -285,8 +286,91 @@ def _copy_weights(reg: Registry, n: int) -> np.ndarray:
     return w
 
 
+def _csr_by_rows(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray,
+                 shape: tuple[int, int]) -> sp.csr_matrix:
+    """CSR matrix of triplets already in row order without duplicates (what
+    :func:`_linear_map` yields), built directly: no COO sort or duplicate sum, which for
+    the small layouts of everyday fits costs more than the compile itself."""
+    indptr = np.zeros(shape[0] + 1, dtype=np.intp)
+    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+    return sp.csr_matrix((vals, cols, indptr), shape=shape)
+
+
+STRUCTURE_CACHE_SIZE = 64
+"""How many compiled structures :func:`build_layout` keeps (least recently used dropped)."""
+
+_STRUCTURES: OrderedDict[tuple[Any, ...], tuple[Layout, np.ndarray, np.ndarray]] = OrderedDict()
+
+
+def _structure_key(reg: Registry) -> tuple[Any, ...] | None:
+    """What a compiled layout depends on apart from the values: names, shapes, transforms,
+    ties, fixes, linear relations, bounds, mirrors. ``None`` (no caching) for registries with
+    derived relations, restraints or soft ties, whose objects are not hashable as declared
+    (those compile afresh)."""
+    if reg._derived or reg._restraints or reg._soft_ties:
+        return None
+    roots = tuple(reg._find(e) for e in range(reg._n_elements))  # compresses the paths
+    key = (tuple((sp_.name, sp_.shape, sp_.offset, sp_.transform, sp_.unit, sp_.description)
+                 for sp_ in reg._specs.values()),
+           roots, tuple(reg._fixed), tuple(reg._elem_owner),
+           tuple((e, tuple(terms), off) for e, (terms, off) in reg._linear.items()),
+           tuple(reg._elem_bounds.items()), tuple(reg._mirror.items()))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _element_values(reg: Registry) -> np.ndarray:
+    specs = list(reg._specs.values())
+    return np.concatenate([s.value.ravel() for s in specs]) if specs else np.zeros(0)
+
+
+def _with_values(layout: Layout, reg: Registry, vals: np.ndarray, first_elem: np.ndarray
+                 ) -> Layout:
+    """A layout of the same structure at the registry's current values: theta0 from the free
+    groups' values, values0 re-evaluated so that relations hold exactly."""
+    theta0 = layout._inverse_transform(vals[first_elem])
+    out = replace(layout, theta0=theta0, _values0={}, _registry=reg.copy(), _cache={})
+    values0 = out.unpack(theta0, backend="numpy")
+    object.__setattr__(out, "_values0", {k: np.asarray(v) for k, v in values0.items()})
+    return out
+
+
+def _first_element_of_slots(layout: Layout) -> np.ndarray:
+    """The first element of each free group (z slot), whose value is the group's value."""
+    free = np.flatnonzero(layout._zslot >= 0)
+    _, first = np.unique(layout._zslot[free], return_index=True)
+    return free[first]
+
+
 def build_layout(reg: Registry) -> Layout:
-    """Compile a registry (called by :meth:`Registry.compile`)."""
+    """Compile a registry (called by :meth:`Registry.compile`).
+
+    Compiled structures are kept (:data:`STRUCTURE_CACHE_SIZE`): a registry with the same
+    declarations and fixed values as one compiled before (a refit, a new start, a new fit
+    of the same model) reuses that compilation with its own values.
+    """
+    key = _structure_key(reg)
+    if key is None:
+        return _build(reg)
+    vals = _element_values(reg)
+    hit = _STRUCTURES.get(key)
+    if hit is not None:
+        layout, first_elem, fixed = hit
+        if np.array_equal(vals[fixed], layout._b[fixed]):  # fixed values enter A z + b
+            _STRUCTURES.move_to_end(key)
+            return _with_values(layout, reg, vals, first_elem)
+    layout = _build(reg)
+    first_elem = _first_element_of_slots(layout)
+    _STRUCTURES[key] = (layout, first_elem, np.flatnonzero(layout._kind == FIXED))
+    while len(_STRUCTURES) > STRUCTURE_CACHE_SIZE:
+        _STRUCTURES.popitem(last=False)
+    return layout
+
+
+def _build(reg: Registry) -> Layout:
     declared = reg
     reg = exact_limits(reg)  # soft ties of spread 0 / inf compile as a tie / as untied
     specs = list(reg._specs.values())
@@ -334,7 +418,7 @@ def build_layout(reg: Registry) -> Layout:
         _restraint_elements=tuple(
             tuple(np.asarray(ref.elements(), dtype=np.intp).ravel() for ref in rst.refs)
             for rst in reg._restraints),
-        _a_csr=sp.csr_matrix((a_vals, (a_rows, a_cols)), shape=(n, n_z)),
+        _a_csr=_csr_by_rows(a_rows, a_cols, a_vals, (n, n_z)),
         _values0={s.name: s.value.copy() for s in specs},
         _registry=declared.copy(),
     )

@@ -122,17 +122,24 @@ class ScopedValues(Mapping[str, Any]):
         All declared names (for resolution; ``values`` may hold only the used ones).
     record : set, optional
         When given, every resolved full name is added to it (used to detect ``uses``).
+    resolved : dict, optional
+        A cache ``key -> full name`` kept by the caller across calls of the same model (the
+        names do not change between calls; the search through all names does not repeat).
     """
 
     def __init__(self, values: Mapping[str, Any], prefix: str, names: Any,
-                 record: set[str] | None = None) -> None:
+                 record: set[str] | None = None,
+                 resolved: dict[str, str] | None = None) -> None:
         self._values = values
         self._prefix = prefix
         self._names = names
         self._record = record
+        self._resolved = {} if resolved is None else resolved
 
     def __getitem__(self, key: str) -> Any:
-        full = resolve_name(key, self._prefix, self._names)
+        full = self._resolved.get(key)
+        if full is None:
+            full = self._resolved[key] = resolve_name(key, self._prefix, self._names)
         if self._record is not None:
             self._record.add(full)
         try:

@@ -6,10 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg as sla
 
 from tiedsci.core import Layout
-from tiedsci.refine.solver import NormalSystem, Partition
+from tiedsci.refine.solver import NormalSystem, Partition, cho_factor, cho_solve
 
 __all__ = ["CovarianceInfo", "no_influence", "invert_normal", "invert_blocks", "bound_hits",
            "strongest"]
@@ -162,17 +161,15 @@ def invert_blocks(part: Partition, system: NormalSystem, rcond: float = 1e-13,
         bs = b / np.outer(ds[blk.s_pos], dl)  # (n_shared of the block, n_local)
         if not _well_posed(cs, rcond):
             return None
-        fac = sla.cho_factor(cs, lower=False, check_finite=False)
-        cinv_bt = sla.cho_solve(fac, bs.T, check_finite=False)
+        fac = cho_factor(cs)
+        cinv_bt = cho_solve(fac, bs.T)
         schur[np.ix_(blk.s_pos, blk.s_pos)] -= bs @ cinv_bt
         x[np.ix_(blk.l_idx, blk.s_pos)] = -cinv_bt
-        cov[np.ix_(blk.l_idx, blk.l_idx)] = sla.cho_solve(fac, np.eye(dl.size),
-                                                          check_finite=False)
+        cov[np.ix_(blk.l_idx, blk.l_idx)] = cho_solve(fac, np.eye(dl.size))
     if ns:
         if not _well_posed(schur, rcond):
             return None
-        xs = x @ sla.cho_solve(sla.cho_factor(schur, lower=False, check_finite=False),
-                               np.eye(ns), check_finite=False)
+        xs = x @ cho_solve(cho_factor(schur), np.eye(ns))
         cov += xs @ x.T
     cov /= np.outer(d, d)
     return CovarianceInfo(0.5 * (cov + cov.T), ())

@@ -71,6 +71,7 @@ class ModelBlock:
     tie_map: np.ndarray | None = None  # constant d values[elem] / d free values[deps]
     copy_src: np.ndarray | None = None  # per used value, the theta entry it copies (or -1)
     copy_const: np.ndarray | None = None  # the constant values (where copy_src is -1)
+    resolved: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -85,22 +86,22 @@ class ModelBlock:
             o += size
         return out
 
+    def _scoped(self, parts: dict[str, Any]) -> ScopedValues:
+        return ScopedValues(parts, self.name, self.all_names, resolved=self.resolved)
+
     def _call(self, v: Any, x: Any) -> Any:
-        scoped = ScopedValues(self._split(v), self.name, self.all_names)
-        return self.contribution.model(scoped, model_x(x, self.columns))
+        return self.contribution.model(self._scoped(self._split(v)), model_x(x, self.columns))
 
     def _call_copies(self, vb: Any, x: Any) -> Any:
         """The model on per-point copies of scalar values, ``vb`` of shape (n_points, m)."""
         parts = {n: vb[:, k] for k, n in enumerate(self.names)}
-        return self.contribution.model(ScopedValues(parts, self.name, self.all_names),
-                                       model_x(x, self.columns))
+        return self.contribution.model(self._scoped(parts), model_x(x, self.columns))
 
     def _call_stacked(self, vb: Any, x: Any) -> Any:
         """The model on a stack of value vectors, ``vb`` of shape (k, m) (scalar values only):
         value ``i`` is the column ``vb[:, i:i+1]``, so the output has shape (k, n_points)."""
         parts = {n: vb[:, k:k + 1] for k, n in enumerate(self.names)}
-        return self.contribution.model(ScopedValues(parts, self.name, self.all_names),
-                                       model_x(x, self.columns))
+        return self.contribution.model(self._scoped(parts), model_x(x, self.columns))
 
     def x_text(self, i: int) -> str:
         """The abscissa of used point ``i``, for messages."""
@@ -136,9 +137,8 @@ class ModelBlock:
             return jacobian_complex(lambda vv: self._call(vv, self.x), v, self.x.shape[0])
         if self.mode == "fd":
             return jacobian_fd(lambda vv: self._call(vv, self.x), v)
-        parts = self._split(v)
-        scoped = ScopedValues(parts, self.name, self.all_names)
-        given = self.contribution.jac(scoped, model_x(self.x, self.columns))
+        given = self.contribution.jac(self._scoped(self._split(v)),
+                                      model_x(self.x, self.columns))
         cols = []
         full = {resolve_name(k, self.name, self.all_names): np.asarray(g, float)
                 for k, g in given.items()}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.linalg as sla
+from scipy.linalg.lapack import dpotrf, dpotrs
 
 from tiedsci.refine.lm import initial_scale, scaled_gradient_max, sum_squares
 
@@ -154,12 +154,37 @@ def assemble(part: Partition, jacs: Sequence[np.ndarray],
     return NormalSystem(hss, gs, tuple(cs), tuple(bs), tuple(gls))
 
 
+def cho_factor(a: np.ndarray) -> np.ndarray:
+    """Upper Cholesky factor of a symmetric positive definite ``a`` (LAPACK ``dpotrf``).
+
+    The same routine as :func:`scipy.linalg.cho_factor`, called directly: its argument
+    checks cost more than the factorisation of the small systems solved at every LM step.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        When ``a`` is not positive definite.
+    """
+    c, info = dpotrf(a, lower=0, clean=0)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"{info}-th leading minor not positive definite"
+                                    if info > 0 else f"dpotrf: illegal argument {-info}")
+    return c
+
+
+def cho_solve(c: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a^-1 b`` from the factor ``c`` of :func:`cho_factor` (LAPACK ``dpotrs``)."""
+    x, info = dpotrs(c, b, lower=0)
+    if info != 0:
+        raise ValueError(f"dpotrs: illegal argument {-info}")
+    return x
+
+
 def chol_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a^-1 b`` for a symmetric positive definite ``a`` (empty when ``a`` is 0 x 0)."""
     if a.shape[0] == 0:
         return np.zeros_like(b)
-    return sla.cho_solve(sla.cho_factor(a, lower=False, check_finite=False), b,
-                         check_finite=False)
+    return cho_solve(cho_factor(a), b)
 
 
 def eliminate_locals(part: Partition, system: NormalSystem, mu: float, scale: np.ndarray,
@@ -198,9 +223,9 @@ def eliminate_locals(part: Partition, system: NormalSystem, mu: float, scale: np
         if blk.l_idx.size == 0:
             eliminated.append(None)
             continue
-        fac = sla.cho_factor(cd, check_finite=False)
-        cinv_bt = sla.cho_solve(fac, b.T, check_finite=False)  # (nl, ns_k)
-        cinv_g = sla.cho_solve(fac, gl, check_finite=False)    # (nl,)
+        fac = cho_factor(cd)
+        cinv_bt = cho_solve(fac, b.T)  # (nl, ns_k)
+        cinv_g = cho_solve(fac, gl)    # (nl,)
         if blk.s_pos.size:
             s[np.ix_(blk.s_pos, blk.s_pos)] -= b @ cinv_bt
             rhs[blk.s_pos] += b @ cinv_g
@@ -219,7 +244,7 @@ def back_substitute(part: Partition, system: NormalSystem, eliminated: Sequence[
         if item is None:
             continue
         fac, cinv_g = item
-        dl = -cinv_g - sla.cho_solve(fac, b.T @ ds[blk.s_pos], check_finite=False)
+        dl = -cinv_g - cho_solve(fac, b.T @ ds[blk.s_pos])
         delta[blk.l_idx] += dl
 
 
@@ -289,8 +314,7 @@ def solve_dense(h: np.ndarray, g: np.ndarray, mu: float, scale: np.ndarray) -> n
     numpy.linalg.LinAlgError
         When the damped matrix is not positive definite.
     """
-    fac = sla.cho_factor(h + np.diag(mu * scale), check_finite=False)
-    return sla.cho_solve(fac, -g, check_finite=False)
+    return cho_solve(cho_factor(h + np.diag(mu * scale)), -g)
 
 
 def _dense_one_block(part: Partition, jac: np.ndarray, r: np.ndarray
