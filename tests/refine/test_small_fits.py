@@ -1,5 +1,7 @@
 """Small fits: the complex-step Jacobian, the dense solve, the analytic layout Jacobian."""
 
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 
@@ -234,3 +236,46 @@ def test_structure_cache_is_bounded_and_drops_the_oldest():
     assert len(cache) == 2 and cache.get(0) is None and cache.get(2) == "2"
     cache.put([1], "unhashable")  # ignored, not an error
     assert cache.get([1]) is None and len(cache) == 2
+
+
+def test_a_new_start_of_the_same_structure_reuses_the_compilation(monkeypatch):
+    """Layout, indices, partition and tie maps come from the structure caches (no rebuild),
+    and the fit from the new start is the fit of an uncached compilation."""
+    from tiedsci.core import build
+    from tiedsci.refine import problem
+
+    def model(v, x):
+        return _peak(v, x)
+
+    first = _refinement(model).compile()
+    built, mapped = [], []
+    monkeypatch.setattr(build, "_build", lambda reg, f=build._build: built.append(1) or f(reg))
+    monkeypatch.setattr(problem.TieMap, "of", classmethod(
+        lambda cls, *a, f=problem.TieMap.of: mapped.append(1) or f(*a)))
+    start = {**START, "amp": 3.0, "wid": 0.9}
+    again = _refinement(model, start=start).compile()
+    assert built == [] and mapped == []
+    assert again.layout.structure is first.layout.structure is not None
+    np.testing.assert_array_equal(again.layout.theta0, list(start.values()))
+    assert again.partition is first.partition
+    cached = _refinement(model, start=start).fit()
+    monkeypatch.setattr(build, "_STRUCTURES", OrderedDict())
+    monkeypatch.setattr(problem, "PROBE_CACHE", problem.StructureCache())
+    fresh = _refinement(model, start=start).fit()
+    assert built and mapped  # this one did compile afresh
+    np.testing.assert_array_equal(cached.theta, fresh.theta)
+
+
+def test_fused_residuals_give_the_values_and_jacobian_of_separate_calls():
+    """One complex call for the serial single-curve fit: the real parts are the model values
+    to rounding, and the Jacobian is the separate call's."""
+    prob = _refinement(_peak).compile()
+    assert prob.fuses_jacobian
+    theta = prob.layout.theta0 + 0.01
+    fused = prob.fused_residuals(theta)[0]
+    np.testing.assert_allclose(fused, prob.residuals(theta)[0], rtol=1e-14,
+                               atol=1e-13 * np.abs(fused).max())
+    j_fused = prob.jacobians(theta)[0]
+    prob._fused.clear()
+    np.testing.assert_array_equal(j_fused, prob.jacobians(theta)[0])
+    assert not _refinement(_peak, jac="torch").compile().fuses_jacobian

@@ -362,7 +362,7 @@ def build_layout(reg: Registry) -> Layout:
         if np.array_equal(vals[fixed], layout._b[fixed]):  # fixed values enter A z + b
             _STRUCTURES.move_to_end(key)
             return _with_values(layout, reg, vals, first_elem)
-    layout = _build(reg)
+    layout = replace(_build(reg), structure=object())
     first_elem = _first_element_of_slots(layout)
     _STRUCTURES[key] = (layout, first_elem, np.flatnonzero(layout._kind == FIXED))
     while len(_STRUCTURES) > STRUCTURE_CACHE_SIZE:

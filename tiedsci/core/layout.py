@@ -74,6 +74,10 @@ class Layout:
     soft_ties : tuple of SoftTie
         The partial-pooling groups (members around a free centre, spread given or learned),
         as declared by :meth:`~tiedsci.core.Registry.soft_tie`.
+    structure : object or None
+        A token shared by every layout compiled from the same declarations and fixed values
+        (whatever the free values): what a domain may key its own per-structure caches on.
+        ``None`` when the structure is not cached (derived relations, restraints, soft ties).
     """
 
     names: tuple[str, ...]
@@ -116,6 +120,7 @@ class Layout:
     _values0: dict[str, np.ndarray] = field(repr=False)
     _registry: Any = field(repr=False)  # a private copy of the declaration, for freeze()
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    structure: object | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ basic info
     @property
@@ -613,8 +618,9 @@ class Layout:
         return gid, len(uniq)
 
     # ------------------------------------------------------------------ derivatives
-    def jacobian(self, theta: Any, *, method: str | None = None) -> sp.csr_matrix:
-        """``d flat values / d theta``, exactly, as a sparse matrix.
+    def jacobian(self, theta: Any, *, method: str | None = None, dense: bool = False
+                 ) -> Any:
+        """``d flat values / d theta``, exactly, as a sparse matrix (or dense).
 
         Parameters
         ----------
@@ -626,10 +632,13 @@ class Layout:
             differences when a derived relation runs on numpy only. The colouring (free
             parameters no parameter depends on jointly share a tangent) is built once per
             layout.
+        dense : bool
+            Return a dense array (for small layouts, where building a sparse matrix costs
+            more than the numbers in it).
 
         Returns
         -------
-        scipy.sparse.csr_matrix, shape (n_values, n_free)
+        scipy.sparse.csr_matrix or ndarray, shape (n_values, n_free)
             Row ``e`` of parameter ``name`` is ``flat_slice(name).start + i``.
         """
         from tiedsci.core.jacobian import JacobianPlan
@@ -638,19 +647,25 @@ class Layout:
             # values = A z(theta) + b: the exact map is A dz/dtheta, no autodiff needed
             theta = np.asarray(theta, dtype=float)
             if self._blocks:
-                return sp.csr_matrix(self._a_csr @ self._dz_dtheta(theta))
+                jac = sp.csr_matrix(self._a_csr @ self._dz_dtheta(theta))
+                return jac.toarray() if dense else jac
             # one theta entry per z slot: scale A's entries and relabel its columns
             rows, cols, vals = self._dz_entries(theta)
             col, val = np.zeros(self._n_z, dtype=np.intp), np.zeros(self._n_z)
             for r, c, v in zip(rows, cols, vals):
                 col[r], val[r] = c, v
+            if dense:  # each (row, z) once, and z -> theta one to one: plain assignment
+                out = np.zeros((self._n_elements, self.n_free))
+                out[self._a_rows, col[self._a_cols]] = self._a_vals * val[self._a_cols]
+                return out
             a = self._a_csr
             return sp.csr_matrix((a.data * val[a.indices], col[a.indices], a.indptr),
                                  shape=(self._n_elements, self.n_free))
         key = f"jacobian:{method}"
         if key not in self._cache:
             self._cache[key] = JacobianPlan.build(self, method)
-        return self._cache[key](np.asarray(theta, dtype=float))
+        jac = self._cache[key](np.asarray(theta, dtype=float))
+        return jac.toarray() if dense else jac
 
     def _dz_entries(self, theta: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray],
                                                       list[np.ndarray]]:
@@ -741,9 +756,8 @@ class Layout:
             var[self._kind == FIXED] = 0.0
             cov_free = np.full((n, n), np.nan)
         else:
-            dv = self.jacobian(theta)
-            if self._n_elements * n <= 4096:  # small: dense products are cheaper
-                dv = dv.toarray()
+            # small: dense products are cheaper
+            dv = self.jacobian(theta, dense=self._n_elements * n <= 4096)
             a = dv @ cov_theta
             prod = dv * a if isinstance(dv, np.ndarray) else dv.multiply(a)
             var = np.clip(np.asarray(prod.sum(axis=1)).ravel(), 0.0, None)

@@ -21,6 +21,7 @@ __all__ = [
     "jacobian_fd",
     "jacobian_complex",
     "jacobian_complex_stacked",
+    "value_and_jacobian_complex_stacked",
     "complex_step_agrees",
     "COMPLEX_STEP",
 ]
@@ -162,12 +163,28 @@ def jacobian_complex_stacked(fn: Callable[[np.ndarray], Any], v: np.ndarray,
     -------
     ndarray, shape (n_out, m)
     """
+    return value_and_jacobian_complex_stacked(fn, v, n_out)[1]
+
+
+def value_and_jacobian_complex_stacked(fn: Callable[[np.ndarray], Any], v: np.ndarray,
+                                       n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`jacobian_complex_stacked` and the model's value from the same call.
+
+    ``Re fn(v + i h e_j) = fn(v) - h^2 fn''/2 + ...``: with ``h`` of order ``1e-20 |v|`` the
+    real part is the value to rounding (the same operations on the same real parts; the
+    imaginary parts enter it only as ``h^2``), so one call gives both.
+
+    Returns
+    -------
+    value : ndarray, shape (n_out,)
+    jacobian : ndarray, shape (n_out, m)
+    """
     v = np.asarray(v, dtype=float)
     h = COMPLEX_STEP * np.maximum(1.0, np.abs(v))
-    out = np.asarray(fn(v + np.diag(1j * h))).imag
+    out = np.asarray(fn(v + np.diag(1j * h)))
     if out.shape != (v.size, n_out):
         out = np.broadcast_to(out, (v.size, n_out))
-    return (out / h[:, None]).T
+    return out[0].real.astype(float, copy=True), (out.imag / h[:, None]).T
 
 
 def complex_step_agrees(j_complex: np.ndarray, j_fd: np.ndarray, y: np.ndarray,

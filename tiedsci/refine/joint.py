@@ -537,7 +537,7 @@ def fit_problem(problem: Problem, *, optimizer: str = "tiedsci", method: str = "
         elif distributed:
             provider = _provider(problem, executor, client, n_batches)
         else:
-            provider = SerialBlocks(problem.residuals, problem.jacobians, part)
+            provider = SerialBlocks(problem.fused_residuals, problem.jacobians, part)
         outcome = levenberg_marquardt(
             provider, layout.theta0,
             ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev, damping=damping,

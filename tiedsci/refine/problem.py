@@ -30,6 +30,7 @@ from tiedsci.refine.jacobian import (
     jacobian_fd,
     jacobian_pointwise,
     jacobian_torch,
+    value_and_jacobian_complex_stacked,
 )
 from tiedsci.refine.solver import Partition, partition_blocks
 
@@ -182,6 +183,15 @@ class Problem:
     partition: Partition
     tie_map: TieMap | None = None  # constant d values / d free values (no derived relation)
     _last: list[Any] = field(default_factory=list, repr=False, compare=False)
+    _fused: list[Any] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def fuses_jacobian(self) -> bool:
+        """Whether :meth:`fused_residuals` applies: one block differentiated by stacked
+        complex steps, no restraint rows (a single small curve)."""
+        return (len(self.blocks) == 1 and not self.n_restraint_rows
+                and self.blocks[0].mode == "complex" and self.blocks[0].stacked
+                and self.blocks[0].elem_idx.size > 0)
 
     def _value_maps(self, theta: np.ndarray) -> list[np.ndarray]:
         """Per block (then restraints) dense ``d values[elem] / d theta[deps]``: the core's
@@ -240,6 +250,26 @@ class Problem:
         """Model curves at the used points of each dataset."""
         return [b.y_calc(v) for b, v in zip(self.blocks, self._block_values(theta))]
 
+    def fused_residuals(self, theta: np.ndarray) -> list[np.ndarray]:
+        """:meth:`residuals` of a problem that :attr:`fuses_jacobian`, with the Jacobian from
+        the same model call (kept for :meth:`jacobians` at this ``theta``).
+
+        One complex call costs less than a real call followed by a complex one, and the
+        Jacobian at an accepted point, which LM asks for next, is then already there. The
+        model values are the complex call's real parts: equal to a real call's to rounding
+        (numpy's real and complex ``exp`` may differ in the last bit), so only the serial
+        single-curve fit uses this.
+        """
+        if not self.fuses_jacobian:
+            return self.residuals(theta)
+        b = self.blocks[0]
+        theta = np.array(theta, dtype=float)
+        v = self._block_values(theta)[0]
+        y, jv = value_and_jacobian_complex_stacked(lambda vb: b._call_stacked(vb, b.x), v,
+                                                   b.x.shape[0])
+        self._fused[:] = [(theta, jv)]
+        return [b.sqrt_w * (y - b.y)]
+
     def residuals(self, theta: np.ndarray) -> list[np.ndarray]:
         """Weighted residual blocks ``sqrt(w) (y_calc - y)`` (+ restraint residuals)."""
         out = [b.sqrt_w * (b.y_calc(v) - b.y)
@@ -253,9 +283,13 @@ class Problem:
         """Per block ``d r_k / d theta[deps_k]``, shape (n_k, len(deps_k))."""
         theta = np.asarray(theta, dtype=float)
         maps = self._value_maps(theta)  # d values / d theta: the core's tie map
+        fused = self._fused[0] if self._fused else None
         out = []
         for b, sub, v in zip(self.blocks, maps, self._block_values(theta)):
-            jv = b.value_jacobian(v)
+            if fused is not None and np.array_equal(fused[0], theta):
+                jv = fused[1]  # computed with the residuals at this point
+            else:
+                jv = b.value_jacobian(v)
             _check_jacobian(b, jv, v)
             out.append(b.sqrt_w[:, None] * (jv @ sub))
         if self.n_restraint_rows:
@@ -658,14 +692,10 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution],
     for c in contributions:
         used_names, probed_mode = _cached_probe(c, layout, values0, seen)
         shapes = tuple(layout.shapes[n] for n in used_names)
-        elem = [np.arange(layout.flat_slice(n).start, layout.flat_slice(n).stop)
-                for n in used_names]
-        elem_idx = np.concatenate(elem) if elem else np.zeros(0, dtype=np.intp)
-        deps = [layout.depends_on(n) for n in used_names]
-        dep_idx = np.unique(np.concatenate(deps)) if deps else np.zeros(0, dtype=np.intp)
+        elem_idx, dep_idx = _cached_indices(layout, used_names)
         ds = c.dataset
         u = ds.used
-        block = ModelBlock(c, used_names, shapes, elem_idx, dep_idx.astype(np.intp),
+        block = ModelBlock(c, used_names, shapes, elem_idx, dep_idx,
                            np.array(ds.x[u]), np.array(ds.y[u]),
                            np.sqrt(c.weight * ds.weights[u]), "pending", tuple(layout.names),
                            columns=ds.columns)
@@ -696,10 +726,7 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution],
         r_elem = np.zeros(0, dtype=np.intp)
         r_deps = np.zeros(0, dtype=np.intp)
         r_jac = np.zeros((0, 0))
-    deps = [b.deps for b in blocks] + ([r_deps] if r_names else [])
-    part = partition_blocks(deps, layout.n_free, force_shared=r_deps)
-    rows = [(b.elem_idx, b.deps) for b in blocks] + ([(r_elem, r_deps)] if r_names else [])
-    tie = TieMap.of(layout, rows)
+    part, tie = _cached_maps(layout, blocks, r_elem, r_deps, bool(r_names))
     if tie is not None:
         for b, m in zip(blocks, tie.maps):
             object.__setattr__(b, "tie_map", m)
@@ -710,6 +737,40 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution],
         tie = TieMap((), tie.maps[-1] if r_names else None, tie.identity)
     return Problem(layout, tuple(blocks), r_deps.astype(np.intp), r_elem, r_names, r_jac, part,
                    tie)
+
+
+def _cached_indices(layout: Layout, used_names: tuple[str, ...]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``(flat element indices, theta indices they depend on)`` of the parameters a model
+    reads; kept per layout structure (:attr:`Layout.structure`) in :data:`PROBE_CACHE`."""
+    key = ("indices", layout.structure, used_names)
+    found = PROBE_CACHE.get(key) if layout.structure is not None else None
+    if found is None:
+        elem = [np.arange(layout.flat_slice(n).start, layout.flat_slice(n).stop)
+                for n in used_names]
+        elem_idx = np.concatenate(elem) if elem else np.zeros(0, dtype=np.intp)
+        deps = [layout.depends_on(n) for n in used_names]
+        dep_idx = np.unique(np.concatenate(deps)) if deps else np.zeros(0, dtype=np.intp)
+        found = (elem_idx, dep_idx.astype(np.intp))
+        if layout.structure is not None:
+            PROBE_CACHE.put(key, found)
+    return found
+
+
+def _cached_maps(layout: Layout, blocks: Sequence[ModelBlock], r_elem: np.ndarray,
+                 r_deps: np.ndarray, restrained: bool) -> tuple[Partition, TieMap | None]:
+    """The blocks' shared / local partition and tie maps; kept per layout structure."""
+    key = ("maps", layout.structure, tuple(b.names for b in blocks))
+    found = PROBE_CACHE.get(key) if layout.structure is not None and not restrained else None
+    if found is None:
+        deps = [b.deps for b in blocks] + ([r_deps] if restrained else [])
+        part = partition_blocks(deps, layout.n_free, force_shared=r_deps)
+        rows = [(b.elem_idx, b.deps) for b in blocks] + ([(r_elem, r_deps)] if restrained
+                                                         else [])
+        found = (part, TieMap.of(layout, rows))
+        if layout.structure is not None and not restrained:
+            PROBE_CACHE.put(key, found)
+    return found
 
 
 def _copies(m: np.ndarray, deps: np.ndarray, v0: np.ndarray, theta0: np.ndarray
@@ -767,7 +828,8 @@ class TieMap:
         if layout.has_derived:
             layout.jacobian(layout.theta0)  # plan the core's general path once, here
             return None
-        dv0 = layout.jacobian(layout.theta0)  # exact A dz/dtheta (no derived relation)
+        small = layout.n_values * layout.n_free <= DENSE_TIE_MAP  # slice a dense copy
+        dv0 = layout.jacobian(layout.theta0, dense=small)  # exact A dz/dtheta (no derived)
         identity = bool(layout.unbounded_mask().all())
         if identity:
             t0 = np.ones(layout.n_free)
@@ -777,8 +839,8 @@ class TieMap:
             if (d0 - sp.diags(t0)).count_nonzero() or not np.all(np.isfinite(t0)) or \
                     np.any(t0 == 0):
                 return None
-        if layout.n_values * layout.n_free <= DENSE_TIE_MAP:  # small: slice a dense copy
-            a = dv0.toarray() * (1.0 / t0)
+        if small:
+            a = dv0 * (1.0 / t0)
             return cls(tuple(a[np.ix_(e, d)] for e, d in rows), None, identity)
         a = sp.csr_matrix(dv0 @ sp.diags(1.0 / t0))
         return cls(tuple(a[e][:, d].toarray() for e, d in rows), None, identity)

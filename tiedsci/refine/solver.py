@@ -17,6 +17,7 @@ already computed Jacobian blocks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -121,9 +122,9 @@ class NormalSystem:
     def diagonal(self, part: Partition) -> np.ndarray:
         """``diag(J^T J)``, shape (n_free,)."""
         d = np.zeros(part.n_free)
-        d[part.shared] = np.diag(self.hss)
+        d[part.shared] = self.hss.diagonal()
         for blk, c in zip(part.blocks, self.c):
-            d[blk.l_idx] += np.diag(c)
+            d[blk.l_idx] += c.diagonal()
         return d
 
     def gradient(self, part: Partition) -> np.ndarray:
@@ -152,6 +153,13 @@ def assemble(part: Partition, jacs: Sequence[np.ndarray],
         bs.append(js.T @ jl)
         gls.append(jl.T @ r)
     return NormalSystem(hss, gs, tuple(cs), tuple(bs), tuple(gls))
+
+
+def damped(a: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``a + diag(d)`` (a new array), shape (n, n)."""
+    out = a.copy()
+    out.flat[::a.shape[0] + 1] += d
+    return out
 
 
 def cho_factor(a: np.ndarray) -> np.ndarray:
@@ -219,7 +227,7 @@ def eliminate_locals(part: Partition, system: NormalSystem, mu: float, scale: np
     """
     eliminated: list[Any] = []
     for blk, c, b, gl in zip(part.blocks, system.c, system.b, system.gl):
-        cd = c + np.diag(mu * scale[blk.l_idx])
+        cd = damped(c, mu * scale[blk.l_idx])
         if blk.l_idx.size == 0:
             eliminated.append(None)
             continue
@@ -257,7 +265,7 @@ def solve_damped(part: Partition, system: NormalSystem, mu: float,
     numpy.linalg.LinAlgError
         When a damped block is not positive definite (the caller increases ``mu``).
     """
-    s = system.hss + np.diag(mu * scale[part.shared])
+    s = damped(system.hss, mu * scale[part.shared])
     rhs = -system.gs.copy()
     eliminated = eliminate_locals(part, system, mu, scale, s, rhs)
     delta = np.zeros(part.n_free)
@@ -289,7 +297,8 @@ def gradient_and_max(part: Partition, system: NormalSystem, cost: float
 def scaled_norms(scale: np.ndarray, delta: np.ndarray, theta: np.ndarray) -> tuple[float, float]:
     """``(|D^1/2 delta|, |D^1/2 theta|)``, ``D`` the Marquardt scaling (what propose returns)."""
     root = np.sqrt(scale)
-    return float(np.linalg.norm(root * delta)), float(np.linalg.norm(root * theta))
+    sd, st = root * delta, root * theta
+    return math.sqrt(float(sd @ sd)), math.sqrt(float(st @ st))
 
 
 DENSE_MAX = 32
@@ -314,7 +323,7 @@ def solve_dense(h: np.ndarray, g: np.ndarray, mu: float, scale: np.ndarray) -> n
     numpy.linalg.LinAlgError
         When the damped matrix is not positive definite.
     """
-    return cho_solve(cho_factor(h + np.diag(mu * scale)), -g)
+    return cho_solve(cho_factor(damped(h, mu * scale)), -g)
 
 
 def _dense_one_block(part: Partition, jac: np.ndarray, r: np.ndarray
@@ -389,7 +398,7 @@ class SerialBlocks:
         jacs = self.jac(theta)
         if self.dense:  # one small block: the normal equations as one dense system
             h, g = _dense_one_block(self.part, jacs[0], resids[0])
-            diag = np.diag(h).copy()
+            diag = h.diagonal().copy()
             scale = initial_scale(diag) if scale is None else np.maximum(scale, diag)
             return _Point(theta, resids, None, cost, scale, h, g, tuple(jacs))
         system = assemble(self.part, jacs, resids)
@@ -410,7 +419,7 @@ class SerialBlocks:
         cur = self._current()
         if cur.dense is not None and cur.grad is not None:
             self._g = cur.grad
-            return scaled_gradient_max(cur.grad, np.diag(cur.dense), cost)
+            return scaled_gradient_max(cur.grad, cur.dense.diagonal(), cost)
         assert cur.system is not None
         self._g, gmax = gradient_and_max(self.part, cur.system, cost)
         return gmax
