@@ -72,6 +72,7 @@ class ModelBlock:
     tie_map: np.ndarray | None = None  # constant d values[elem] / d free values[deps]
     copy_src: np.ndarray | None = None  # per used value, the theta entry it copies (or -1)
     copy_const: np.ndarray | None = None  # the constant values (where copy_src is -1)
+    plain: bool = False  # every used value a copy and the tie map the identity: J = sqrt(w) Jv
     resolved: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -241,7 +242,8 @@ class Problem:
         """
         if all(b.copy_src is not None for b in self.blocks):
             theta = np.asarray(theta, dtype=float)
-            return [np.where(b.copy_src >= 0, theta[b.copy_src], b.copy_const)
+            return [theta[b.copy_src] if b.plain else
+                    np.where(b.copy_src >= 0, theta[b.copy_src], b.copy_const)
                     for b in self.blocks]
         flat = self._values_flat(theta)[1]
         return [flat[b.elem_idx] for b in self.blocks]
@@ -291,7 +293,7 @@ class Problem:
             else:
                 jv = b.value_jacobian(v)
             _check_jacobian(b, jv, v)
-            out.append(b.sqrt_w[:, None] * (jv @ sub))
+            out.append(b.sqrt_w[:, None] * (jv if b.plain else jv @ sub))
         if self.n_restraint_rows:
             out.append(self.restraint_jac @ maps[-1])
         return out
@@ -734,6 +736,8 @@ def compile_problem(layout: Layout, contributions: Sequence[Contribution],
             if sel is not None:
                 object.__setattr__(b, "copy_src", sel[0])
                 object.__setattr__(b, "copy_const", sel[1])
+                object.__setattr__(b, "plain", bool(
+                    np.array_equal(sel[0], b.deps) and np.array_equal(m, np.eye(m.shape[0]))))
         tie = TieMap((), tie.maps[-1] if r_names else None, tie.identity)
     return Problem(layout, tuple(blocks), r_deps.astype(np.intp), r_elem, r_names, r_jac, part,
                    tie)

@@ -326,11 +326,12 @@ def solve_dense(h: np.ndarray, g: np.ndarray, mu: float, scale: np.ndarray) -> n
     return cho_solve(cho_factor(damped(h, mu * scale)), -g)
 
 
-def _dense_one_block(part: Partition, jac: np.ndarray, r: np.ndarray
+def _dense_one_block(part: Partition, jac: np.ndarray, r: np.ndarray, every: bool
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """``(J^T J, J^T r)`` of a single residual block, shapes (n_free, n_free), (n_free,)."""
+    """``(J^T J, J^T r)`` of a single residual block, shapes (n_free, n_free), (n_free,);
+    ``every``: the block depends on every free parameter, in order."""
     deps = part.blocks[0].deps
-    if deps.size == part.n_free and np.array_equal(deps, np.arange(part.n_free)):
+    if every:
         return jac.T @ jac, jac.T @ r
     h, g = np.zeros((part.n_free, part.n_free)), np.zeros(part.n_free)
     h[np.ix_(deps, deps)] = jac.T @ jac
@@ -387,6 +388,8 @@ class SerialBlocks:
         self._proposal: _Point | None = None
         self.dense = (len(part.blocks) == 1 and part.n_free <= DENSE_MAX
                       and projection is None)
+        self._every = self.dense and np.array_equal(part.blocks[0].deps,
+                                                    np.arange(part.n_free))
 
     def _resids(self, theta: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         if self.projection is not None:
@@ -397,7 +400,7 @@ class SerialBlocks:
             scale: np.ndarray | None) -> _Point:
         jacs = self.jac(theta)
         if self.dense:  # one small block: the normal equations as one dense system
-            h, g = _dense_one_block(self.part, jacs[0], resids[0])
+            h, g = _dense_one_block(self.part, jacs[0], resids[0], self._every)
             diag = h.diagonal().copy()
             scale = initial_scale(diag) if scale is None else np.maximum(scale, diag)
             return _Point(theta, resids, None, cost, scale, h, g, tuple(jacs))
