@@ -99,6 +99,7 @@ def test_transform_derivative_is_the_free_rows_of_the_jacobian(reg, seed):
     labels = [lab for n in layout.names for lab in _labels(layout, n)]
     rows = [labels.index(f) for f in layout.free_names]
     np.testing.assert_allclose(t, fd[rows], atol=2e-7)
+    np.testing.assert_array_equal(layout.transform_diagonal(theta), np.diag(t))
 
 
 def _labels(layout, name):

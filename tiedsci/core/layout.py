@@ -709,6 +709,22 @@ class Layout:
         dz = self._dz_dtheta(np.asarray(theta, dtype=float))
         return dz[self._zslot[self._free_rep]]
 
+    def transform_diagonal(self, theta: Any) -> np.ndarray:
+        """The diagonal of :meth:`transform_derivative`, shape (n_free,).
+
+        Without simplex blocks the derivative is diagonal and this is all of it, computed
+        without building the sparse matrix (which, for the few parameters of an everyday
+        fit, costs far more than the numbers: LM asks for it at every step).
+        """
+        theta = np.asarray(theta, dtype=float)
+        if self._blocks:
+            return np.asarray(self.transform_derivative(theta).diagonal())
+        out = np.ones(self.n_free)
+        _, cols, vals = self._dz_entries(theta)
+        for c, v in zip(cols, vals):
+            out[c] = v
+        return out
+
     def at_bounds(self, theta: Any, tol: float = 1e-6) -> np.ndarray:
         """Which free parameters sit on (within ``tol`` of) a bound.
 

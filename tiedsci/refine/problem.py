@@ -209,7 +209,7 @@ class Problem:
             [tm.restraint] if self.n_restraint_rows else [])
         if tm.identity:
             return maps
-        t = self.layout.transform_derivative(theta).diagonal()
+        t = self.layout.transform_diagonal(theta)
         return [a * t[d] for a, (_, d) in zip(maps, rows)]
 
     @property

@@ -302,8 +302,9 @@ def scaled_norms(scale: np.ndarray, delta: np.ndarray, theta: np.ndarray) -> tup
 
 
 DENSE_MAX = 32
-""":class:`SerialBlocks` solves one dataset with at most this many free parameters as one
-dense system (numpy Cholesky): for small fits the block machinery costs more than it saves."""
+""":class:`SerialBlocks` solves a fit with at most this many free parameters (any number of
+datasets) as one dense system (LAPACK Cholesky): for small fits the block machinery costs
+more than it saves."""
 
 
 def solve_dense(h: np.ndarray, g: np.ndarray, mu: float, scale: np.ndarray) -> np.ndarray:
@@ -326,16 +327,16 @@ def solve_dense(h: np.ndarray, g: np.ndarray, mu: float, scale: np.ndarray) -> n
     return cho_solve(cho_factor(damped(h, mu * scale)), -g)
 
 
-def _dense_one_block(part: Partition, jac: np.ndarray, r: np.ndarray, every: bool
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """``(J^T J, J^T r)`` of a single residual block, shapes (n_free, n_free), (n_free,);
-    ``every``: the block depends on every free parameter, in order."""
-    deps = part.blocks[0].deps
+def _dense_normal(part: Partition, jacs: Sequence[np.ndarray], resids: Sequence[np.ndarray],
+                  every: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(J^T J, J^T r)`` summed over the residual blocks, shapes (n_free, n_free), (n_free,);
+    ``every``: there is one block and it depends on every free parameter, in order."""
     if every:
-        return jac.T @ jac, jac.T @ r
+        return jacs[0].T @ jacs[0], jacs[0].T @ resids[0]
     h, g = np.zeros((part.n_free, part.n_free)), np.zeros(part.n_free)
-    h[np.ix_(deps, deps)] = jac.T @ jac
-    g[deps] = jac.T @ r
+    for blk, jac, r in zip(part.blocks, jacs, resids):
+        h[np.ix_(blk.deps, blk.deps)] += jac.T @ jac
+        g[blk.deps] += jac.T @ r
     return h, g
 
 
@@ -373,9 +374,10 @@ class SerialBlocks:
     Notes
     -----
     A damped step eliminates each block's local parameters (:func:`solve_damped`), so its
-    cost is linear in the number of blocks. One block with at most :data:`DENSE_MAX` free
-    parameters (a single small curve) is solved as one dense system instead
-    (:func:`solve_dense`): the same equations, without the per-block overhead.
+    cost is linear in the number of blocks. A fit with at most :data:`DENSE_MAX` free
+    parameters (a single small curve, or an everyday global fit of a few datasets) is solved
+    as one dense system instead (:func:`solve_dense`): the same equations, without the
+    per-block overhead (the same optimum; the iterates agree to rounding).
     """
 
     def __init__(self, fun: Callable[[np.ndarray], Sequence[np.ndarray]],
@@ -386,10 +388,9 @@ class SerialBlocks:
         self._g = np.zeros(part.n_free)
         self._trial: tuple[np.ndarray, float] | None = None
         self._proposal: _Point | None = None
-        self.dense = (len(part.blocks) == 1 and part.n_free <= DENSE_MAX
-                      and projection is None)
-        self._every = self.dense and np.array_equal(part.blocks[0].deps,
-                                                    np.arange(part.n_free))
+        self.dense = part.n_free <= DENSE_MAX and projection is None
+        self._every = self.dense and len(part.blocks) == 1 and np.array_equal(
+            part.blocks[0].deps, np.arange(part.n_free))
 
     def _resids(self, theta: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         if self.projection is not None:
@@ -399,8 +400,8 @@ class SerialBlocks:
     def _at(self, theta: np.ndarray, resids: tuple[np.ndarray, ...], cost: float,
             scale: np.ndarray | None) -> _Point:
         jacs = self.jac(theta)
-        if self.dense:  # one small block: the normal equations as one dense system
-            h, g = _dense_one_block(self.part, jacs[0], resids[0], self._every)
+        if self.dense:  # few parameters: the normal equations as one dense system
+            h, g = _dense_normal(self.part, jacs, resids, self._every)
             diag = h.diagonal().copy()
             scale = initial_scale(diag) if scale is None else np.maximum(scale, diag)
             return _Point(theta, resids, None, cost, scale, h, g, tuple(jacs))

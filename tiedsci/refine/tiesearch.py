@@ -124,7 +124,7 @@ def _check_names(jr: JointRefinement, names: Sequence[str], what: str) -> None:
 def _value_map(result: RefinementResult) -> sp.csr_matrix:
     """``d values / d free values`` (elements x n_free) at the fit: the tie map."""
     layout = result.layout
-    t = layout.transform_derivative(result.theta).diagonal()
+    t = layout.transform_diagonal(result.theta)
     with np.errstate(divide="ignore"):
         inv = np.where(t != 0, 1.0 / t, 0.0)
     return sp.csr_matrix(layout.jacobian(result.theta) @ sp.diags(inv))
