@@ -162,9 +162,10 @@ def invert_blocks(part: Partition, system: NormalSystem, rcond: float = 1e-13,
         if not _well_posed(cs, rcond):
             return None
         fac = cho_factor(cs)
-        cinv_bt = cho_solve(fac, bs.T)
-        schur[np.ix_(blk.s_pos, blk.s_pos)] -= bs @ cinv_bt
-        x[np.ix_(blk.l_idx, blk.s_pos)] = -cinv_bt
+        if blk.s_pos.size:  # the block touches shared parameters: their Schur complement
+            cinv_bt = cho_solve(fac, bs.T)
+            schur[np.ix_(blk.s_pos, blk.s_pos)] -= bs @ cinv_bt
+            x[np.ix_(blk.l_idx, blk.s_pos)] = -cinv_bt
         cov[np.ix_(blk.l_idx, blk.l_idx)] = cho_solve(fac, np.eye(dl.size))
     if ns:
         if not _well_posed(schur, rcond):
