@@ -16,6 +16,7 @@ Everything here is private to the core.
 
 from __future__ import annotations
 
+import contextlib
 import graphlib
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -299,6 +300,10 @@ def _csr_by_rows(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray,
 STRUCTURE_CACHE_SIZE = 64
 """How many compiled structures :func:`build_layout` keeps (least recently used dropped)."""
 
+STRUCTURE_CACHE_MAX_ELEMENTS = 50_000
+"""Registries with more elements are compiled afresh each time (bounds the cache's memory;
+their compile time is dominated by work a cache would not save anyway)."""
+
 _STRUCTURES: OrderedDict[tuple[Any, ...], tuple[Layout, np.ndarray, np.ndarray]] = OrderedDict()
 
 
@@ -307,7 +312,8 @@ def _structure_key(reg: Registry) -> tuple[Any, ...] | None:
     ties, fixes, linear relations, bounds, mirrors. ``None`` (no caching) for registries with
     derived relations, restraints or soft ties, whose objects are not hashable as declared
     (those compile afresh)."""
-    if reg._derived or reg._restraints or reg._soft_ties:
+    if reg._derived or reg._restraints or reg._soft_ties or \
+            reg._n_elements > STRUCTURE_CACHE_MAX_ELEMENTS:
         return None
     roots = tuple(reg._find(e) for e in range(reg._n_elements))  # compresses the paths
     key = (tuple((sp_.name, sp_.shape, sp_.offset, sp_.transform, sp_.unit, sp_.description)
@@ -360,13 +366,15 @@ def build_layout(reg: Registry) -> Layout:
     if hit is not None:
         layout, first_elem, fixed = hit
         if np.array_equal(vals[fixed], layout._b[fixed]):  # fixed values enter A z + b
-            _STRUCTURES.move_to_end(key)
+            with contextlib.suppress(KeyError):  # (dropped meanwhile by another thread)
+                _STRUCTURES.move_to_end(key)
             return _with_values(layout, reg, vals, first_elem)
     layout = replace(_build(reg), structure=object())
     first_elem = _first_element_of_slots(layout)
     _STRUCTURES[key] = (layout, first_elem, np.flatnonzero(layout._kind == FIXED))
     while len(_STRUCTURES) > STRUCTURE_CACHE_SIZE:
-        _STRUCTURES.popitem(last=False)
+        with contextlib.suppress(KeyError):
+            _STRUCTURES.popitem(last=False)
     return layout
 
 
