@@ -72,7 +72,8 @@ def kdv_recipe(budget_s: float = 600.0, seed: int = 0, device: str = "cpu",
 
     10 windows (measured at a 150 s budget: 2.8e-2 with 10 windows, 8.9e-2 with 20).
     """
-    net = NetSpec(architecture="separable", width=64, depth=3, rank=32, n_harmonics=16)
+    net = NetSpec(architecture="separable", width=64, depth=3, rank=32, n_harmonics=32,
+                  x_depth=0, harmonic_decay=2.0)
     train = TrainConfig(adam_steps=100_000, lbfgs_steps=100_000, lr=1e-3, n_x=1024, n_t=32,
                         n_x_lbfgs=2048, n_t_lbfgs=64, resample_every=100, n_windows=10,
                         lbfgs_chunk=20, n_sweeps=2, budget_s=budget_s, adam_fraction=0.5,
