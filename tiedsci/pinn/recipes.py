@@ -6,8 +6,9 @@
 - :func:`allen_cahn_recipe`: AC.mat, separable rank-32 network on 16 harmonics plus a corner
   mode for ``u0``'s slope jump, 10 time windows with the state carried exactly, Adam then
   L-BFGS per window, a second L-BFGS sweep.
-- :func:`kdv_recipe`: KdV.mat, the same network (no corner: ``u0`` is smooth), derivatives up
-  to ``u_xxx``, 10 windows, two sweeps.
+- :func:`kdv_recipe`: KdV.mat, the same schedule (no corner: ``u0`` is smooth), derivatives up
+  to ``u_xxx``, 10 windows, two sweeps; the x-factors are truncated Fourier series (32
+  harmonics, ``x_depth=0``) with harmonic ``k`` scaled by ``k^-2`` (``harmonic_decay=2``).
 
 Both return ``(problem, reference, net, train)``; the examples, the benchmark and the CLI demo use
 them, so the figures quoted for one are the figures of all.
