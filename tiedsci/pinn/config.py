@@ -51,7 +51,7 @@ class NetSpec:
     rank : int
         Separable rank.
     x_depth : int or None
-        Separable networks only: hidden layers of the x-network (``None``: ``depth``). ``0``
+        Separable networks only: hidden layers of the x-network (``None``, unset: ``depth``). ``0``
         makes each x-factor a linear combination of the periodic features, with
         ``n_harmonics`` harmonics a truncated Fourier series
         ``f_r(x) = b_r + sum_k a_rk cos(k w x) + c_rk sin(k w x)``: exactly periodic, with

@@ -71,7 +71,10 @@ def kdv_recipe(budget_s: float = 600.0, seed: int = 0, device: str = "cpu",
                ) -> tuple[PDEProblem, Reference, NetSpec, TrainConfig]:
     """KdV as in Raissi's KdV.mat (``u_t + u u_x + 0.0025 u_xxx = 0``, ``u0 = cos(pi x)``).
 
-    10 windows (measured at a 150 s budget: 2.8e-2 with 10 windows, 8.9e-2 with 20).
+    The x-factors are truncated Fourier series (``x_depth=0``, 32 harmonics: the solitons at
+    ``t ~ 1`` need about 30) with harmonic ``k`` scaled by ``k^-2`` (``harmonic_decay=2``), which
+    keeps the ``k^3``-stiff ``u_xxx`` term from stalling the optimisers. Measured on one CPU
+    core: 1.14e-4 in 900 s (the previous tanh x-network on 16 harmonics: 6.3e-3 in 600 s).
     """
     net = NetSpec(architecture="separable", width=64, depth=3, rank=32, n_harmonics=32,
                   x_depth=0, harmonic_decay=2.0)
