@@ -185,5 +185,6 @@ def test_fourier_x_factor_with_harmonic_decay_round_trips_exactly(tmp_path):
     sol.save(tmp_path / "kdv")
     again = pinn.load(tmp_path / "kdv")
     assert again.net == net
+    assert "Fourier-series x-factors (4 harmonics)" in again.report()
     x = np.linspace(-1.0, 1.0, 9)
     assert np.array_equal(again.predict(x, T), sol.predict(x, T))
