@@ -5,7 +5,9 @@
 axis is declared in the core registry and compiled into the exact ``cos / sin(k pi x)``
 embedding; the coefficients are registry parameters. The measured recipe
 (:func:`tiedsci.pinn.recipes.kdv_recipe`) marches over short time windows with a separable
-network, each window's start state carried exactly (values and x-derivatives up to u_xxx).
+network whose x-factors are truncated Fourier series (32 harmonics, harmonic ``k`` scaled by
+``k^-2`` against the stiffness of ``u_xxx``), each window's start state carried exactly (values
+and x-derivatives up to u_xxx).
 
 Run: ``python examples/kdv_periodic.py [--json] [--quick] [--budget S] [--out DIR]
 [--device cuda]``. With ``--json`` one JSON object is printed: ``rel_l2``, ``boundary_mismatch``,

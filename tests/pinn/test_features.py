@@ -32,7 +32,8 @@ def test_periodic_features_network_is_periodic_to_roundoff(seed, activation):
     period = 2.7
     feats = PeriodicFeatures(2, {0: period}, n_harmonics=6, lower={0: -0.4},
                              trainable_amplitudes=True,
-                             others={1: FourierFeatures(0.0, 1.0, [math.pi, 2 * math.pi])})
+                             others={1: FourierFeatures(0.0, 1.0, [math.pi, 2 * math.pi])},
+                             decay=1.5 if seed == 1 else 0.0)
     net = _net(feats, seed, activation, wf=seed == 2)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # random weights everywhere, amplitudes included
@@ -50,6 +51,18 @@ def test_periodic_features_network_is_periodic_to_roundoff(seed, activation):
     for d in jet:
         d = d.detach()
         assert float((d[0] - d[1]).abs().max()) <= 1e-10 * max(1.0, float(d.abs().max()))
+
+
+def test_harmonic_decay_scales_harmonic_k_by_k_to_the_minus_p_and_is_not_saved():
+    x = torch.linspace(-1, 1, 7, dtype=torch.float64)
+    plain = PeriodicFeatures(1, {0: 2.0}, n_harmonics=5, lower={0: -1.0})
+    decayed = PeriodicFeatures(1, {0: 2.0}, n_harmonics=5, lower={0: -1.0}, decay=2.0)
+    k = torch.arange(1, 6, dtype=torch.float64).repeat(2)
+    for a, b in zip(plain.jet(x[:, None], 0, 3), decayed.jet(x[:, None], 0, 3)):
+        assert_allclose(b.numpy(), (a / k**2).numpy(), rtol=1e-14, atol=1e-14)
+    assert set(decayed.state_dict()) == set(plain.state_dict())
+    with pytest.raises(DataError, match="decay"):
+        PeriodicFeatures(1, {0: 2.0}, decay=-1.0)
 
 
 def test_two_periodic_axes():

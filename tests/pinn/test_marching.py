@@ -116,6 +116,10 @@ def test_bad_specs_raise():
         NetSpec(boundary="soft")
     with pytest.raises(DataError, match="dtype"):
         TrainConfig(dtype="float16")
+    with pytest.raises(DataError, match="harmonic_decay"):
+        NetSpec(harmonic_decay=-1.0)
+    with pytest.raises(DataError, match="x_depth"):
+        NetSpec(x_depth=-1)
     with pytest.raises(DataError, match="steady"):
         solve_time_marching(P.poisson_2d(), TINY_NET, TINY)
 
@@ -135,6 +139,7 @@ def test_cuda_run_matches_cpu_closely():  # pragma: no cover - GPU only
     replace(TINY_NET, architecture="mlp", activation="sin"),
     replace(TINY_NET, ck=2, n_basis=8, activation="gelu"),
     replace(TINY_NET, trainable_amplitudes=True, weight_factorization=True),
+    replace(TINY_NET, x_depth=0, n_harmonics=5, harmonic_decay=2.0),
 ])
 def test_other_architectures_and_embeddings_keep_the_exact_tie(net):
     prob = P.kdv()  # third x-derivative through every embedding
@@ -152,3 +157,23 @@ def test_soft_initial_condition_adds_a_loss_term_and_progress_bar_runs():
     ic = [h["initial"] for h in sol.history if "initial" in h]
     assert ic and ic[-1] < ic[0]
     assert not sol.windows[0].subtract and sol.windows[1].subtract
+
+
+def test_linear_x_factor_is_a_truncated_fourier_series_with_exact_derivatives():
+    """x_depth=0: each x-factor is a trig polynomial of degree n_harmonics (nothing above it
+    in its DFT) and its jets are its spectral derivatives."""
+    from tiedsci.pinn.marching import build_field
+
+    prob, k_max, n = P.kdv(), 5, 64
+    spec = replace(TINY_NET, x_depth=0, n_harmonics=k_max)
+    fld, _ = build_field(prob, prob.registry.compile(), spec, 0.0, 0.1, seed=1)
+    x = torch.linspace(-1, 1, n + 1, dtype=torch.float64)[:-1]
+    f = [j.detach().numpy() for j in fld.x_jet(x, 3)]
+    spec_f = np.fft.rfft(f[0], axis=0)
+    assert np.abs(spec_f[k_max + 1:]).max() < 1e-10 * np.abs(spec_f).max()
+    assert np.abs(spec_f[1:k_max + 1]).max() > 1e-3
+    ik = 1j * np.pi * np.arange(spec_f.shape[0])[:, None]  # period 2: wavenumbers pi k
+    for m in (1, 2, 3):
+        assert_allclose(f[m], np.fft.irfft(ik**m * spec_f, n=n, axis=0), atol=1e-8)
+    with pytest.raises(DataError, match="x_depth"):
+        NetSpec(architecture="mlp", x_depth=0)

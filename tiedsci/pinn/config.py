@@ -50,8 +50,19 @@ class NetSpec:
     activation : {"tanh", "sin", "gelu"}
     rank : int
         Separable rank.
+    x_depth : int or None
+        Separable networks only: hidden layers of the x-network (``None``, unset: ``depth``). ``0``
+        makes each x-factor a linear combination of the periodic features, with
+        ``n_harmonics`` harmonics a truncated Fourier series
+        ``f_r(x) = b_r + sum_k a_rk cos(k w x) + c_rk sin(k w x)``: exactly periodic, with
+        exact derivatives of every order and the resolution set by ``n_harmonics`` alone.
     n_harmonics : int
         Harmonics of the periodic embedding.
+    harmonic_decay : float
+        Fixed factor ``k^-harmonic_decay`` on the ``k``-th harmonic of the periodic embedding
+        (0: none). A diagonal preconditioner: a residual with an x-derivative of order ``m``
+        (KdV: ``u_xxx``) is ``k^m`` times more sensitive to harmonic ``k`` than to the first,
+        which stalls Adam and L-BFGS once ``n_harmonics`` is large.
     ck : int or None
         Use the C^k periodic B-spline embedding with ``n_basis`` functions instead of harmonics.
     n_basis : int
@@ -88,7 +99,9 @@ class NetSpec:
     depth: int = 3
     activation: str = "tanh"
     rank: int = 32
+    x_depth: int | None = None
     n_harmonics: int = 16
+    harmonic_decay: float = 0.0
     ck: int | None = None
     n_basis: int = 32
     trainable_amplitudes: bool = False
@@ -122,6 +135,13 @@ class NetSpec:
             raise DataError("corner_orders needs architecture='separable'")
         if self.ck is not None:
             _check_int(self, "ck", 0)
+        decay = _number(self, "harmonic_decay")
+        if not math.isfinite(decay) or decay < 0:
+            raise DataError(f"harmonic_decay must be finite and >= 0, got {decay!r}")
+        if self.x_depth is not None:
+            _check_int(self, "x_depth", 0)
+            if self.architecture != "separable":
+                raise DataError("x_depth needs architecture='separable'")
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def periodic_axes(layout: Layout, inputs: Sequence[str]) -> dict[int, tuple[floa
 def periodic_features(layout: Layout, inputs: Sequence[str], n_harmonics: int = 8,
                       others: Mapping[int, nn.Module] | None = None,
                       trainable_amplitudes: bool = False, ck: int | None = None,
-                      n_basis: int = 32) -> PeriodicFeatures:
+                      n_basis: int = 32, decay: float = 0.0) -> PeriodicFeatures:
     """The embedding realising the registry's periodic axes.
 
     Parameters
@@ -93,6 +93,8 @@ def periodic_features(layout: Layout, inputs: Sequence[str], n_harmonics: int = 
     trainable_amplitudes : bool
     ck : int, optional
         Use the C^k B-spline variant with this continuity order (``n_basis`` functions per axis).
+    decay : float
+        Fourier variant: fixed factor ``k^-decay`` on harmonic ``k``.
     """
     axes = periodic_axes(layout, inputs)
     if not axes:
@@ -103,4 +105,5 @@ def periodic_features(layout: Layout, inputs: Sequence[str], n_harmonics: int = 
         return CkPeriodicFeatures(len(inputs), periods, n_basis=n_basis, k=ck, lower=lower,
                                   others=others)
     return PeriodicFeatures(len(inputs), periods, n_harmonics, lower=lower,
-                            trainable_amplitudes=trainable_amplitudes, others=others)
+                            trainable_amplitudes=trainable_amplitudes, others=others,
+                            decay=decay)

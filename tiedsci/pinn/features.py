@@ -76,10 +76,14 @@ class PeriodicEncoder(nn.Module):
         Left end ``a`` of the periodic interval (only a phase).
     trainable_amplitudes : bool
         Learn one amplitude ``a_k`` per harmonic (initialised to 1); periodicity is unaffected.
+    decay : float
+        Fixed factor ``k^-decay`` on harmonic ``k`` (0: none): a diagonal preconditioner for
+        residuals with high x-derivatives, whose sensitivity to harmonic ``k`` grows like
+        ``k^order`` (KdV: ``u_xxx``).
     """
 
     def __init__(self, period: float, n_harmonics: int = 8, lower: float = 0.0,
-                 trainable_amplitudes: bool = False) -> None:
+                 trainable_amplitudes: bool = False, decay: float = 0.0) -> None:
         super().__init__()
         self.period = check_period(period)
         self.n_harmonics = _check_count(n_harmonics, "n_harmonics")
@@ -90,6 +94,13 @@ class PeriodicEncoder(nn.Module):
         )
         self.amplitude = (nn.Parameter(torch.ones(self.n_harmonics, dtype=torch.float64))
                           if trainable_amplitudes else None)
+        decay = float(decay)
+        if not math.isfinite(decay) or decay < 0:
+            raise DataError(f"decay must be finite and >= 0, got {decay!r}")
+        k = torch.arange(1, self.n_harmonics + 1, dtype=torch.float64)
+        # not saved: rebuilt from the spec, so bundles written before it still load
+        self.register_buffer("decay_scale", (k ** -decay).repeat(2) if decay else None,
+                             persistent=False)
 
     @property
     def n_out(self) -> int:
@@ -111,6 +122,8 @@ class PeriodicEncoder(nn.Module):
         if self.amplitude is not None:
             amp = self.amplitude.to(x[0].dtype).repeat(2)
             out = [o * amp for o in out]
+        if self.decay_scale is not None:
+            out = [o * self.decay_scale.to(x[0].dtype) for o in out]
         return tuple(out)
 
 
@@ -351,6 +364,8 @@ class PeriodicFeatures(InputEmbedding):
         Left ends of the periodic intervals (a phase; default 0).
     trainable_amplitudes : bool
         One learned amplitude per harmonic.
+    decay : float
+        Fixed factor ``k^-decay`` on harmonic ``k`` (see :class:`PeriodicEncoder`).
     others : mapping int -> module, optional
         Encoders of the non-periodic columns (e.g. ``{1: FourierFeatures(0, 1, [pi, 2 pi])}``);
         a column without one passes through unchanged.
@@ -365,7 +380,7 @@ class PeriodicFeatures(InputEmbedding):
                  n_harmonics: int | Mapping[int, int] = 8,
                  lower: Mapping[int, float] | None = None,
                  trainable_amplitudes: bool = False,
-                 others: Mapping[int, nn.Module] | None = None) -> None:
+                 others: Mapping[int, nn.Module] | None = None, decay: float = 0.0) -> None:
         n_inputs = _check_count(n_inputs, "n_inputs")
         _check_axes(n_inputs, periods)
         lower = dict(lower or {})
@@ -373,7 +388,8 @@ class PeriodicFeatures(InputEmbedding):
         for axis, period in periods.items():
             nh = n_harmonics[axis] if isinstance(n_harmonics, Mapping) else n_harmonics
             periodic[int(axis)] = PeriodicEncoder(check_period(period, f"period of input {axis}"),
-                                                  nh, lower.get(axis, 0.0), trainable_amplitudes)
+                                                  nh, lower.get(axis, 0.0), trainable_amplitudes,
+                                                  decay)
         super().__init__(n_inputs, _merge(periodic, others))
         self.periodic_axes = tuple(sorted(periodic))
 

@@ -177,6 +177,8 @@ def report(solution: Solution) -> str:
             status += (f", stopped in window {sol.stopped_at['window']} sweep "
                        f"{sol.stopped_at['sweep']}")
         shape = f"{len(sol.windows)} time window(s), {sol.net.architecture} field"
+        if sol.net.x_depth == 0:
+            shape += f", Fourier-series x-factors ({sol.net.n_harmonics} harmonics)"
     else:
         shape = "one mlp field" + (f", Dirichlet {sol.dirichlet}" if sol.transforms else "")
     last = next((h for h in reversed(sol.history) if np.isfinite(h.get("loss", np.nan))), None)

@@ -114,7 +114,8 @@ def build_field(problem: PDEProblem, layout: Layout, spec: NetSpec, t0: float, t
         def x_embedding(n_inputs: int, others: Mapping[int, nn.Module] | None) -> nn.Module:
             return periodic_features(layout, ("x", "t")[:n_inputs], spec.n_harmonics,
                                      others=others, trainable_amplitudes=spec.trainable_amplitudes,
-                                     ck=spec.ck, n_basis=spec.n_basis)
+                                     ck=spec.ck, n_basis=spec.n_basis,
+                                     decay=spec.harmonic_decay)
     else:
         periodic_axes(layout, ("x", "t"))  # still validate the declaration
 
@@ -131,8 +132,9 @@ def build_field(problem: PDEProblem, layout: Layout, spec: NetSpec, t0: float, t
         if corner is not None and spec.corner_amplitude == "linearized":
             rate = boundary_decay_rate(problem, layout)
         n_t_out = spec.rank + (corner.n_modes if corner is not None and rate is None else 0)
+        x_kw = kw if spec.x_depth is None else {**kw, "depth": spec.x_depth}
         fld: nn.Module = SeparableField(
-            FieldNet(xf, MLP(xf.n_out, spec.rank, seed=seed, **kw)),
+            FieldNet(xf, MLP(xf.n_out, spec.rank, seed=seed, **x_kw)),
             FieldNet(tf, MLP(tf.n_out, n_t_out, seed=seed + 1, **kw)),
             corner, rate,
         )

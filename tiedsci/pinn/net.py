@@ -81,7 +81,7 @@ class MLP(nn.Module):
     width : int
         Hidden units per layer.
     depth : int
-        Number of hidden layers (>= 1).
+        Number of hidden layers (>= 0; 0 is one linear map ``n_in -> n_out``).
     activation : {"tanh", "sin", "gelu"}
     weight_factorization : bool
         Use :class:`FactorizedLinear` layers.
@@ -95,9 +95,10 @@ class MLP(nn.Module):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise DataError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
-        for name, val in (("n_in", n_in), ("n_out", n_out), ("width", width), ("depth", depth)):
-            if isinstance(val, bool) or int(val) != val or val < 1:
-                raise DataError(f"{name} must be an integer >= 1, got {val!r}")
+        for name, val, lo in (("n_in", n_in, 1), ("n_out", n_out, 1), ("width", width, 1),
+                              ("depth", depth, 0)):
+            if isinstance(val, bool) or int(val) != val or val < lo:
+                raise DataError(f"{name} must be an integer >= {lo}, got {val!r}")
         gen = make_generator(seed)
         sizes = [n_in] + [width] * depth + [n_out]
         layer = FactorizedLinear if weight_factorization else _Linear

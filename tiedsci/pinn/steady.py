@@ -194,7 +194,7 @@ def build_steady_field(problem: PDEProblem, layout: Layout, net: NetSpec, cfg: T
         raise DataError(f"Dirichlet values given for unknown axes {sorted(unknown)}")
     emb = periodic_features(layout, inputs, net.n_harmonics, others=others,
                             trainable_amplitudes=net.trainable_amplitudes, ck=net.ck,
-                            n_basis=net.n_basis)
+                            n_basis=net.n_basis, decay=net.harmonic_decay)
     fnet = FieldNet(emb, MLP(emb.n_out, 1, width=net.width, depth=net.depth,
                              activation=net.activation,
                              weight_factorization=net.weight_factorization,
