@@ -47,7 +47,7 @@ def advection_recipe(budget_s: float = 120.0, seed: int = 0, device: str = "cpu"
     return advection(speed), exact_advection_reference(speed), net, train
 
 
-def allen_cahn_recipe(budget_s: float = 600.0, seed: int = 0, device: str = "cpu",
+def allen_cahn_recipe(budget_s: float = 900.0, seed: int = 0, device: str = "cpu",
                       dtype: str = "float32"
                       ) -> tuple[PDEProblem, Reference, NetSpec, TrainConfig]:
     """Allen-Cahn as in Raissi's AC.mat; the bundled data are the reference.
@@ -66,7 +66,7 @@ def allen_cahn_recipe(budget_s: float = 600.0, seed: int = 0, device: str = "cpu
     return allen_cahn(), load_reference("allen_cahn"), net, train
 
 
-def kdv_recipe(budget_s: float = 600.0, seed: int = 0, device: str = "cpu",
+def kdv_recipe(budget_s: float = 900.0, seed: int = 0, device: str = "cpu",
                dtype: str = "float32"
                ) -> tuple[PDEProblem, Reference, NetSpec, TrainConfig]:
     """KdV as in Raissi's KdV.mat (``u_t + u u_x + 0.0025 u_xxx = 0``, ``u0 = cos(pi x)``).
