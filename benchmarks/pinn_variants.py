@@ -32,6 +32,14 @@ from tiedsci.pinn import problem as P
 from tiedsci.pinn.reference import Reference
 
 VARIANTS: dict[str, dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {
+    "advection": {
+        "recipe": ({}, {}),
+        # the L-BFGS grid redrawn every k calls (of lbfgs_chunk iterations each): a fixed grid
+        # can be over-fitted late in the budget
+        "lbfgs_resample5": ({}, {"lbfgs_resample_every": 5}),
+        "lbfgs_resample2": ({}, {"lbfgs_resample_every": 2}),
+        "lbfgs_grid512": ({}, {"n_x_lbfgs": 512, "n_t_lbfgs": 256}),
+    },
     "allen_cahn": {
         "base": ({"corner_orders": 0}, {}),
         "soft_ic": ({"corner_orders": 0, "ic": "soft"}, {}),

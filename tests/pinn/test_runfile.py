@@ -165,8 +165,13 @@ def test_examples_run_and_print_the_json_schema(tmp_path, capsys, name):
     module = _load(name)
     module.main(["--json", "--budget", "1.5", "--out", str(tmp_path)])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for key in ("rel_l2", "boundary_mismatch", "wall_s", "device", "prediction_file"):
+    for key in ("rel_l2", "boundary_mismatch", "wall_s", "device", "prediction_file",
+                "time_to_error_s"):
         assert key in result
+    times = result["time_to_error_s"]  # seconds to each decade reached, within the solve
+    assert list(times) == [f"1e-{k}" for k in range(1, len(times) + 1)]
+    assert all(0 <= s <= result["wall_s"] for s in times.values())
+    assert list(times.values()) == sorted(times.values())
     data = np.load(result["prediction_file"])
     assert data["u"].shape == (data["t"].size, data["x"].size)
     assert result["boundary_mismatch"] <= 1e-6

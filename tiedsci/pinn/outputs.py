@@ -81,16 +81,21 @@ def run_recipe(recipe: Callable[..., tuple], out_dir: str | Path, budget_s: floa
     ``recipe(budget_s, seed, device, dtype) -> (problem, reference, net, train)``; the
     solution is evaluated against the reference and written by :func:`write_outputs`
     (``threads`` scopes torch's intra-op threads to the solve; ``progress``: a bar of the
-    budget on stderr when it is a terminal). Returns that dict with ``budget_s`` and
-    ``total_wall_s`` (seconds, evaluation and files included).
+    budget on stderr when it is a terminal). Returns that dict with ``budget_s``,
+    ``time_to_error_s`` (seconds to each decade of error against the reference, checked as in
+    ``benchmarks/pinn_periodic.py``) and ``total_wall_s`` (seconds, evaluation and files
+    included).
     """
+    from tiedsci.pinn.budget import time_to_decades
     from tiedsci.pinn.marching import solve_time_marching
 
     start = time.perf_counter()
     problem, reference, net, train = recipe(budget_s, seed, device, dtype)
     train = replace(train, progress=progress, **({"threads": threads} if threads else {}))
-    solution = solve_time_marching(problem, net, train)
+    solution = solve_time_marching(problem, net, train, reference=reference)
     result = write_outputs(solution, reference, out_dir, plots=plots)
+    result["time_to_error_s"] = time_to_decades(solution.history,
+                                                full_t=float(reference.t[-1]))
     result["budget_s"] = budget_s
     result["total_wall_s"] = round(time.perf_counter() - start, 2)
     return result
