@@ -249,7 +249,8 @@ def test_a_new_start_of_the_same_structure_reuses_the_compilation(monkeypatch):
 
     first = _refinement(model).compile()
     built, mapped = [], []
-    monkeypatch.setattr(build, "_build", lambda reg, f=build._build: built.append(1) or f(reg))
+    monkeypatch.setattr(build, "_build",
+                        lambda reg, f=build._build, **kw: built.append(1) or f(reg, **kw))
     monkeypatch.setattr(problem.TieMap, "of", classmethod(
         lambda cls, *a, f=problem.TieMap.of: mapped.append(1) or f(*a)))
     start = {**START, "amp": 3.0, "wid": 0.9}

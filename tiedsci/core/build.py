@@ -333,15 +333,15 @@ def _element_values(reg: Registry) -> np.ndarray:
     return np.concatenate([s.value.ravel() for s in specs]) if specs else np.zeros(0)
 
 
-def _with_values(layout: Layout, reg: Registry, vals: np.ndarray, first_elem: np.ndarray
-                 ) -> Layout:
-    """A layout of the same structure at the registry's current values: theta0 from the free
-    groups' values, values0 re-evaluated so that relations hold exactly."""
+def _set_start(layout: Layout, vals: np.ndarray, first_elem: np.ndarray) -> Layout:
+    """Set (in place) ``theta0`` from the free groups' values (``vals`` per element, the first
+    element of each group standing for it) and ``values0`` re-evaluated from it, so that
+    relations hold exactly; returns ``layout``."""
     theta0 = layout._inverse_transform(vals[first_elem])
-    out = replace(layout, theta0=theta0, _values0={}, _registry=reg.copy(), _cache={})
-    values0 = out.unpack(theta0, backend="numpy")
-    object.__setattr__(out, "_values0", {k: np.asarray(v) for k, v in values0.items()})
-    return out
+    object.__setattr__(layout, "theta0", theta0)
+    values0 = layout.unpack(theta0, backend="numpy")
+    object.__setattr__(layout, "_values0", {k: np.asarray(v) for k, v in values0.items()})
+    return layout
 
 
 def _first_element_of_slots(layout: Layout) -> np.ndarray:
@@ -368,17 +368,19 @@ def build_layout(reg: Registry) -> Layout:
         if np.array_equal(vals[fixed], layout._b[fixed]):  # fixed values enter A z + b
             with contextlib.suppress(KeyError):  # (dropped meanwhile by another thread)
                 _STRUCTURES.move_to_end(key)
-            return _with_values(layout, reg, vals, first_elem)
-    layout = replace(_build(reg), structure=object())
-    first_elem = _first_element_of_slots(layout)
-    _STRUCTURES[key] = (layout, first_elem, np.flatnonzero(layout._kind == FIXED))
+            # same structure, this registry's values (and a copy of it, for freeze())
+            return _set_start(replace(layout, _registry=reg.copy(), _cache={}), vals,
+                              first_elem)
+    layout = _build(reg, structure=object())
+    _STRUCTURES[key] = (layout, _first_element_of_slots(layout),
+                        np.flatnonzero(layout._kind == FIXED))
     while len(_STRUCTURES) > STRUCTURE_CACHE_SIZE:
         with contextlib.suppress(KeyError):
             _STRUCTURES.popitem(last=False)
     return layout
 
 
-def _build(reg: Registry) -> Layout:
+def _build(reg: Registry, structure: object | None = None) -> Layout:
     declared = reg
     reg = exact_limits(reg)  # soft ties of spread 0 / inf compile as a tie / as untied
     specs = list(reg._specs.values())
@@ -429,13 +431,6 @@ def _build(reg: Registry) -> Layout:
         _a_csr=_csr_by_rows(a_rows, a_cols, a_vals, (n, n_z)),
         _values0={s.name: s.value.copy() for s in specs},
         _registry=declared.copy(),
+        structure=structure,
     )
-    # theta0 from the declared values; values0 re-evaluated so relations hold exactly
-    z0 = np.zeros(n_z)
-    for r, z in slot_of_root.items():
-        z0[z] = el.vals[first_elem[r]]
-    theta0 = layout._inverse_transform(z0)
-    object.__setattr__(layout, "theta0", theta0)
-    values0 = layout.unpack(theta0, backend="numpy")
-    object.__setattr__(layout, "_values0", {k: np.asarray(v) for k, v in values0.items()})
-    return layout
+    return _set_start(layout, el.vals, _first_element_of_slots(layout))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -603,6 +603,16 @@ class StructureCache:
         while len(self._data) > self.maxsize:
             self._data.popitem(last=False)
 
+    def fetch(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """The entry of ``key``, or ``compute()`` stored under it when absent; with ``key``
+        None (a structure that is not cached) ``compute()`` alone."""
+        found = None if key is None else self.get(key)
+        if found is None:
+            found = compute()
+            if key is not None:
+                self.put(key, found)
+        return found
+
     def clear(self) -> None:
         """Forget every entry."""
         self._data.clear()
@@ -630,12 +640,8 @@ def _cached_probe(c: Contribution, layout: Layout, values0: dict[str, np.ndarray
     names_key = tuple(layout.names)
     hit = seen.get(("probe", id(c), names_key))
     if hit is None or hit[0] is not c:
-        skey = _structure_key(c, layout)
-        found = PROBE_CACHE.get(skey)
-        if found is None:
-            found = _probe(c, layout, values0)
-            PROBE_CACHE.put(skey, found)
-        hit = (c, *found)
+        hit = (c, *PROBE_CACHE.fetch(_structure_key(c, layout),
+                                     lambda: _probe(c, layout, values0)))
         seen[("probe", id(c), names_key)] = hit
     return hit[1], hit[2]
 
@@ -649,16 +655,16 @@ def _cached_mode(block: ModelBlock, v0: np.ndarray, probed_mode: str | None,
     key = (c.model, c.jac, c.pointwise, tuple(n.split(".")[-1] for n in block.names))
     if key in seen:
         return seen[key]
-    skey = ("mode", *key, block.x.shape, v0.shape, probed_mode)
-    found = PROBE_CACHE.get(skey)
-    if found is None:
+
+    def find() -> tuple[str, bool, bool, bool]:
         kind = _complex_step_kind(block, v0) if (
             probed_mode is None and c.jac == "auto") else None
         mode = "complex" if kind is not None else (probed_mode or _pick_mode(block, v0))
-        found = (mode, *(_pointwise_kind(block, v0) if mode == "torch" else
-                         (False, False)), bool(kind))
-        PROBE_CACHE.put(skey, found)
-    seen[key] = found
+        return (mode, *(_pointwise_kind(block, v0) if mode == "torch" else (False, False)),
+                bool(kind))
+
+    found = seen[key] = PROBE_CACHE.fetch(
+        ("mode", *key, block.x.shape, v0.shape, probed_mode), find)
     return found
 
 
@@ -747,34 +753,31 @@ def _cached_indices(layout: Layout, used_names: tuple[str, ...]
                     ) -> tuple[np.ndarray, np.ndarray]:
     """``(flat element indices, theta indices they depend on)`` of the parameters a model
     reads; kept per layout structure (:attr:`Layout.structure`) in :data:`PROBE_CACHE`."""
-    key = ("indices", layout.structure, used_names)
-    found = PROBE_CACHE.get(key) if layout.structure is not None else None
-    if found is None:
+    def find() -> tuple[np.ndarray, np.ndarray]:
         elem = [np.arange(layout.flat_slice(n).start, layout.flat_slice(n).stop)
                 for n in used_names]
         elem_idx = np.concatenate(elem) if elem else np.zeros(0, dtype=np.intp)
         deps = [layout.depends_on(n) for n in used_names]
         dep_idx = np.unique(np.concatenate(deps)) if deps else np.zeros(0, dtype=np.intp)
-        found = (elem_idx, dep_idx.astype(np.intp))
-        if layout.structure is not None:
-            PROBE_CACHE.put(key, found)
-    return found
+        return elem_idx, dep_idx.astype(np.intp)
+
+    return PROBE_CACHE.fetch(None if layout.structure is None else
+                             ("indices", layout.structure, used_names), find)
 
 
 def _cached_maps(layout: Layout, blocks: Sequence[ModelBlock], r_elem: np.ndarray,
                  r_deps: np.ndarray, restrained: bool) -> tuple[Partition, TieMap | None]:
     """The blocks' shared / local partition and tie maps; kept per layout structure."""
-    key = ("maps", layout.structure, tuple(b.names for b in blocks))
-    found = PROBE_CACHE.get(key) if layout.structure is not None and not restrained else None
-    if found is None:
+    def find() -> tuple[Partition, TieMap | None]:
         deps = [b.deps for b in blocks] + ([r_deps] if restrained else [])
         part = partition_blocks(deps, layout.n_free, force_shared=r_deps)
         rows = [(b.elem_idx, b.deps) for b in blocks] + ([(r_elem, r_deps)] if restrained
                                                          else [])
-        found = (part, TieMap.of(layout, rows))
-        if layout.structure is not None and not restrained:
-            PROBE_CACHE.put(key, found)
-    return found
+        return part, TieMap.of(layout, rows)
+
+    uncached = layout.structure is None or restrained
+    return PROBE_CACHE.fetch(None if uncached else
+                             ("maps", layout.structure, tuple(b.names for b in blocks)), find)
 
 
 def _copies(m: np.ndarray, deps: np.ndarray, v0: np.ndarray, theta0: np.ndarray

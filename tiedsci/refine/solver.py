@@ -324,11 +324,12 @@ def solve_dense(h: np.ndarray, g: np.ndarray, mu: float, scale: np.ndarray) -> n
     numpy.linalg.LinAlgError
         When the damped matrix is not positive definite.
     """
-    return cho_solve(cho_factor(damped(h, mu * scale)), -g)
+    return chol_solve(damped(h, mu * scale), -g)
 
 
-def _dense_normal(part: Partition, jacs: Sequence[np.ndarray], resids: Sequence[np.ndarray],
-                  every: bool) -> tuple[np.ndarray, np.ndarray]:
+def _normal_of_jacobians(part: Partition, jacs: Sequence[np.ndarray],
+                         resids: Sequence[np.ndarray], every: bool
+                         ) -> tuple[np.ndarray, np.ndarray]:
     """``(J^T J, J^T r)`` summed over the residual blocks, shapes (n_free, n_free), (n_free,);
     ``every``: there is one block and it depends on every free parameter, in order."""
     if every:
@@ -401,7 +402,7 @@ class SerialBlocks:
             scale: np.ndarray | None) -> _Point:
         jacs = self.jac(theta)
         if self.dense:  # few parameters: the normal equations as one dense system
-            h, g = _dense_normal(self.part, jacs, resids, self._every)
+            h, g = _normal_of_jacobians(self.part, jacs, resids, self._every)
             diag = h.diagonal().copy()
             scale = initial_scale(diag) if scale is None else np.maximum(scale, diag)
             return _Point(theta, resids, None, cost, scale, h, g, tuple(jacs))
