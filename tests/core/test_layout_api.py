@@ -100,6 +100,8 @@ def test_transform_derivative_is_the_free_rows_of_the_jacobian(reg, seed):
     rows = [labels.index(f) for f in layout.free_names]
     np.testing.assert_allclose(t, fd[rows], atol=2e-7)
     np.testing.assert_array_equal(layout.transform_diagonal(theta), np.diag(t))
+    with pytest.raises(ShapeMismatchError, match="n_free"):
+        layout.transform_diagonal(np.append(theta, 0.0))
 
 
 def _labels(layout, name):

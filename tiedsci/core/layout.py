@@ -717,6 +717,9 @@ class Layout:
         fit, costs far more than the numbers: LM asks for it at every step).
         """
         theta = np.asarray(theta, dtype=float)
+        if theta.shape != (self.n_free,):
+            raise ShapeMismatchError(f"theta has shape {theta.shape}, expected ({self.n_free},) "
+                                     "(the layout's n_free)")
         if self._blocks:
             return np.asarray(self.transform_derivative(theta).diagonal())
         out = np.ones(self.n_free)
